@@ -1,0 +1,1 @@
+//! DoctorGLM disease library and prompt designer.

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what DoctorGLM Desktop needs to build, test and run on Debian/Ubuntu.
+# Idempotent: safe to run again. Needs root (or sudo) for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# System packages: C toolchain, OpenSSL for SQLCipher, WebKitGTK for the Tauri window,
+# Xvfb and WebKitWebDriver for the end-to-end tests.
+APT_PACKAGES=(
+  build-essential pkg-config curl file
+  libssl-dev
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing system packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust (rustup) first" >&2
+  exit 1
+fi
+
+# Front-end modules.
+if [ -f ui/package.json ]; then
+  (cd ui && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi)
+fi
