@@ -15,6 +15,7 @@
 //!
 //! The crate depends on neither the engine nor the app: data preparation is pure and testable alone.
 
+pub mod deid;
 pub mod encoding;
 pub mod error;
 pub mod import;
