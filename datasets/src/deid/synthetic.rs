@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -96,27 +96,27 @@ fn name(rng: &mut ChaCha8Rng) -> String {
 
 fn id_number(rng: &mut ChaCha8Rng) -> String {
     let region = *REGIONS.choose(rng).unwrap_or(&110101);
-    let year = rng.gen_range(1940..2012);
-    let month = rng.gen_range(1..=12);
-    let day = rng.gen_range(1..=28);
-    if rng.gen_bool(0.15) {
-        format!("{region:06}{:02}{month:02}{day:02}{:03}", year % 100, rng.gen_range(1..1000))
+    let year = rng.random_range(1940..2012);
+    let month = rng.random_range(1..=12);
+    let day = rng.random_range(1..=28);
+    if rng.random_bool(0.15) {
+        format!("{region:06}{:02}{month:02}{day:02}{:03}", year % 100, rng.random_range(1..1000))
     } else {
-        idcard::make18(region, year, month, day, rng.gen_range(1..1000))
+        idcard::make18(region, year, month, day, rng.random_range(1..1000))
     }
 }
 
 fn phone(rng: &mut ChaCha8Rng) -> String {
     let prefix = ["138", "139", "150", "186", "177", "135", "199", "131"];
     let p = prefix.choose(rng).copied().unwrap_or("138");
-    let a: u32 = rng.gen_range(1000..10000);
-    let b: u32 = rng.gen_range(1000..10000);
-    match rng.gen_range(0..7) {
+    let a: u32 = rng.random_range(1000..10000);
+    let b: u32 = rng.random_range(1000..10000);
+    match rng.random_range(0..7) {
         0 => format!("{p}-{a}-{b}"),
         1 => format!("+86 {p} {a} {b}"),
-        2 => format!("0571-{}", rng.gen_range(80_000_000..90_000_000)),
-        3 => format!("(010){}", rng.gen_range(60_000_000..70_000_000)),
-        4 => format!("0755-{}", rng.gen_range(2_000_000..3_000_000)),
+        2 => format!("0571-{}", rng.random_range(80_000_000..90_000_000)),
+        3 => format!("(010){}", rng.random_range(60_000_000..70_000_000)),
+        4 => format!("0755-{}", rng.random_range(2_000_000..3_000_000)),
         _ => format!("{p}{a}{b}"),
     }
 }
@@ -126,13 +126,13 @@ fn address(rng: &mut ChaCha8Rng) -> String {
     let city = pick(rng, cities);
     let district = pick(rng, DISTRICTS);
     let road = pick(rng, ROADS);
-    let n = rng.gen_range(1..400);
-    let building = if rng.gen_bool(0.5) {
-        format!("{}栋{}室", rng.gen_range(1..30), rng.gen_range(101..2800))
+    let n = rng.random_range(1..400);
+    let building = if rng.random_bool(0.5) {
+        format!("{}栋{}室", rng.random_range(1..30), rng.random_range(101..2800))
     } else {
         String::new()
     };
-    match rng.gen_range(0..4) {
+    match rng.random_range(0..4) {
         0 => format!("{prov}{city}{district}{road}{n}号{building}"),
         1 => format!("{city}{district}{road}{n}号{building}"),
         2 => format!("北京市朝阳区{road}{n}号{building}"),
@@ -141,11 +141,11 @@ fn address(rng: &mut ChaCha8Rng) -> String {
 }
 
 fn birth_date(rng: &mut ChaCha8Rng) -> (String, bool) {
-    let y = rng.gen_range(1935..2020);
-    let m = rng.gen_range(1..=12);
-    let d = rng.gen_range(1..=28);
+    let y = rng.random_range(1935..2020);
+    let m = rng.random_range(1..=12);
+    let d = rng.random_range(1..=28);
     let months = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-    match rng.gen_range(0..5) {
+    match rng.random_range(0..5) {
         0 => (format!("{y}年{m}月{d}日"), false),
         1 => (format!("{y}-{m:02}-{d:02}"), false),
         2 => (format!("{y}年{m}月"), false),
@@ -155,27 +155,27 @@ fn birth_date(rng: &mut ChaCha8Rng) -> (String, bool) {
 }
 
 fn mrn(rng: &mut ChaCha8Rng) -> String {
-    match rng.gen_range(0..4) {
-        0 => format!("ZY{}", rng.gen_range(2_015_000_000u64..2_024_999_999)),
-        1 => format!("{}", rng.gen_range(10_000_000u64..99_999_999)),
-        2 => format!("MZ-{}", rng.gen_range(10_000..99_999)),
-        _ => format!("{}", rng.gen_range(100_000u64..999_999)),
+    match rng.random_range(0..4) {
+        0 => format!("ZY{}", rng.random_range(2_015_000_000u64..2_024_999_999)),
+        1 => format!("{}", rng.random_range(10_000_000u64..99_999_999)),
+        2 => format!("MZ-{}", rng.random_range(10_000..99_999)),
+        _ => format!("{}", rng.random_range(100_000u64..999_999)),
     }
 }
 
 fn email(rng: &mut ChaCha8Rng) -> String {
-    format!("{}{}@{}", pick(rng, PINYIN), rng.gen_range(1..999), pick(rng, DOMAINS))
+    format!("{}{}@{}", pick(rng, PINYIN), rng.random_range(1..999), pick(rng, DOMAINS))
 }
 
 /// A sentence with one piece of personal data of `kind`, as (before, value, after).
 fn sentence(rng: &mut ChaCha8Rng, kind: PiiKind) -> (String, String, String) {
     let symptom = pick(rng, SYMPTOMS);
-    let age = rng.gen_range(18..90);
+    let age = rng.random_range(18..90);
     let (b, v, a): (&str, String, String) = match kind {
         PiiKind::Name => {
             let n = name(rng);
             let surname_only = pick(rng, SURNAMES).to_string();
-            return match rng.gen_range(0..9) {
+            return match rng.random_range(0..9) {
                 0 => ("患者".into(), n, format!("，男，{age}岁，因{symptom}入院。")),
                 1 => ("姓名：".into(), n, "，性别：女。".into()),
                 2 => (String::new(), n, "先生今天来复诊。".into()),
@@ -189,7 +189,7 @@ fn sentence(rng: &mut ChaCha8Rng, kind: PiiKind) -> (String, String, String) {
         }
         PiiKind::IdNumber => {
             let id = id_number(rng);
-            match rng.gen_range(0..4) {
+            match rng.random_range(0..4) {
                 0 => ("身份证号：", id, "。".into()),
                 1 => ("身份证", id, "，医保已登记。".into()),
                 2 => ("证件号码", id, "。".into()),
@@ -198,7 +198,7 @@ fn sentence(rng: &mut ChaCha8Rng, kind: PiiKind) -> (String, String, String) {
         }
         PiiKind::Phone => {
             let p = phone(rng);
-            match rng.gen_range(0..5) {
+            match rng.random_range(0..5) {
                 0 => ("电话：", p, "。".into()),
                 1 => ("有事请打我手机", p, "。".into()),
                 2 => ("联系方式 ", p, "（白天）。".into()),
@@ -208,7 +208,7 @@ fn sentence(rng: &mut ChaCha8Rng, kind: PiiKind) -> (String, String, String) {
         }
         PiiKind::Address => {
             let addr = address(rng);
-            match rng.gen_range(0..4) {
+            match rng.random_range(0..4) {
                 0 => ("患者家住", addr, "，近期搬家。".into()),
                 1 => ("住址：", addr, "。".into()),
                 2 => ("现住", addr, "，独居。".into()),
@@ -218,12 +218,12 @@ fn sentence(rng: &mut ChaCha8Rng, kind: PiiKind) -> (String, String, String) {
         PiiKind::BirthDate => {
             let (d, english) = birth_date(rng);
             if english {
-                match rng.gen_range(0..2) {
+                match rng.random_range(0..2) {
                     0 => ("DOB: ", d, ". ".into()),
                     _ => ("Date of birth: ", d, ". ".into()),
                 }
             } else {
-                match rng.gen_range(0..3) {
+                match rng.random_range(0..3) {
                     0 => ("出生日期：", d, "。".into()),
                     1 => ("孩子生日是", d, "，现在发烧。".into()),
                     _ => ("患者", d, "出生，既往体健。".into()),
@@ -232,7 +232,7 @@ fn sentence(rng: &mut ChaCha8Rng, kind: PiiKind) -> (String, String, String) {
         }
         PiiKind::MedicalRecordNumber => {
             let m = mrn(rng);
-            match rng.gen_range(0..5) {
+            match rng.random_range(0..5) {
                 0 => ("病历号：", m, "。".into()),
                 1 => ("住院号", m, "，床号12。".into()),
                 2 => ("门诊号: ", m, "。".into()),
@@ -242,7 +242,7 @@ fn sentence(rng: &mut ChaCha8Rng, kind: PiiKind) -> (String, String, String) {
         }
         PiiKind::Email => {
             let e = email(rng);
-            match rng.gen_range(0..3) {
+            match rng.random_range(0..3) {
                 0 => ("邮箱：", e, "。".into()),
                 1 => ("报告发到", e, "就行。".into()),
                 _ => ("email: ", e, " thanks. ".into()),
@@ -259,8 +259,8 @@ pub fn corpus(seed: u64, n: usize) -> Vec<LabelledText> {
         .map(|i| {
             let mut text = String::new();
             let mut entities = Vec::new();
-            let labelled = 1 + usize::from(rng.gen_bool(0.4));
-            let distract = rng.gen_range(1..4);
+            let labelled = 1 + usize::from(rng.random_bool(0.4));
+            let distract = rng.random_range(1..4);
             let mut slots: Vec<Option<PiiKind>> = (0..labelled)
                 .map(|j| Some(PiiKind::ALL[(i + j * 3) % PiiKind::ALL.len()]))
                 .chain((0..distract).map(|_| None))
