@@ -15,10 +15,12 @@
 //!
 //! The crate depends on neither the engine nor the app: data preparation is pure and testable alone.
 
+pub mod clean;
 pub mod deid;
 pub mod encoding;
 pub mod error;
 pub mod import;
+pub mod prepared;
 pub mod progress;
 pub mod record;
 
