@@ -273,6 +273,9 @@ fn read_json(text: &str, control: &mut Control<'_>) -> Result<SourceTable> {
         serde_json::from_str(raw.get()).map_err(|e| json_error(&e))?
     };
     let total = elements.len();
+    if total == 0 {
+        return Err(DatasetError::JsonShape("the list is empty: the export holds no records".into()));
+    }
     let base = body.as_ptr() as usize;
     let bytes = body.as_bytes();
     let (mut line, mut scanned) = (1usize, 0usize);
