@@ -1,9 +1,40 @@
 //! DoctorGLM engine: the ChatGLM family on candle.
 //!
-//! Module map (filled in as modules land):
+//! Module map:
 //! - `error`: the crate's error type.
+//! - `config`: `config.json` → [`ModelConfig`] (ChatGLM-6B, ChatGLM2/3, GLM-4).
+//! - `weights`: safetensors / PyTorch `.bin` files, single or sharded, checked per tensor.
+//! - `device`: CPU, CUDA or Metal.
+//! - `layers`: shared blocks (LoRA-aware linear, norms, RoPE, attention).
+//! - `arch`, `chatglm6b`, `chatglm2`: the two architectures (v1; v2/v3/GLM-4).
+//! - `kv_cache`: per-sequence keys/values for incremental decoding.
+//! - `lora`: PEFT LoRA adapters (unmerged, several at once, optional merge).
+//! - `ptuning`: P-tuning v2 prefixes.
+//! - `model`: [`Model`], loading, forward passes, adapters.
+//! - `generate`: the generation loop (streaming, stop tokens, cancellation).
 //! - `sampling`: next-token choice (repetition penalty, n-gram ban, temperature, top-k, top-p, seeded draw, presets).
 //! - `train`: LoRA training (loss, AdamW/Lion, clipping, schedules).
-
+pub mod arch;
+pub mod chatglm2;
+pub mod chatglm6b;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod generate;
+pub mod kv_cache;
+pub mod layers;
+pub mod lora;
+pub mod model;
+pub mod ptuning;
 pub mod sampling;
 pub mod train;
+pub mod weights;
+
+pub use config::{Family, ModelConfig};
+pub use device::{select_device, DeviceChoice};
+pub use error::{ModelError, Result};
+pub use generate::{generate, GenerationSettings, Generated, Request, StopReason};
+pub use kv_cache::KvCache;
+pub use lora::{LoraConfig, PeftAdapter};
+pub use model::{LoadOptions, Model};
+pub use ptuning::PrefixAdapter;

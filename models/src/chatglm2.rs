@@ -1,0 +1,163 @@
+//! ChatGLM2-6B, ChatGLM3-6B and GLM-4: multi-query (grouped) attention with a fused qkv
+//! projection, RoPE on the first half of each head in interleaved pairs (base 10000·rope_ratio),
+//! RMSNorm, SwiGLU MLP, causal mask.
+use crate::arch::{Loader, Step};
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::kv_cache::LayerKv;
+use crate::layers::{attention, build_mask, rope_angles, rope_pairs, LoraLinear, Norm};
+use candle_core::{DType, Device, Tensor};
+
+struct Block {
+    input_norm: Norm,
+    qkv: LoraLinear,
+    dense: LoraLinear,
+    post_norm: Norm,
+    h_to_4h: LoraLinear,
+    four_h_to_h: LoraLinear,
+}
+
+/// The ChatGLM2-family transformer.
+pub struct ChatGlm2 {
+    cfg: ModelConfig,
+    embeddings: Tensor,
+    blocks: Vec<Block>,
+    final_norm: Option<Norm>,
+    output: LoraLinear,
+    inv_freq: Tensor,
+}
+
+impl ChatGlm2 {
+    /// Loads the weights named as in THUDM's checkpoints.
+    pub fn load(cfg: &ModelConfig, ld: &Loader) -> Result<Self> {
+        let (h, kv, ffn) = (cfg.hidden_size, cfg.qkv_size(), cfg.ffn_hidden_size);
+        let norm = |name: &str| ld.norm(name, h, cfg.rmsnorm, cfg.eps);
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let p = format!("transformer.encoder.layers.{i}");
+            blocks.push(Block {
+                input_norm: norm(&format!("{p}.input_layernorm"))?,
+                qkv: ld.linear(&format!("{p}.self_attention.query_key_value"), h, kv, cfg.qkv_bias)?,
+                dense: ld.linear(
+                    &format!("{p}.self_attention.dense"),
+                    cfg.num_heads * cfg.head_dim,
+                    h,
+                    cfg.linear_bias,
+                )?,
+                post_norm: norm(&format!("{p}.post_attention_layernorm"))?,
+                h_to_4h: ld.linear(&format!("{p}.mlp.dense_h_to_4h"), h, 2 * ffn, cfg.linear_bias)?,
+                four_h_to_h: ld.linear(&format!("{p}.mlp.dense_4h_to_h"), ffn, h, cfg.linear_bias)?,
+            });
+        }
+        let final_norm =
+            if cfg.post_layer_norm { Some(norm("transformer.encoder.final_layernorm")?) } else { None };
+        Ok(Self {
+            cfg: cfg.clone(),
+            embeddings: ld.tensor("transformer.embedding.word_embeddings.weight", &[cfg.vocab_size, h])?,
+            blocks,
+            final_norm,
+            output: ld.linear("transformer.output_layer", h, cfg.vocab_size, false)?,
+            inv_freq: inv_freq(cfg, ld.device)?,
+        })
+    }
+
+    /// Runs the new tokens through every layer; returns final hidden states `[b, n, hidden]`.
+    pub fn forward(&self, step: &Step, cache: &mut [LayerKv]) -> Result<Tensor> {
+        let (b, n) = step.ids.dims2()?;
+        let device = step.ids.device();
+        let positions: Vec<u32> = (0..b).flat_map(|_| (step.past..step.past + n).map(|p| p as u32)).collect();
+        let positions = Tensor::from_vec(positions, (b, n), device)?;
+        let (cos, sin) = rope_angles(&positions, &self.inv_freq)?;
+        let t = step.prefix_len + step.past + n;
+        let offset = step.prefix_len + step.past;
+        let mask = if n > 1 { Some(build_mask(b, n, t, device, |_, i, j| j <= offset + i)?) } else { None };
+        let mut x = self.embeddings.embedding(&step.ids.flatten_all()?)?.reshape((b, n, ()))?;
+        for (block, kv) in self.blocks.iter().zip(cache.iter_mut()) {
+            x = self.block(block, &x, &cos, &sin, mask.as_ref(), kv, step.adapter)?;
+        }
+        match &self.final_norm {
+            Some(norm) => norm.forward(&x),
+            None => Ok(x),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        kv: &mut LayerKv,
+        adapter: Option<&str>,
+    ) -> Result<Tensor> {
+        let c = &self.cfg;
+        let (b, n, _) = x.dims3()?;
+        let (nh, ng, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let normed = blk.input_norm.forward(x)?;
+        let qkv = blk.qkv.forward(&normed, adapter)?;
+        let heads = |start: usize, count: usize| -> Result<Tensor> {
+            Ok(qkv.narrow(2, start * d, count * d)?.reshape((b, n, count, d))?.transpose(1, 2)?)
+        };
+        let q = self.rotate(&heads(0, nh)?, cos, sin)?;
+        let k = self.rotate(&heads(nh, ng)?, cos, sin)?;
+        let v = heads(nh + ng, ng)?.contiguous()?;
+        let (k, v) = kv.append(&k, &v)?;
+        let ctx = attention(&q, &k, &v, mask, 1.0 / (d as f64).sqrt(), 1.0)?;
+        let ctx = ctx.transpose(1, 2)?.reshape((b, n, nh * d))?;
+        let attn_out = blk.dense.forward(&ctx, adapter)?;
+        let residual = if c.residual_post_layernorm { &normed } else { x };
+        let x = (residual + attn_out)?;
+        let normed = blk.post_norm.forward(&x)?;
+        let up = blk.h_to_4h.forward(&normed, adapter)?;
+        let half = up.dim(2)? / 2;
+        let gated = (candle_nn::ops::silu(&up.narrow(2, 0, half)?)? * up.narrow(2, half, half)?)?;
+        let mlp_out = blk.four_h_to_h.forward(&gated, adapter)?;
+        let residual = if c.residual_post_layernorm { &normed } else { &x };
+        Ok((residual + mlp_out)?)
+    }
+
+    /// RoPE on the first half of each head, the rest passes through.
+    fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let d = x.dim(3)?;
+        let rot = d / 2;
+        let rotated = rope_pairs(&x.narrow(3, 0, rot)?, cos, sin)?;
+        Ok(Tensor::cat(&[&rotated, &x.narrow(3, rot, d - rot)?], 3)?.contiguous()?)
+    }
+
+    /// The output projection.
+    pub fn output(&self) -> &LoraLinear {
+        &self.output
+    }
+
+    /// Every linear layer, for adapters.
+    pub fn linears(&self) -> Vec<&LoraLinear> {
+        let mut all: Vec<&LoraLinear> = Vec::new();
+        for b in &self.blocks {
+            all.extend([&b.qkv, &b.dense, &b.h_to_4h, &b.four_h_to_h]);
+        }
+        all.push(&self.output);
+        all
+    }
+
+    /// Every linear layer, mutable.
+    pub fn linears_mut(&mut self) -> Vec<&mut LoraLinear> {
+        let mut all: Vec<&mut LoraLinear> = Vec::new();
+        for b in &mut self.blocks {
+            all.extend([&mut b.qkv, &mut b.dense, &mut b.h_to_4h, &mut b.four_h_to_h]);
+        }
+        all.push(&mut self.output);
+        all
+    }
+}
+
+/// `1 / base^(2i / r)` for the rotary half `r = head_dim / 2`, in f32.
+fn inv_freq(cfg: &ModelConfig, device: &Device) -> Result<Tensor> {
+    let rot = cfg.head_dim / 2;
+    let freqs: Vec<f32> = (0..rot)
+        .step_by(2)
+        .map(|i| 1.0 / (cfg.rope_base as f32).powf(i as f32 / rot as f32))
+        .collect();
+    Ok(Tensor::new(freqs, device)?.to_dtype(DType::F32)?)
+}

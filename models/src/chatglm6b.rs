@@ -1,0 +1,204 @@
+//! ChatGLM-6B (v1): per-head fused qkv, 2D RoPE (positions in one half of each head, block
+//! positions in the other, `inv_freq` rounded to fp16), GeLU MLP, LayerNorm, DeepNorm residual
+//! `norm(x)·sqrt(2·28) + f(norm(x))`, query scaling by `1/(sqrt(d)(layer+1))` with the scores
+//! multiplied back by `layer+1`, and a prefix-LM mask: bidirectional up to `<sop>`, causal after.
+use crate::arch::{Loader, Step};
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::kv_cache::LayerKv;
+use crate::layers::{attention, build_mask, rope_angles, rope_halves, LoraLinear, Norm};
+use candle_core::{Device, Tensor};
+
+/// THUDM's `GLMBlock` takes `num_layers` with a default of 28 that `ChatGLMModel` never
+/// overrides, so the DeepNorm residual factor is `sqrt(2·28)` whatever the config says.
+const DEEPNORM_LAYERS: f64 = 28.0;
+
+struct Block {
+    input_norm: Norm,
+    qkv: LoraLinear,
+    dense: LoraLinear,
+    post_norm: Norm,
+    h_to_4h: LoraLinear,
+    four_h_to_h: LoraLinear,
+}
+
+/// The ChatGLM-6B transformer.
+pub struct ChatGlm6b {
+    cfg: ModelConfig,
+    embeddings: Tensor,
+    blocks: Vec<Block>,
+    final_norm: Norm,
+    lm_head: LoraLinear,
+    inv_freq: Tensor,
+}
+
+/// Where a row's prefix-LM context ends and where its mask token sits.
+struct Layout {
+    context_len: usize,
+    mask_pos: usize,
+}
+
+impl ChatGlm6b {
+    /// Loads the weights named as in THUDM's checkpoint.
+    pub fn load(cfg: &ModelConfig, ld: &Loader) -> Result<Self> {
+        let (h, ffn) = (cfg.hidden_size, cfg.ffn_hidden_size);
+        let norm = |name: &str| ld.norm(name, h, false, cfg.eps);
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let p = format!("transformer.layers.{i}");
+            blocks.push(Block {
+                input_norm: norm(&format!("{p}.input_layernorm"))?,
+                qkv: ld.linear(&format!("{p}.attention.query_key_value"), h, 3 * h, true)?,
+                dense: ld.linear(&format!("{p}.attention.dense"), h, h, true)?,
+                post_norm: norm(&format!("{p}.post_attention_layernorm"))?,
+                h_to_4h: ld.linear(&format!("{p}.mlp.dense_h_to_4h"), h, ffn, true)?,
+                four_h_to_h: ld.linear(&format!("{p}.mlp.dense_4h_to_h"), ffn, h, true)?,
+            });
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            embeddings: ld.tensor("transformer.word_embeddings.weight", &[cfg.vocab_size, h])?,
+            blocks,
+            final_norm: norm("transformer.final_layernorm")?,
+            lm_head: ld.linear("lm_head", h, cfg.vocab_size, false)?,
+            inv_freq: inv_freq(cfg.head_dim / 2, ld.device)?,
+        })
+    }
+
+    fn layout(&self, row: &[u32]) -> Result<Layout> {
+        let find = |id: Option<u32>| id.and_then(|id| row.iter().position(|&t| t == id));
+        let context_len = find(self.cfg.bos_token_id).ok_or_else(|| {
+            ModelError::Input("a ChatGLM-6B prompt must end its context with <sop> (bos_token_id)".into())
+        })?;
+        let mask_pos = find(self.cfg.gmask_token_id)
+            .or_else(|| find(self.cfg.mask_token_id))
+            .ok_or_else(|| ModelError::Input("a ChatGLM-6B prompt must hold [gMASK] or [MASK]".into()))?;
+        Ok(Layout { context_len, mask_pos })
+    }
+
+    /// Runs the new tokens through every layer; returns final hidden states `[b, n, hidden]`.
+    pub fn forward(&self, step: &Step, cache: &mut [LayerKv]) -> Result<Tensor> {
+        let (b, n) = step.ids.dims2()?;
+        let device = step.ids.device();
+        let layouts: Vec<Layout> = step.rows.iter().map(|r| self.layout(r)).collect::<Result<_>>()?;
+        let (mut pos, mut block_pos) = (Vec::with_capacity(b * n), Vec::with_capacity(b * n));
+        for l in &layouts {
+            for p in step.past..step.past + n {
+                if p < l.context_len {
+                    pos.push(p as u32);
+                    block_pos.push(0u32);
+                } else {
+                    pos.push(l.mask_pos as u32);
+                    block_pos.push((p - l.context_len + 1) as u32);
+                }
+            }
+        }
+        let (cos1, sin1) = rope_angles(&Tensor::from_vec(pos, (b, n), device)?, &self.inv_freq)?;
+        let (cos2, sin2) = rope_angles(&Tensor::from_vec(block_pos, (b, n), device)?, &self.inv_freq)?;
+        let (prefix, past) = (step.prefix_len, step.past);
+        let t = prefix + past + n;
+        let mask = if n > 1 {
+            Some(build_mask(b, n, t, device, |row, i, j| {
+                j < prefix || j - prefix < layouts[row].context_len || j - prefix <= past + i
+            })?)
+        } else {
+            None
+        };
+        let angles = [&cos1, &sin1, &cos2, &sin2];
+        let mut x = self.embeddings.embedding(&step.ids.flatten_all()?)?.reshape((b, n, ()))?;
+        for (layer, (block, kv)) in self.blocks.iter().zip(cache.iter_mut()).enumerate() {
+            x = self.block(layer, block, &x, angles, mask.as_ref(), kv, step.adapter)?;
+        }
+        self.final_norm.forward(&x)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        layer: usize,
+        blk: &Block,
+        x: &Tensor,
+        angles: [&Tensor; 4],
+        mask: Option<&Tensor>,
+        kv: &mut LayerKv,
+        adapter: Option<&str>,
+    ) -> Result<Tensor> {
+        let c = &self.cfg;
+        let (b, n, _) = x.dims3()?;
+        let (nh, d) = (c.num_heads, c.head_dim);
+        let alpha = (2.0 * DEEPNORM_LAYERS).sqrt();
+        let normed = blk.input_norm.forward(x)?;
+        // The fused projection is laid out per head: [q | k | v] for head 0, then head 1, …
+        let qkv = blk.qkv.forward(&normed, adapter)?.reshape((b, n, nh, 3 * d))?;
+        let part = |i: usize| -> Result<Tensor> { Ok(qkv.narrow(3, i * d, d)?.transpose(1, 2)?) };
+        let q = rotate_2d(&part(0)?, angles)?;
+        let k = rotate_2d(&part(1)?, angles)?;
+        let v = part(2)?.contiguous()?;
+        let (k, v) = kv.append(&k, &v)?;
+        let coeff = (layer + 1) as f64;
+        let ctx = attention(&q, &k, &v, mask, 1.0 / ((d as f64).sqrt() * coeff), coeff)?;
+        let ctx = ctx.transpose(1, 2)?.reshape((b, n, nh * d))?;
+        let attn_out = blk.dense.forward(&ctx, adapter)?;
+        let x = ((&normed * alpha)? + attn_out)?;
+        let normed = blk.post_norm.forward(&x)?;
+        let mlp_out = blk.four_h_to_h.forward(&blk.h_to_4h.forward(&normed, adapter)?.gelu()?, adapter)?;
+        Ok(((normed * alpha)? + mlp_out)?)
+    }
+
+    /// The output projection.
+    pub fn output(&self) -> &LoraLinear {
+        &self.lm_head
+    }
+
+    /// Every linear layer, for adapters.
+    pub fn linears(&self) -> Vec<&LoraLinear> {
+        let mut all: Vec<&LoraLinear> = Vec::new();
+        for b in &self.blocks {
+            all.extend([&b.qkv, &b.dense, &b.h_to_4h, &b.four_h_to_h]);
+        }
+        all.push(&self.lm_head);
+        all
+    }
+
+    /// Every linear layer, mutable.
+    pub fn linears_mut(&mut self) -> Vec<&mut LoraLinear> {
+        let mut all: Vec<&mut LoraLinear> = Vec::new();
+        for b in &mut self.blocks {
+            all.extend([&mut b.qkv, &mut b.dense, &mut b.h_to_4h, &mut b.four_h_to_h]);
+        }
+        all.push(&mut self.lm_head);
+        all
+    }
+}
+
+/// First half of each head rotated by positions, second half by block positions.
+fn rotate_2d(x: &Tensor, [cos1, sin1, cos2, sin2]: [&Tensor; 4]) -> Result<Tensor> {
+    let half = x.dim(3)? / 2;
+    let a = rope_halves(&x.narrow(3, 0, half)?, cos1, sin1)?;
+    let b = rope_halves(&x.narrow(3, half, half)?, cos2, sin2)?;
+    Ok(Tensor::cat(&[&a, &b], 3)?.contiguous()?)
+}
+
+/// `1 / 10000^(2i / dim)` rounded to fp16 as THUDM's code stores it, then used in f32.
+fn inv_freq(dim: usize, device: &Device) -> Result<Tensor> {
+    let freqs: Vec<f32> = (0..dim)
+        .step_by(2)
+        .map(|i| {
+            let f = 1.0 / 10000f32.powf(i as f32 / dim as f32);
+            half_round(f)
+        })
+        .collect();
+    Ok(Tensor::new(freqs, device)?)
+}
+
+/// Rounds an f32 to the nearest fp16 value.
+fn half_round(f: f32) -> f32 {
+    let t = Tensor::new(&[f], &Device::Cpu)
+        .and_then(|t| t.to_dtype(candle_core::DType::F16))
+        .and_then(|t| t.to_dtype(candle_core::DType::F32))
+        .and_then(|t| t.to_vec1::<f32>());
+    match t {
+        Ok(v) => v.first().copied().unwrap_or(f),
+        Err(_) => f,
+    }
+}

@@ -1,0 +1,145 @@
+//! The generation loop: run the prompt once, then one token at a time over the KV cache,
+//! choosing each token, streaming it to a callback, and stopping on a stop token, the token
+//! limit, the context limit or a cancellation flag set from another thread.
+use crate::error::Result;
+use crate::model::Model;
+use crate::ptuning::PrefixAdapter;
+use candle_core::{DType, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How to choose tokens and when to stop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationSettings {
+    /// Softmax temperature; 0 picks the most likely token (greedy).
+    pub temperature: f64,
+    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches `top_p`.
+    pub top_p: f64,
+    /// Keep only the `top_k` most likely tokens (0 = no limit).
+    pub top_k: usize,
+    /// Penalty (> 1 discourages) on tokens already in the prompt or the answer.
+    pub repetition_penalty: f32,
+    /// Most tokens to generate.
+    pub max_new_tokens: usize,
+    /// Token ids that end the answer (not emitted).
+    pub stop_token_ids: Vec<u32>,
+    /// Random seed: the same seed and settings give the same answer.
+    pub seed: u64,
+}
+
+impl Default for GenerationSettings {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_p: 0.8,
+            top_k: 0,
+            repetition_penalty: 1.0,
+            max_new_tokens: 512,
+            stop_token_ids: Vec::new(),
+            seed: 42,
+        }
+    }
+}
+
+impl GenerationSettings {
+    /// Greedy decoding (always the most likely token).
+    pub fn greedy(max_new_tokens: usize, stop_token_ids: Vec<u32>) -> Self {
+        Self { temperature: 0.0, top_p: 1.0, max_new_tokens, stop_token_ids, ..Self::default() }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A stop token came (its id).
+    StopToken(u32),
+    /// `max_new_tokens` were generated.
+    MaxTokens,
+    /// The model's context is full.
+    ContextFull,
+    /// The cancellation flag was set.
+    Cancelled,
+}
+
+/// The result of one generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    /// The new token ids (without the stop token).
+    pub ids: Vec<u32>,
+    /// Why it ended.
+    pub stop: StopReason,
+}
+
+/// What to generate from.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    /// Prompt token ids (already in the model's chat format).
+    pub prompt: &'a [u32],
+    /// LoRA adapter by name, if any.
+    pub adapter: Option<&'a str>,
+    /// P-tuning v2 prefix, if any.
+    pub prefix: Option<&'a PrefixAdapter>,
+}
+
+/// Generates an answer, calling `on_token` with each new token id as soon as it is chosen.
+/// `cancel` is checked before every step; set it from any thread to stop early.
+pub fn generate(
+    model: &Model,
+    request: Request,
+    settings: &GenerationSettings,
+    cancel: &AtomicBool,
+    mut on_token: impl FnMut(u32),
+) -> Result<Generated> {
+    let mut cache = model.new_cache(request.prefix);
+    let mut chooser = TokenChooser::new(settings);
+    let mut ids = Vec::new();
+    let limit = model.config().max_sequence_length;
+    let mut next_input: Vec<u32> = request.prompt.to_vec();
+    let mut history: Vec<u32> = request.prompt.to_vec();
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(Generated { ids, stop: StopReason::Cancelled });
+        }
+        if ids.len() >= settings.max_new_tokens {
+            return Ok(Generated { ids, stop: StopReason::MaxTokens });
+        }
+        if cache.tokens().len() + next_input.len() > limit {
+            return Ok(Generated { ids, stop: StopReason::ContextFull });
+        }
+        let logits = model.forward(&mut cache, &next_input, request.adapter, false)?.squeeze(0)?;
+        let token = chooser.choose(&logits, &history)?;
+        if settings.stop_token_ids.contains(&token) {
+            return Ok(Generated { ids, stop: StopReason::StopToken(token) });
+        }
+        on_token(token);
+        ids.push(token);
+        history.push(token);
+        next_input = vec![token];
+    }
+}
+
+/// The seam between the loop and the token-choice policy (greedy until sampling lands).
+struct TokenChooser {
+    repetition_penalty: f32,
+}
+
+impl TokenChooser {
+    fn new(settings: &GenerationSettings) -> Self {
+        Self { repetition_penalty: settings.repetition_penalty }
+    }
+
+    fn choose(&mut self, logits: &Tensor, history: &[u32]) -> Result<u32> {
+        let mut logits: Vec<f32> = logits.to_dtype(DType::F32)?.to_vec1()?;
+        if self.repetition_penalty != 1.0 {
+            for &id in history {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    *l = if *l > 0.0 { *l / self.repetition_penalty } else { *l * self.repetition_penalty };
+                }
+            }
+        }
+        let best = logits
+            .iter()
+            .enumerate()
+            .fold((0usize, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) });
+        Ok(best.0 as u32)
+    }
+}

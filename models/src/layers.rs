@@ -1,0 +1,247 @@
+//! Building blocks shared by the architectures: linear layers with LoRA slots, norms, RoPE
+//! and attention. Each op takes the fast fused candle kernel at inference and a differentiable
+//! composition of basic ops when its input carries a gradient (LoRA training).
+use crate::error::Result;
+use crate::lora::LoraPair;
+use candle_core::{DType, Module, Tensor, D};
+use std::collections::HashMap;
+
+/// `y = x Wᵀ + b`, plus `scale · B A x` for the LoRA adapter chosen per call (kept unmerged).
+pub struct LoraLinear {
+    /// Full module name as PEFT sees it (e.g. `transformer.layers.0.attention.query_key_value`).
+    pub name: String,
+    /// Weight `[out, in]`.
+    pub weight: Tensor,
+    /// Optional bias `[out]`.
+    pub bias: Option<Tensor>,
+    /// Loaded adapters by name.
+    pub adapters: HashMap<String, LoraPair>,
+}
+
+impl LoraLinear {
+    /// A linear layer without adapters.
+    pub fn new(name: String, weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { name, weight, bias, adapters: HashMap::new() }
+    }
+
+    /// Input width.
+    pub fn in_features(&self) -> usize {
+        self.weight.dims().get(1).copied().unwrap_or(0)
+    }
+
+    /// Output width.
+    pub fn out_features(&self) -> usize {
+        self.weight.dims().first().copied().unwrap_or(0)
+    }
+
+    /// Applies the layer; `adapter` picks a loaded LoRA (absent here: the base alone).
+    pub fn forward(&self, x: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
+        let base = candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?;
+        match adapter.and_then(|name| self.adapters.get(name)) {
+            None => Ok(base),
+            Some(lora) => {
+                let a = lora.a.to_dtype(x.dtype())?;
+                let b = lora.b.to_dtype(x.dtype())?;
+                let low = x.broadcast_matmul(&a.t()?)?;
+                let up = low.broadcast_matmul(&b.t()?)?;
+                Ok((base + (up * lora.scale)?)?)
+            }
+        }
+    }
+}
+
+/// LayerNorm (ChatGLM-6B) or RMSNorm (ChatGLM2/3, GLM-4).
+pub enum Norm {
+    /// `(x - mean) / sqrt(var + eps) * w + b`.
+    Layer {
+        /// Scale.
+        weight: Tensor,
+        /// Shift.
+        bias: Tensor,
+        /// Epsilon.
+        eps: f64,
+    },
+    /// `x / sqrt(mean(x²) + eps) * w`.
+    Rms {
+        /// Scale.
+        weight: Tensor,
+        /// Epsilon.
+        eps: f64,
+    },
+}
+
+impl Norm {
+    /// Normalizes over the last dimension (computed in f32 for half-precision inputs).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let grad = x.track_op();
+        Ok(match self {
+            Norm::Layer { weight, bias, eps } if grad => layer_norm_slow(x, weight, bias, *eps)?,
+            Norm::Layer { weight, bias, eps } => candle_nn::ops::layer_norm(x, weight, bias, *eps as f32)?,
+            Norm::Rms { weight, eps } if grad => candle_nn::ops::rms_norm_slow(x, weight, *eps as f32)?,
+            Norm::Rms { weight, eps } => candle_nn::ops::rms_norm(x, weight, *eps as f32)?,
+        })
+    }
+}
+
+fn layer_norm_slow(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
+    normed.to_dtype(dtype)?.broadcast_mul(w)?.broadcast_add(b)
+}
+
+/// Softmax over the last dimension.
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    if x.track_op() {
+        Ok(candle_nn::ops::softmax(x, D::Minus1)?)
+    } else {
+        Ok(candle_nn::ops::softmax_last_dim(x)?)
+    }
+}
+
+/// Rotary angles `[b, n, len(inv_freq)]` for positions `[b, n]`.
+pub fn rope_angles(positions: &Tensor, inv_freq: &Tensor) -> Result<(Tensor, Tensor)> {
+    let pos = positions.to_dtype(DType::F32)?.unsqueeze(2)?;
+    let freqs = pos.broadcast_mul(&inv_freq.reshape((1, 1, ()))?)?;
+    Ok((freqs.cos()?, freqs.sin()?))
+}
+
+/// Rotates `x` `[b, h, n, r]` in two halves (GPT-NeoX style) by angles `[b, n, r/2]`.
+pub fn rope_halves(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (cos, sin) = (cos.to_dtype(x.dtype())?, sin.to_dtype(x.dtype())?);
+    if !x.track_op() {
+        return Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?);
+    }
+    let half = x.dim(D::Minus1)? / 2;
+    let cos = Tensor::cat(&[&cos, &cos], D::Minus1)?.unsqueeze(1)?;
+    let sin = Tensor::cat(&[&sin, &sin], D::Minus1)?.unsqueeze(1)?;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    Ok((x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?)
+}
+
+/// Rotates `x` `[b, h, n, r]` in interleaved pairs `(x0, x1), (x2, x3), …` by angles `[b, n, r/2]`.
+pub fn rope_pairs(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (cos, sin) = (cos.to_dtype(x.dtype())?, sin.to_dtype(x.dtype())?);
+    if !x.track_op() {
+        return Ok(candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin)?);
+    }
+    let (b, h, n, r) = x.dims4()?;
+    let pairs = x.reshape((b, h, n, r / 2, 2))?;
+    let x0 = pairs.narrow(4, 0, 1)?;
+    let x1 = pairs.narrow(4, 1, 1)?;
+    let cos = cos.unsqueeze(1)?.unsqueeze(4)?;
+    let sin = sin.unsqueeze(1)?.unsqueeze(4)?;
+    let y0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
+    let y1 = (x1.broadcast_mul(&cos)? + x0.broadcast_mul(&sin)?)?;
+    Ok(Tensor::cat(&[&y0, &y1], 4)?.reshape((b, h, n, r))?)
+}
+
+/// Scaled dot-product attention. `q` `[b, h, n, d]`, `k`/`v` `[b, g, t, d]` with `h` a multiple
+/// of `g` (each key/value head serves `h/g` consecutive query heads); `mask` `[b, 1, n, t]`
+/// additive (0 or -inf). Scores are `(q · q_scale) kᵀ · score_scale`, softmax in f32.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    q_scale: f64,
+    score_scale: f64,
+) -> Result<Tensor> {
+    let (b, h, _n, d) = q.dims4()?;
+    let (_, g, t, _) = k.dims4()?;
+    let (k, v) = if g == h {
+        (k.clone(), v.clone())
+    } else {
+        let rep = h / g;
+        let expand = |x: &Tensor| -> candle_core::Result<Tensor> {
+            x.unsqueeze(2)?.expand((b, g, rep, t, d))?.reshape((b, h, t, d))
+        };
+        (expand(k)?, expand(v)?)
+    };
+    let q = (q * q_scale)?;
+    let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+    let mut scores = (scores.to_dtype(DType::F32)? * score_scale)?;
+    if let Some(mask) = mask {
+        scores = scores.broadcast_add(mask)?;
+    }
+    let probs = softmax_last(&scores)?.to_dtype(v.dtype())?;
+    Ok(probs.matmul(&v.contiguous()?)?)
+}
+
+/// An additive mask `[b, 1, n, t]` from a visibility predicate over (row, query, key).
+pub fn build_mask(
+    b: usize,
+    n: usize,
+    t: usize,
+    device: &candle_core::Device,
+    visible: impl Fn(usize, usize, usize) -> bool,
+) -> Result<Tensor> {
+    let mut data = Vec::with_capacity(b * n * t);
+    for row in 0..b {
+        for i in 0..n {
+            for j in 0..t {
+                data.push(if visible(row, i, j) { 0f32 } else { f32::NEG_INFINITY });
+            }
+        }
+    }
+    Ok(Tensor::from_vec(data, (b, 1, n, t), device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn sample(shape: (usize, usize, usize, usize)) -> Tensor {
+        Tensor::randn(0f32, 1f32, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
+    #[test]
+    fn fused_and_differentiable_rope_agree() {
+        let x = sample((2, 3, 5, 8));
+        let cos = Tensor::randn(0f32, 1f32, (2, 5, 4), &Device::Cpu).unwrap();
+        let sin = Tensor::randn(0f32, 1f32, (2, 5, 4), &Device::Cpu).unwrap();
+        let var = Var::from_tensor(&x).unwrap();
+        for f in [rope_halves, rope_pairs] {
+            let fast = f(&x, &cos, &sin).unwrap();
+            let slow = f(var.as_tensor(), &cos, &sin).unwrap();
+            assert!(max_diff(&fast, &slow) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn fused_and_differentiable_norms_agree() {
+        let x = sample((1, 2, 3, 16));
+        let w = Tensor::randn(0f32, 1f32, 16, &Device::Cpu).unwrap();
+        let b = Tensor::randn(0f32, 1f32, 16, &Device::Cpu).unwrap();
+        let var = Var::from_tensor(&x).unwrap();
+        for norm in [Norm::Layer { weight: w.clone(), bias: b, eps: 1e-5 }, Norm::Rms { weight: w, eps: 1e-5 }] {
+            let fast = norm.forward(&x).unwrap();
+            let slow = norm.forward(var.as_tensor()).unwrap();
+            assert!(max_diff(&fast, &slow) < 1e-4);
+        }
+    }
+
+    #[test]
+    fn grouped_attention_matches_repeated_heads() {
+        let q = sample((1, 4, 3, 8));
+        let k = sample((1, 2, 3, 8));
+        let v = sample((1, 2, 3, 8));
+        let grouped = attention(&q, &k, &v, None, 0.5, 1.0).unwrap();
+        let rep = |x: &Tensor| {
+            let parts: Vec<Tensor> = (0..4).map(|h| x.narrow(1, h / 2, 1).unwrap()).collect();
+            Tensor::cat(&parts, 1).unwrap()
+        };
+        let full = attention(&q, &rep(&k), &rep(&v), None, 0.5, 1.0).unwrap();
+        assert!(max_diff(&grouped, &full) < 1e-6);
+    }
+}

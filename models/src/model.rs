@@ -1,0 +1,269 @@
+//! A loaded model of any supported family, with its LoRA adapters: the engine's entry point.
+//!
+//! Inference: [`Model::new_cache`] then [`Model::forward`] with the prompt, then one token at a
+//! time (incremental decoding over the [`KvCache`]).
+//!
+//! Training (for `train/`): build the LoRA `A`/`B` as `candle_core::Var`s, register them with
+//! [`Model::add_lora_tensors`] under PEFT names (`base_model.model.<module>.lora_A.weight`, see
+//! [`crate::lora::peft_name`]), then [`Model::forward_batch`] gives logits `[b, seq, vocab]`
+//! through which gradients flow to the `Var`s (the base weights are plain tensors, frozen).
+use crate::arch::{Loader, Step};
+use crate::chatglm2::ChatGlm2;
+use crate::chatglm6b::ChatGlm6b;
+use crate::config::{Family, ModelConfig};
+use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
+use crate::layers::LoraLinear;
+use crate::lora::{load_peft_adapter, match_adapter, LoraConfig};
+use crate::ptuning::PrefixAdapter;
+use crate::weights::WeightStore;
+use candle_core::{DType, Device, Tensor};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Compute dtype (weights are converted on load).
+    pub dtype: DType,
+    /// Device to run on.
+    pub device: Device,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { dtype: DType::F32, device: Device::Cpu }
+    }
+}
+
+enum Arch {
+    V1(ChatGlm6b),
+    V2(ChatGlm2),
+}
+
+/// A model with its loaded LoRA adapters.
+pub struct Model {
+    config: ModelConfig,
+    arch: Arch,
+    dtype: DType,
+    device: Device,
+    adapters: BTreeMap<String, LoraConfig>,
+}
+
+impl Model {
+    /// Loads a Hugging Face model folder (`config.json` plus weights).
+    pub fn load(dir: &Path, options: &LoadOptions) -> Result<Self> {
+        let config = ModelConfig::from_path(dir)?;
+        let store = WeightStore::open_dir(dir)?;
+        Self::from_store(config, &store, options)
+    }
+
+    /// Builds a model from a config and opened weights.
+    pub fn from_store(config: ModelConfig, store: &WeightStore, options: &LoadOptions) -> Result<Self> {
+        let loader = Loader { store, dtype: options.dtype, device: &options.device };
+        tracing::info!(family = ?config.family, layers = config.num_layers, "loading model");
+        let arch = match config.family {
+            Family::ChatGlm6b => Arch::V1(ChatGlm6b::load(&config, &loader)?),
+            Family::ChatGlm2 => Arch::V2(ChatGlm2::load(&config, &loader)?),
+        };
+        Ok(Self { config, arch, dtype: options.dtype, device: options.device.clone(), adapters: BTreeMap::new() })
+    }
+
+    /// The model's config.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Compute dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// An empty cache, or one holding a P-tuning v2 prefix.
+    pub fn new_cache(&self, prefix: Option<&PrefixAdapter>) -> KvCache {
+        match prefix {
+            Some(p) => KvCache::with_prefix(p.layers().to_vec(), p.len()),
+            None => KvCache::new(self.config.num_layers),
+        }
+    }
+
+    /// Runs `ids` after what `cache` holds and appends them to it. Returns f32 logits
+    /// `[n, vocab]` for every new position when `all_logits`, else `[1, vocab]` for the last.
+    pub fn forward(&self, cache: &mut KvCache, ids: &[u32], adapter: Option<&str>, all_logits: bool) -> Result<Tensor> {
+        if ids.is_empty() {
+            return Err(ModelError::Input("no token ids to run".into()));
+        }
+        self.check_ids(ids)?;
+        self.check_adapter(adapter)?;
+        let past = cache.tokens.len();
+        let limit = self.config.max_sequence_length;
+        if past + ids.len() > limit {
+            return Err(ModelError::Input(format!(
+                "{} tokens exceed the model's context of {limit}",
+                past + ids.len()
+            )));
+        }
+        let mut row = cache.tokens.clone();
+        row.extend_from_slice(ids);
+        let ids_t = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
+        let rows = [row];
+        let step = Step { ids: &ids_t, rows: &rows, past, prefix_len: cache.prefix_len, adapter };
+        let hidden = self.run(&step, cache)?;
+        let [row] = rows;
+        cache.tokens = row;
+        let hidden = if all_logits { hidden } else { hidden.narrow(1, ids.len() - 1, 1)? };
+        let logits = self.output().forward(&hidden, adapter)?;
+        Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
+    }
+
+    /// Runs a batch of equal-length sequences `[b, seq]` (u32) without a cache; returns logits
+    /// `[b, seq, vocab]` in the compute dtype. Gradients flow to `Var`-backed LoRA tensors.
+    pub fn forward_batch(&self, ids: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
+        self.forward_batch_with_prefix(ids, adapter, None)
+    }
+
+    /// As [`Model::forward_batch`], with an optional P-tuning v2 prefix.
+    pub fn forward_batch_with_prefix(
+        &self,
+        ids: &Tensor,
+        adapter: Option<&str>,
+        prefix: Option<&PrefixAdapter>,
+    ) -> Result<Tensor> {
+        self.check_adapter(adapter)?;
+        let (b, _) = ids.dims2()?;
+        let rows: Vec<Vec<u32>> = ids.to_dtype(DType::U32)?.to_vec2()?;
+        for row in &rows {
+            self.check_ids(row)?;
+        }
+        let mut cache = match prefix {
+            Some(p) => {
+                let layers = p
+                    .layers()
+                    .iter()
+                    .map(|l| l.repeat_batch(b))
+                    .collect::<Result<Vec<_>>>()?;
+                KvCache::with_prefix(layers, p.len())
+            }
+            None => KvCache::new(self.config.num_layers),
+        };
+        let ids = ids.to_dtype(DType::U32)?;
+        let step = Step { ids: &ids, rows: &rows, past: 0, prefix_len: cache.prefix_len, adapter };
+        let hidden = self.run(&step, &mut cache)?;
+        self.output().forward(&hidden, adapter)
+    }
+
+    fn run(&self, step: &Step, cache: &mut KvCache) -> Result<Tensor> {
+        match &self.arch {
+            Arch::V1(m) => m.forward(step, cache.layers_mut()),
+            Arch::V2(m) => m.forward(step, cache.layers_mut()),
+        }
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        match ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            Some(id) => Err(ModelError::Input(format!(
+                "token id {id} is outside the vocabulary of {}",
+                self.config.vocab_size
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn check_adapter(&self, adapter: Option<&str>) -> Result<()> {
+        match adapter {
+            Some(name) if !self.adapters.contains_key(name) => Err(ModelError::UnknownAdapter(name.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    fn output(&self) -> &LoraLinear {
+        match &self.arch {
+            Arch::V1(m) => m.output(),
+            Arch::V2(m) => m.output(),
+        }
+    }
+
+    fn linears(&self) -> Vec<&LoraLinear> {
+        match &self.arch {
+            Arch::V1(m) => m.linears(),
+            Arch::V2(m) => m.linears(),
+        }
+    }
+
+    fn linears_mut(&mut self) -> Vec<&mut LoraLinear> {
+        match &mut self.arch {
+            Arch::V1(m) => m.linears_mut(),
+            Arch::V2(m) => m.linears_mut(),
+        }
+    }
+
+    /// Loads a PEFT LoRA adapter folder under `name` (replacing one of the same name).
+    pub fn load_lora(&mut self, name: &str, dir: &Path) -> Result<()> {
+        let adapter = load_peft_adapter(dir, self.dtype, &self.device)?;
+        self.add_lora_tensors(name, adapter.config, adapter.tensors).map_err(|e| match e {
+            ModelError::AdapterMismatch { reason, .. } => {
+                ModelError::AdapterMismatch { adapter: dir.display().to_string(), reason }
+            }
+            other => other,
+        })
+    }
+
+    /// Registers LoRA tensors keyed by PEFT name under `name`, after checking that they fit.
+    /// The tensors are used as given (a `Var`'s tensor stays trainable).
+    pub fn add_lora_tensors(&mut self, name: &str, config: LoraConfig, tensors: HashMap<String, Tensor>) -> Result<()> {
+        let shapes: Vec<(String, usize, usize)> = self
+            .linears()
+            .iter()
+            .map(|l| (l.name.clone(), l.in_features(), l.out_features()))
+            .collect();
+        let mut pairs = match_adapter(name, &config, &tensors, &shapes)?;
+        for linear in self.linears_mut() {
+            linear.adapters.remove(name);
+            if let Some(pair) = pairs.remove(&linear.name) {
+                linear.adapters.insert(name.to_string(), pair);
+            }
+        }
+        tracing::info!(adapter = name, r = config.r, "LoRA adapter loaded");
+        self.adapters.insert(name.to_string(), config);
+        Ok(())
+    }
+
+    /// Names of the loaded adapters.
+    pub fn adapters(&self) -> Vec<String> {
+        self.adapters.keys().cloned().collect()
+    }
+
+    /// Drops an adapter; the base and other adapters are untouched.
+    pub fn remove_lora(&mut self, name: &str) -> Result<()> {
+        if self.adapters.remove(name).is_none() {
+            return Err(ModelError::UnknownAdapter(name.to_string()));
+        }
+        for linear in self.linears_mut() {
+            linear.adapters.remove(name);
+        }
+        Ok(())
+    }
+
+    /// Folds an adapter into the base weights (`W += scale · B A`) and drops it. Afterwards the
+    /// base alone behaves as base + adapter did; other adapters now apply over the merged base.
+    pub fn merge_lora(&mut self, name: &str) -> Result<()> {
+        if !self.adapters.contains_key(name) {
+            return Err(ModelError::UnknownAdapter(name.to_string()));
+        }
+        for linear in self.linears_mut() {
+            if let Some(pair) = linear.adapters.remove(name) {
+                let dtype = linear.weight.dtype();
+                let delta = pair.b.to_dtype(DType::F32)?.matmul(&pair.a.to_dtype(DType::F32)?)?;
+                let merged = (linear.weight.to_dtype(DType::F32)? + (delta * pair.scale)?)?;
+                linear.weight = merged.to_dtype(dtype)?;
+            }
+        }
+        self.adapters.remove(name);
+        Ok(())
+    }
+}
