@@ -6,7 +6,7 @@
 //! Until the tokenizer module lands, prompts are given as token ids and the answer is printed
 //! as token ids as they stream.
 use clap::Parser;
-use doctorglm_models::{generate, GenerationSettings, LoadOptions, Model, PrefixAdapter, Request};
+use doctorglm_models::{generate, GenerationSettings, LoadOptions, Model, PrefixAdapter, Request, SamplingConfig};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,13 +60,17 @@ fn main() -> anyhow::Result<()> {
         None => None,
     };
     let prefix = args.ptuning.as_ref().map(|dir| PrefixAdapter::load(dir, &model)).transpose()?;
+    let sampling = SamplingConfig {
+        do_sample: args.temperature > 0.0,
+        temperature: args.temperature as f32,
+        top_p: Some(args.top_p as f32),
+        seed: args.seed,
+        ..SamplingConfig::default()
+    };
     let settings = GenerationSettings {
-        temperature: args.temperature,
-        top_p: args.top_p,
+        sampling,
         max_new_tokens: args.max_new_tokens,
         stop_token_ids: model.config().eos_token_ids.clone(),
-        seed: args.seed,
-        ..Default::default()
     };
     let cancel = Arc::new(AtomicBool::new(false));
     let request = Request { prompt: &args.ids, adapter, prefix: prefix.as_ref() };

@@ -89,6 +89,9 @@ pub enum ModelError {
     /// The requested device is not available in this build or on this machine.
     #[error("device unavailable: {0}")]
     Device(String),
+    /// The sampling settings or the logits cannot be sampled.
+    #[error("{0}")]
+    Sampling(#[from] crate::sampling::SamplingError),
     /// A tensor computation failed.
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),

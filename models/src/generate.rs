@@ -4,46 +4,31 @@
 use crate::error::Result;
 use crate::model::Model;
 use crate::ptuning::PrefixAdapter;
-use candle_core::{DType, Tensor};
+use crate::sampling::{Sampler, SamplingConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How to choose tokens and when to stop.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationSettings {
-    /// Softmax temperature; 0 picks the most likely token (greedy).
-    pub temperature: f64,
-    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches `top_p`.
-    pub top_p: f64,
-    /// Keep only the `top_k` most likely tokens (0 = no limit).
-    pub top_k: usize,
-    /// Penalty (> 1 discourages) on tokens already in the prompt or the answer.
-    pub repetition_penalty: f32,
+    /// Token choice: temperature, top-p, top-k, repetition penalty, n-gram ban, seed
+    /// (the same seed and settings give the same answer).
+    pub sampling: SamplingConfig,
     /// Most tokens to generate.
     pub max_new_tokens: usize,
     /// Token ids that end the answer (not emitted).
     pub stop_token_ids: Vec<u32>,
-    /// Random seed: the same seed and settings give the same answer.
-    pub seed: u64,
 }
 
 impl Default for GenerationSettings {
     fn default() -> Self {
-        Self {
-            temperature: 0.8,
-            top_p: 0.8,
-            top_k: 0,
-            repetition_penalty: 1.0,
-            max_new_tokens: 512,
-            stop_token_ids: Vec::new(),
-            seed: 42,
-        }
+        Self { sampling: SamplingConfig::default(), max_new_tokens: 512, stop_token_ids: Vec::new() }
     }
 }
 
 impl GenerationSettings {
     /// Greedy decoding (always the most likely token).
     pub fn greedy(max_new_tokens: usize, stop_token_ids: Vec<u32>) -> Self {
-        Self { temperature: 0.0, top_p: 1.0, max_new_tokens, stop_token_ids, ..Self::default() }
+        Self { sampling: SamplingConfig::greedy(), max_new_tokens, stop_token_ids }
     }
 }
 
@@ -90,7 +75,7 @@ pub fn generate(
     mut on_token: impl FnMut(u32),
 ) -> Result<Generated> {
     let mut cache = model.new_cache(request.prefix);
-    let mut chooser = TokenChooser::new(settings);
+    let mut sampler = Sampler::new(settings.sampling.clone())?;
     let mut ids = Vec::new();
     let limit = model.config().max_sequence_length;
     let mut next_input: Vec<u32> = request.prompt.to_vec();
@@ -106,7 +91,7 @@ pub fn generate(
             return Ok(Generated { ids, stop: StopReason::ContextFull });
         }
         let logits = model.forward(&mut cache, &next_input, request.adapter, false)?.squeeze(0)?;
-        let token = chooser.choose(&logits, &history)?;
+        let token = sampler.sample_tensor(&logits, &history)?;
         if settings.stop_token_ids.contains(&token) {
             return Ok(Generated { ids, stop: StopReason::StopToken(token) });
         }
@@ -114,32 +99,5 @@ pub fn generate(
         ids.push(token);
         history.push(token);
         next_input = vec![token];
-    }
-}
-
-/// The seam between the loop and the token-choice policy (greedy until sampling lands).
-struct TokenChooser {
-    repetition_penalty: f32,
-}
-
-impl TokenChooser {
-    fn new(settings: &GenerationSettings) -> Self {
-        Self { repetition_penalty: settings.repetition_penalty }
-    }
-
-    fn choose(&mut self, logits: &Tensor, history: &[u32]) -> Result<u32> {
-        let mut logits: Vec<f32> = logits.to_dtype(DType::F32)?.to_vec1()?;
-        if self.repetition_penalty != 1.0 {
-            for &id in history {
-                if let Some(l) = logits.get_mut(id as usize) {
-                    *l = if *l > 0.0 { *l / self.repetition_penalty } else { *l * self.repetition_penalty };
-                }
-            }
-        }
-        let best = logits
-            .iter()
-            .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) });
-        Ok(best.0 as u32)
     }
 }

@@ -38,3 +38,4 @@ pub use kv_cache::KvCache;
 pub use lora::{LoraConfig, PeftAdapter};
 pub use model::{LoadOptions, Model};
 pub use ptuning::PrefixAdapter;
+pub use sampling::{Preset, Sampler, SamplingConfig};

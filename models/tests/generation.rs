@@ -1,7 +1,7 @@
 //! The generation loop: limits, stop tokens, cancellation from another thread, streaming.
 mod common;
 use common::model_dir;
-use doctorglm_models::{generate, GenerationSettings, Model, Request, StopReason};
+use doctorglm_models::{generate, GenerationSettings, Model, Preset, Request, SamplingConfig, StopReason};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -49,9 +49,20 @@ fn a_flag_set_from_another_thread_cancels() {
 #[test]
 fn the_same_seed_gives_the_same_answer() {
     let Some(model) = model() else { return };
-    let settings = GenerationSettings { max_new_tokens: 8, temperature: 0.9, top_p: 0.9, seed: 7, ..Default::default() };
+    let settings = GenerationSettings {
+        sampling: SamplingConfig::preset(Preset::Diverse).with_seed(7),
+        max_new_tokens: 8,
+        stop_token_ids: vec![],
+    };
     let request = Request { prompt: PROMPT, adapter: None, prefix: None };
     let a = generate(&model, request, &settings, &AtomicBool::new(false), |_| {}).unwrap();
     let b = generate(&model, request, &settings, &AtomicBool::new(false), |_| {}).unwrap();
     assert_eq!(a, b);
+    assert_eq!(a.ids.len(), 8);
+    // Another seed over a random tiny model almost surely gives other ids; try a few.
+    let differs = (8..12).any(|seed| {
+        let other = GenerationSettings { sampling: settings.sampling.clone().with_seed(seed), ..settings.clone() };
+        generate(&model, request, &other, &AtomicBool::new(false), |_| {}).unwrap() != a
+    });
+    assert!(differs, "the seed has no effect");
 }
