@@ -3,6 +3,8 @@ use crate::error::Result;
 use crate::layers::{LoraLinear, Norm};
 use crate::weights::WeightStore;
 use candle_core::{DType, Device, Tensor};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The input of one forward step over a batch.
 pub struct Step<'a> {
@@ -26,12 +28,29 @@ pub struct Loader<'a> {
     pub dtype: DType,
     /// Target device.
     pub device: &'a Device,
+    /// Called with (tensors loaded, tensors in the folder) after each tensor.
+    pub progress: &'a dyn Fn(usize, usize),
+    /// Set from another thread to stop loading.
+    pub cancel: &'a AtomicBool,
+    /// Tensors loaded so far.
+    pub done: Cell<usize>,
 }
 
 impl Loader<'_> {
     /// A tensor of the given shape.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        self.store.get(name, shape, self.dtype, self.device)
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(crate::error::ModelError::Cancelled);
+        }
+        let tensor = self.store.get(name, shape, self.dtype, self.device)?;
+        self.done.set(self.done.get() + 1);
+        (self.progress)(self.done.get(), self.total());
+        Ok(tensor)
+    }
+
+    /// Tensors the model will load: all but the RoPE `inv_freq` buffers, which are recomputed.
+    fn total(&self) -> usize {
+        self.store.names().iter().filter(|n| !n.ends_with("inv_freq")).count()
     }
 
     /// A linear layer `name.weight` `[out, in]` with optional `name.bias`.

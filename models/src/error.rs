@@ -89,6 +89,9 @@ pub enum ModelError {
     /// The requested device is not available in this build or on this machine.
     #[error("device unavailable: {0}")]
     Device(String),
+    /// The work was cancelled.
+    #[error("cancelled")]
+    Cancelled,
     /// The sampling settings or the logits cannot be sampled.
     #[error("{0}")]
     Sampling(#[from] crate::sampling::SamplingError),

@@ -20,6 +20,7 @@ use crate::weights::WeightStore;
 use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 /// How to load a model.
 #[derive(Debug, Clone)]
@@ -53,14 +54,38 @@ pub struct Model {
 impl Model {
     /// Loads a Hugging Face model folder (`config.json` plus weights).
     pub fn load(dir: &Path, options: &LoadOptions) -> Result<Self> {
+        Self::load_with_progress(dir, options, &|_, _| {}, &AtomicBool::new(false))
+    }
+
+    /// As [`Model::load`], calling `progress(tensors loaded, tensors in the folder)` after each
+    /// tensor and stopping with [`ModelError::Cancelled`] once `cancel` is set.
+    pub fn load_with_progress(
+        dir: &Path,
+        options: &LoadOptions,
+        progress: &dyn Fn(usize, usize),
+        cancel: &AtomicBool,
+    ) -> Result<Self> {
         let config = ModelConfig::from_path(dir)?;
         let store = WeightStore::open_dir(dir)?;
-        Self::from_store(config, &store, options)
+        Self::from_store(config, &store, options, progress, cancel)
     }
 
     /// Builds a model from a config and opened weights.
-    pub fn from_store(config: ModelConfig, store: &WeightStore, options: &LoadOptions) -> Result<Self> {
-        let loader = Loader { store, dtype: options.dtype, device: &options.device };
+    pub fn from_store(
+        config: ModelConfig,
+        store: &WeightStore,
+        options: &LoadOptions,
+        progress: &dyn Fn(usize, usize),
+        cancel: &AtomicBool,
+    ) -> Result<Self> {
+        let loader = Loader {
+            store,
+            dtype: options.dtype,
+            device: &options.device,
+            progress,
+            cancel,
+            done: Default::default(),
+        };
         tracing::info!(family = ?config.family, layers = config.num_layers, "loading model");
         let arch = match config.family {
             Family::ChatGlm6b => Arch::V1(ChatGlm6b::load(&config, &loader)?),

@@ -109,6 +109,16 @@ impl WeightStore {
         self.routing.contains_key(name)
     }
 
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.routing.len()
+    }
+
+    /// Whether the folder holds no tensors.
+    pub fn is_empty(&self) -> bool {
+        self.routing.is_empty()
+    }
+
     /// Names of every tensor.
     pub fn names(&self) -> Vec<String> {
         self.routing.keys().cloned().collect()

@@ -136,3 +136,27 @@ fn missing_config_and_missing_weights_are_errors() {
     std::fs::copy(src.join("config.json"), tmp.path().join("config.json")).unwrap();
     assert!(matches!(load_err(tmp.path()), ModelError::NoWeights { .. }));
 }
+
+#[test]
+fn loading_reports_progress_and_can_be_cancelled() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(dir) = model_dir(ST_INDEX) else { return };
+    let seen = std::cell::RefCell::new(Vec::new());
+    let cancel = AtomicBool::new(false);
+    Model::load_with_progress(&dir, &Default::default(), &|done, total| seen.borrow_mut().push((done, total)), &cancel)
+        .unwrap();
+    let seen = seen.into_inner();
+    assert!(!seen.is_empty());
+    assert!(seen.windows(2).all(|w| w[1].0 == w[0].0 + 1), "progress is not one step per tensor");
+    assert!(seen.iter().all(|&(d, t)| d <= t));
+    let (done, total) = seen[seen.len() - 1];
+    assert_eq!(done, total, "progress does not reach the end");
+    let err = Model::load_with_progress(&dir, &Default::default(), &|done, _| {
+        if done == 3 {
+            cancel.store(true, Ordering::SeqCst);
+        }
+    }, &cancel)
+    .err()
+    .expect("cancelled");
+    assert!(matches!(err, ModelError::Cancelled));
+}
