@@ -292,3 +292,17 @@ impl Model {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shareable<T: Send + Sync>() {}
+
+    #[test]
+    fn models_caches_and_prefixes_can_cross_threads() {
+        shareable::<Model>();
+        shareable::<KvCache>();
+        shareable::<PrefixAdapter>();
+    }
+}
