@@ -142,6 +142,47 @@ impl LoraTrainer {
         Ok((value, loss.backward()?))
     }
 
+    /// Mean loss and mean gradients over micro-batches (gradient accumulation): one update
+    /// from several batches that would not fit in memory together.
+    pub fn accumulated_gradients(&self, model: &Model, batches: &[Batch]) -> Result<(f32, GradStore), TrainError> {
+        let n = batches.len();
+        if n == 0 {
+            return Err(TrainError::Batch("no micro-batch to accumulate".into()));
+        }
+        let scale = 1.0 / n as f64;
+        let vars = self.params.vars();
+        let mut total_loss = 0f32;
+        let mut acc: Option<GradStore> = None;
+        for batch in batches {
+            let (loss, grads) = self.gradients(model, batch)?;
+            total_loss += loss;
+            match acc.as_mut() {
+                None => {
+                    let mut first = grads;
+                    for v in &vars {
+                        if let Some(g) = first.remove(v.as_tensor()) {
+                            first.insert(v.as_tensor(), (g * scale)?);
+                        }
+                    }
+                    acc = Some(first);
+                }
+                Some(sum) => {
+                    for v in &vars {
+                        let Some(g) = grads.get(v.as_tensor()) else { continue };
+                        let g = (g * scale)?;
+                        let next = match sum.get(v.as_tensor()) {
+                            Some(prev) => (prev + g)?,
+                            None => g,
+                        };
+                        sum.insert(v.as_tensor(), next);
+                    }
+                }
+            }
+        }
+        let grads = acc.ok_or_else(|| TrainError::Batch("no micro-batch to accumulate".into()))?;
+        Ok((total_loss / n as f32, grads))
+    }
+
     /// Applies gradients: clip (if set), schedule the rate, update. Returns the norm before
     /// clipping and the rate used.
     pub fn apply(&mut self, grads: &mut GradStore) -> Result<(f64, f64), TrainError> {

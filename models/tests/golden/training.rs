@@ -241,6 +241,22 @@ impl Fixture {
         if diff > LOGITS_TOL {
             return Err(format!("a fresh adapter (B = 0) changes the logits by {diff:.2e}"));
         }
+        // Accumulating two copies of a batch gives that batch's gradients.
+        let (single_loss, single) = trainer.gradients(&model, &self.batch).map_err(|e| err(&e))?;
+        let pair = [self.batch.clone(), self.batch.clone()];
+        let (acc_loss, acc) = trainer.accumulated_gradients(&model, &pair).map_err(|e| err(&e))?;
+        if (single_loss - acc_loss).abs() > 1e-5 * single_loss.abs() {
+            return Err(format!("accumulated loss {acc_loss} vs {single_loss}"));
+        }
+        for (name, var) in trainer.params().iter() {
+            let (Some(a), Some(b)) = (single.get(var.as_tensor()), acc.get(var.as_tensor())) else {
+                return Err(format!("no gradient for {name}"));
+            };
+            let d = max_abs_diff(a, b)?;
+            if d > 1e-6 {
+                return Err(format!("accumulated gradient of {name} differs by {d:.2e}"));
+            }
+        }
         let mut losses = Vec::new();
         for _ in 0..4 {
             losses.push(trainer.step(&model, &self.batch).map_err(|e| err(&e))?.loss);
