@@ -263,7 +263,7 @@ impl Fixture {
         }
         let last = trainer.loss(&model, &self.batch).map_err(|e| err(&e))?;
         let last = last.to_scalar::<f32>().map_err(|e| err(&e))?;
-        if !(last < losses[0]) {
+        if last.is_nan() || last >= losses[0] {
             return Err(format!("loss did not fall over 4 steps: {losses:?} then {last}"));
         }
         println!("       fresh LoRA losses {losses:?} then {last}");
@@ -298,7 +298,7 @@ fn compare(what: &str, got: &Tensor, expected: &Tensor, worst: &mut (f64, String
         if err > worst.0 {
             *worst = (err, what.to_string());
         }
-        if !(err <= TOL * (1.0 + (*b as f64).abs())) {
+        if err.is_nan() || err > TOL * (1.0 + (*b as f64).abs()) {
             return Err(format!("{what}: element {i} is {a}, expected {b} (error {err:.2e})"));
         }
     }
