@@ -227,6 +227,15 @@ impl Model {
         }
     }
 
+    /// Every linear layer as `(module name, in features, out features)`: the layers a LoRA
+    /// adapter may target (used to create fresh trainable adapters).
+    pub fn linear_shapes(&self) -> Vec<(String, usize, usize)> {
+        self.linears()
+            .iter()
+            .map(|l| (l.name.clone(), l.in_features(), l.out_features()))
+            .collect()
+    }
+
     /// Loads a PEFT LoRA adapter folder under `name` (replacing one of the same name).
     pub fn load_lora(&mut self, name: &str, dir: &Path) -> Result<()> {
         let adapter = load_peft_adapter(dir, self.dtype, &self.device)?;
