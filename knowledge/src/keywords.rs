@@ -1,0 +1,224 @@
+//! Keyword extraction: diseases and symptoms found in a question by the lexicon, plus disease
+//! words found by segmentation (jieba words ending in 炎, 病, 症 ...), each marked negated when
+//! a negation ("没有咳嗽", "无发热", "不发烧", "denies fever", "no cough") governs it.
+use std::sync::Arc;
+
+use jieba_rs::Jieba;
+use serde::Serialize;
+
+use crate::lexicon::{Lexicon, TermKind};
+use crate::segment::{is_word, jieba};
+
+/// A disease or symptom found in a text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Keyword {
+    /// The words as they appear in the text.
+    pub text: String,
+    /// Disease or symptom.
+    pub kind: TermKind,
+    /// Whether a negation governs it (then it is not evidence).
+    pub negated: bool,
+    /// Offset of the first character, in characters (Unicode scalar values).
+    pub start: usize,
+    /// Offset after the last character, in characters.
+    pub end: usize,
+    /// Library documents the keyword names (for diseases named by a document).
+    pub doc_ids: Vec<String>,
+}
+
+/// Chinese negation cues (whole jieba tokens).
+const ZH_NEGATIONS: [&str; 16] =
+    ["没有", "没", "无", "不", "未", "否认", "未见", "并无", "从无", "毫无", "未曾", "不伴", "无明显", "非", "别无", "未有"];
+/// Words after a negation cue that end its scope ("无明显诱因出现发热": 发热 is present).
+const ZH_SCOPE_ENDS: [&str; 12] = ["出现", "伴有", "伴", "但", "但是", "却", "可是", "不过", "而", "后", "又", "现"];
+/// English negation cues.
+const EN_NEGATIONS: [&str; 10] = ["no", "not", "denies", "denied", "deny", "without", "never", "negative", "none", "absent"];
+/// English words that end a negation's scope.
+const EN_SCOPE_ENDS: [&str; 6] = ["but", "however", "although", "though", "yet", "except"];
+/// Characters that end a clause.
+const CLAUSE_ENDS: &[char] = &['，', ',', '。', '.', '；', ';', '！', '!', '？', '?', '\n', '：', ':', '（', '(', '）', ')'];
+/// Endings that make a segmented word a disease.
+const DISEASE_SUFFIXES: [&str; 14] =
+    ["炎", "病", "综合征", "综合症", "癌", "瘤", "感染", "中毒", "骨折", "畸形", "缺乏症", "结石", "梗死", "衰竭"];
+
+/// Options of the extractor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractOptions {
+    /// Also report jieba words ending in a disease suffix (炎, 病, 综合征 ...) that the
+    /// lexicon lacks.
+    pub segmentation_diseases: bool,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions { segmentation_diseases: true }
+    }
+}
+
+/// Finds diseases and symptoms in text.
+#[derive(Debug, Clone)]
+pub struct KeywordExtractor {
+    lexicon: Lexicon,
+    jieba: Arc<Jieba>,
+    options: ExtractOptions,
+}
+
+impl KeywordExtractor {
+    /// An extractor over a lexicon.
+    pub fn new(lexicon: Lexicon) -> Self {
+        KeywordExtractor { lexicon, jieba: jieba(), options: ExtractOptions::default() }
+    }
+
+    /// Changes the options.
+    pub fn with_options(mut self, options: ExtractOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The lexicon.
+    pub fn lexicon(&self) -> &Lexicon {
+        &self.lexicon
+    }
+
+    /// Keywords in text order (non-overlapping).
+    pub fn extract(&self, text: &str) -> Vec<Keyword> {
+        // Byte offset -> char offset table.
+        let mut char_at: Vec<usize> = vec![0; text.len() + 1];
+        let mut n = 0;
+        for (b, _) in text.char_indices() {
+            char_at[b] = n;
+            n += 1;
+        }
+        char_at[text.len()] = n;
+        let mut spans: Vec<(usize, usize, TermKind, Vec<String>)> =
+            self.lexicon.find(text).into_iter().map(|m| (m.start, m.end, m.term.kind, m.term.doc_ids.clone())).collect();
+        if self.options.segmentation_diseases {
+            let mut extra = Vec::new();
+            // Words with their part-of-speech tags and byte offsets.
+            let tagged: Vec<(usize, usize, &str)> =
+                self.jieba.tag(text, true).into_iter().map(|t| (t.byte_start, t.byte_end, t.tag)).collect();
+            for (i, &(ts, te, _)) in tagged.iter().enumerate() {
+                let w = &text[ts..te];
+                if !DISEASE_SUFFIXES.iter().any(|s| w.ends_with(s)) {
+                    continue;
+                }
+                // Extend left over nouns and distinguishing words (急性, 支气管 + 肺炎).
+                let mut s = ts;
+                let mut j = i;
+                while j > 0 {
+                    let (ps, pe, tag) = tagged[j - 1];
+                    let prev = &text[ps..pe];
+                    let han = prev.chars().all(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+                    if han && (tag.starts_with('n') || matches!(tag, "b" | "an" | "vn")) && te - ps <= 60 {
+                        s = ps;
+                        j -= 1;
+                    } else {
+                        break;
+                    }
+                }
+                let e = te;
+                if text[s..e].chars().count() < 3 {
+                    continue;
+                }
+                if spans.iter().any(|&(a, b, _, _)| a < e && s < b) {
+                    continue;
+                }
+                extra.push((s, e, TermKind::Disease, vec![]));
+            }
+            spans.extend(extra);
+            spans.sort_by_key(|s| s.0);
+        }
+        spans
+            .into_iter()
+            .map(|(s, e, kind, doc_ids)| Keyword {
+                text: text[s..e].to_string(),
+                kind,
+                negated: self.is_negated(text, s),
+                start: char_at[s],
+                end: char_at[e],
+                doc_ids,
+            })
+            .collect()
+    }
+
+    /// Whether a negation cue governs the word starting at byte `start`: a cue earlier in the
+    /// same clause, with no scope-ending word between the cue and the word.
+    fn is_negated(&self, text: &str, start: usize) -> bool {
+        let clause_start = text[..start].rfind(CLAUSE_ENDS).map(|i| i + text[i..].chars().next().map_or(1, char::len_utf8)).unwrap_or(0);
+        let prefix = &text[clause_start..start];
+        if prefix.trim().is_empty() {
+            return false;
+        }
+        // "don't" → "do not" so the segmenter sees the cue as a word.
+        let prefix = prefix.replace("n't", " not").replace("n’t", " not");
+        let mut negated = false;
+        for tok in self.jieba.cut(&prefix, false) {
+            let w = tok.word.trim();
+            if !is_word(w) {
+                continue;
+            }
+            let lower = w.to_ascii_lowercase();
+            if ZH_NEGATIONS.contains(&w) || EN_NEGATIONS.contains(&lower.as_str()) {
+                negated = true;
+            } else if ZH_SCOPE_ENDS.contains(&w) || EN_SCOPE_ENDS.contains(&lower.as_str()) {
+                negated = false;
+            }
+        }
+        negated
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lexicon::LexiconBuilder;
+
+    fn extractor() -> KeywordExtractor {
+        let mut b = LexiconBuilder::new();
+        for s in ["咳嗽", "发热", "发烧", "咽痛", "腹痛", "fever", "cough", "sore throat"] {
+            b.add(s, TermKind::Symptom, None, true);
+        }
+        b.add("扁桃体炎", TermKind::Disease, Some("tonsillitis"), true);
+        KeywordExtractor::new(b.build().unwrap())
+    }
+
+    fn found(text: &str) -> Vec<(String, TermKind, bool)> {
+        extractor().extract(text).into_iter().map(|k| (k.text, k.kind, k.negated)).collect()
+    }
+
+    #[test]
+    fn finds_diseases_and_symptoms_with_char_offsets() {
+        let k = extractor().extract("孩子扁桃体炎，咽痛发热");
+        assert_eq!(k.len(), 3);
+        assert_eq!((k[0].text.as_str(), k[0].start, k[0].end), ("扁桃体炎", 2, 6));
+        assert_eq!(k[0].doc_ids, vec!["tonsillitis"]);
+        assert_eq!((k[2].text.as_str(), k[2].kind, k[2].start), ("发热", TermKind::Symptom, 9));
+    }
+
+    #[test]
+    fn marks_chinese_negation() {
+        let s = TermKind::Symptom;
+        assert_eq!(found("没有咳嗽"), vec![("咳嗽".into(), s, true)]);
+        assert_eq!(found("无发热"), vec![("发热".into(), s, true)]);
+        assert_eq!(found("不发烧，咽痛"), vec![("发烧".into(), s, true), ("咽痛".into(), s, false)]);
+        assert_eq!(found("否认发热、咳嗽"), vec![("发热".into(), s, true), ("咳嗽".into(), s, true)]);
+        assert_eq!(found("无明显诱因出现腹痛"), vec![("腹痛".into(), s, false)]);
+        assert_eq!(found("没有发热但是咳嗽"), vec![("发热".into(), s, true), ("咳嗽".into(), s, false)]);
+    }
+
+    #[test]
+    fn marks_english_negation() {
+        let s = TermKind::Symptom;
+        assert_eq!(found("Denies fever. Has a cough"), vec![("fever".into(), s, true), ("cough".into(), s, false)]);
+        assert_eq!(found("no cough or fever, but sore throat"), vec![("cough".into(), s, true), ("fever".into(), s, true), ("sore throat".into(), s, false)]);
+        assert_eq!(found("I don't have a fever"), vec![("fever".into(), s, true)]);
+    }
+
+    #[test]
+    fn segmentation_adds_unknown_disease_words() {
+        let k = found("医生说是支气管肺炎");
+        assert!(k.iter().any(|(t, kind, _)| t.ends_with("肺炎") && *kind == TermKind::Disease), "{k:?}");
+        let off = extractor().with_options(ExtractOptions { segmentation_diseases: false }).extract("医生说是支气管肺炎");
+        assert!(off.is_empty());
+    }
+}
