@@ -108,7 +108,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = index.sync(&library, &mut (), &CancelToken::new())?;
     let build_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let resync = index.sync(&library, &mut (), &CancelToken::new())?;
+    let _resync = index.sync(&library, &mut (), &CancelToken::new())?;
     let resync_s = t.elapsed().as_secs_f64();
 
     let names: Vec<String> = library.documents().map(|d| d.name.clone()).collect();
