@@ -250,12 +250,7 @@ impl Model {
     /// Registers LoRA tensors keyed by PEFT name under `name`, after checking that they fit.
     /// The tensors are used as given (a `Var`'s tensor stays trainable).
     pub fn add_lora_tensors(&mut self, name: &str, config: LoraConfig, tensors: HashMap<String, Tensor>) -> Result<()> {
-        let shapes: Vec<(String, usize, usize)> = self
-            .linears()
-            .iter()
-            .map(|l| (l.name.clone(), l.in_features(), l.out_features()))
-            .collect();
-        let mut pairs = match_adapter(name, &config, &tensors, &shapes)?;
+        let mut pairs = match_adapter(name, &config, &tensors, &self.linear_shapes())?;
         for linear in self.linears_mut() {
             linear.adapters.remove(name);
             if let Some(pair) = pairs.remove(&linear.name) {
