@@ -204,3 +204,18 @@ fn batch_forward_matches_single_and_trains_lora() {
         }
     }
 }
+
+#[test]
+fn bad_inputs_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    chatglm2_small(tmp.path());
+    let model = Model::load(tmp.path(), &Default::default()).unwrap();
+    let mut cache = model.new_cache(None);
+    assert!(model.forward(&mut cache, &[], None, false).is_err());
+    let err = model.forward(&mut cache, &[VOCAB as u32], None, false).unwrap_err();
+    assert!(err.to_string().contains("vocabulary"), "{err}");
+    let too_long: Vec<u32> = (0..257).map(|i| (i % 100) as u32).collect();
+    let err = model.forward(&mut cache, &too_long, None, false).unwrap_err();
+    assert!(err.to_string().contains("context"), "{err}");
+    assert!(cache.tokens().is_empty(), "a refused input changed the cache");
+}
