@@ -14,7 +14,11 @@
 //! - `generate`: the generation loop (streaming, stop tokens, cancellation).
 //! - `sampling`: next-token choice (repetition penalty, n-gram ban, temperature, top-k, top-p, seeded draw, presets).
 //! - `train`: LoRA training (loss, AdamW/Lion, clipping, schedules).
+//! - `tokenizer`: the tokenizers of ChatGLM-6B, ChatGLM2/3 and GLM-4 behind one `Tokenizer`.
+//! - `chat_format`: each family's chat prompt as token ids.
+
 pub mod arch;
+pub mod chat_format;
 pub mod chatglm2;
 pub mod chatglm6b;
 pub mod config;
@@ -27,6 +31,7 @@ pub mod lora;
 pub mod model;
 pub mod ptuning;
 pub mod sampling;
+pub mod tokenizer;
 pub mod train;
 pub mod weights;
 
