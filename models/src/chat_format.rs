@@ -8,7 +8,7 @@
 //!   the encoded content (`<|system|>` first when there is a system message), then `<|assistant|>`.
 //!
 //! Special tokens are inserted by id only; the texts themselves never produce them.
-use crate::tokenizer::{Family, Tokenizer};
+use crate::tokenizer::{TokenizerFamily, Tokenizer};
 
 /// The ChatGLM-6B prompt text for a conversation.
 pub fn chatglm6b_prompt(system: Option<&str>, history: &[(String, String)], query: &str) -> String {
@@ -26,7 +26,7 @@ pub fn chatglm6b_prompt(system: Option<&str>, history: &[(String, String)], quer
 /// The prompt ids of a conversation: optional system message, past (question, answer) turns, query.
 pub fn build_chat(tok: &Tokenizer, system: Option<&str>, history: &[(String, String)], query: &str) -> Vec<u32> {
     let sp = tok.special_tokens();
-    if tok.family() == Family::ChatGlm6b {
+    if tok.family() == TokenizerFamily::ChatGlm6b {
         let mut ids = tok.encode(&chatglm6b_prompt(system, history, query));
         ids.extend([sp.gmask, sp.sop]);
         return ids;

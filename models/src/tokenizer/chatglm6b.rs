@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::decode::{DecodeRules, SkipRule, TokenText};
 use super::normalizer::{Normalized, Normalizer, Segment};
-use super::sp_common::{byte_ids, decode_table, piece_id};
+use super::sp_common::{byte_ids, decode_table};
 use super::sp_model::{ModelType, SpModel};
 use super::unigram::Unigram;
 
@@ -36,11 +36,13 @@ impl ChatGlm6b {
         if model.model_type != ModelType::Unigram {
             return Err("ice_text.model should be a unigram model".into());
         }
-        let need = |t: &str| piece_id(model, t).ok_or_else(|| format!("the vocabulary lacks `{t}`"));
+        let index: HashMap<&str, u32> =
+            model.pieces.iter().enumerate().map(|(i, p)| (p.text.as_str(), i as u32)).collect();
+        let need = |t: &str| index.get(t).copied().ok_or_else(|| format!("the vocabulary lacks `{t}`"));
         let newline = need("<n>")?;
         let tab = need("<|tab|>")?;
         let mut blanks = vec![u32::MAX, u32::MAX];
-        while let Some(id) = piece_id(model, &format!("<|blank_{}|>", blanks.len())) {
+        while let Some(&id) = index.get(format!("<|blank_{}|>", blanks.len()).as_str()) {
             blanks.push(id);
         }
         if blanks.len() < 3 {

@@ -28,9 +28,10 @@ pub use error::{Result, TokenizerError};
 
 use decode::{DecodeRules, TokenText};
 
-/// The model family a tokenizer belongs to (it also fixes the chat format).
+/// The tokenizer family of a model (it also fixes the chat format; GLM-4 shares
+/// ChatGLM2's architecture but not its tokenizer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Family {
+pub enum TokenizerFamily {
     /// ChatGLM-6B (v1).
     ChatGlm6b,
     /// ChatGLM2/3.
@@ -99,7 +100,7 @@ impl Tokenizer {
         let ice = model_dir.join("ice_text.model");
         let sp = model_dir.join("tokenizer.model");
         let mut tok = if ice.is_file() {
-            Self::from_file(&ice, Some(Family::ChatGlm6b))?
+            Self::from_file(&ice, Some(TokenizerFamily::ChatGlm6b))?
         } else if sp.is_file() {
             Self::from_file(&sp, None)?
         } else {
@@ -114,16 +115,16 @@ impl Tokenizer {
     }
 
     /// Loads one tokenizer file; `family` forces the kind, `None` detects it from the content.
-    pub fn from_file(path: &Path, family: Option<Family>) -> Result<Self> {
+    pub fn from_file(path: &Path, family: Option<TokenizerFamily>) -> Result<Self> {
         let data = read(path)?;
         let corrupt = |reason: String| TokenizerError::Corrupt { path: path.to_path_buf(), reason };
-        let family = family.unwrap_or(if glm4::looks_like_ranks(&data) { Family::Glm4 } else { Family::ChatGlm3 });
+        let family = family.unwrap_or(if glm4::looks_like_ranks(&data) { TokenizerFamily::Glm4 } else { TokenizerFamily::ChatGlm3 });
         tracing::debug!(?family, path = %path.display(), "loading tokenizer");
         match family {
-            Family::Glm4 => Self::glm4(glm4::Glm4::new(&data).map_err(corrupt)?).map_err(corrupt),
-            Family::ChatGlm6b | Family::ChatGlm3 => {
+            TokenizerFamily::Glm4 => Self::glm4(glm4::Glm4::new(&data).map_err(corrupt)?).map_err(corrupt),
+            TokenizerFamily::ChatGlm6b | TokenizerFamily::ChatGlm3 => {
                 let model = sp_model::parse(&data).map_err(corrupt)?;
-                if family == Family::ChatGlm6b {
+                if family == TokenizerFamily::ChatGlm6b {
                     Self::chatglm6b(chatglm6b::ChatGlm6b::new(&model).map_err(corrupt)?).map_err(corrupt)
                 } else {
                     Self::chatglm3(chatglm3::ChatGlm3::new(&model).map_err(corrupt)?).map_err(corrupt)
@@ -178,11 +179,11 @@ impl Tokenizer {
     }
 
     /// The model family.
-    pub fn family(&self) -> Family {
+    pub fn family(&self) -> TokenizerFamily {
         match self.inner {
-            Inner::ChatGlm6b(_) => Family::ChatGlm6b,
-            Inner::ChatGlm3(_) => Family::ChatGlm3,
-            Inner::Glm4(_) => Family::Glm4,
+            Inner::ChatGlm6b(_) => TokenizerFamily::ChatGlm6b,
+            Inner::ChatGlm3(_) => TokenizerFamily::ChatGlm3,
+            Inner::Glm4(_) => TokenizerFamily::Glm4,
         }
     }
 
@@ -211,8 +212,8 @@ impl Tokenizer {
         let ids = self.encode(text);
         let (g, s) = (self.special.gmask, self.special.sop);
         match self.family() {
-            Family::ChatGlm6b => ids.into_iter().chain([g, s]).collect(),
-            Family::ChatGlm3 | Family::Glm4 => [g, s].into_iter().chain(ids).collect(),
+            TokenizerFamily::ChatGlm6b => ids.into_iter().chain([g, s]).collect(),
+            TokenizerFamily::ChatGlm3 | TokenizerFamily::Glm4 => [g, s].into_iter().chain(ids).collect(),
         }
     }
 
@@ -280,7 +281,7 @@ mod tests {
         out
     }
 
-    fn tokenizer_file(family: Family) -> PathBuf {
+    fn tokenizer_file(family: TokenizerFamily) -> PathBuf {
         let dir = fixtures().join("models");
         for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")).flatten() {
             let p = entry.path();
@@ -305,13 +306,13 @@ mod tests {
     #[test]
     fn tokenizer_truncated_or_garbage_files_are_corrupt() {
         let dir = tempfile::tempdir().unwrap();
-        for family in [Family::ChatGlm6b, Family::ChatGlm3, Family::Glm4] {
+        for family in [TokenizerFamily::ChatGlm6b, TokenizerFamily::ChatGlm3, TokenizerFamily::Glm4] {
             let real = std::fs::read(tokenizer_file(family)).unwrap();
-            let name = if family == Family::ChatGlm6b { "ice_text.model" } else { "tokenizer.model" };
+            let name = if family == TokenizerFamily::ChatGlm6b { "ice_text.model" } else { "tokenizer.model" };
             let path = dir.path().join(name);
             // Cut in the middle of a record (mid-line for the ranks file).
             let mut cut = real.len() / 2;
-            if family == Family::Glm4 {
+            if family == TokenizerFamily::Glm4 {
                 while real[cut - 1] == b'\n' || real[cut] == b'\n' {
                     cut += 1;
                 }
@@ -344,15 +345,15 @@ mod tests {
         for tok in tokenizers() {
             let sp = tok.special_tokens().clone();
             match tok.family() {
-                Family::ChatGlm6b => {
+                TokenizerFamily::ChatGlm6b => {
                     assert_eq!((sp.gmask, sp.sop, sp.eop), (130001, 130004, 130005));
                     assert_eq!(sp.eos, vec![130005]);
                 }
-                Family::ChatGlm3 => {
+                TokenizerFamily::ChatGlm3 => {
                     assert_eq!((sp.gmask, sp.sop, sp.user, sp.assistant), (64790, 64792, Some(64795), Some(64796)));
                     assert_eq!(sp.eos, vec![2, 64795, 64797]);
                 }
-                Family::Glm4 => {
+                TokenizerFamily::Glm4 => {
                     assert_eq!((sp.gmask, sp.sop, sp.system), (151331, 151333, Some(151335)));
                     assert_eq!(sp.eos, vec![151329, 151336, 151338]);
                 }
@@ -380,7 +381,7 @@ mod tests {
 
     #[test]
     fn tokenizer_chatglm6b_typed_whitespace_names_stay_text() {
-        let tok = tokenizers().into_iter().find(|t| t.family() == Family::ChatGlm6b).unwrap();
+        let tok = tokenizers().into_iter().find(|t| t.family() == TokenizerFamily::ChatGlm6b).unwrap();
         let ids = tok.encode("a<n>b<|tab|>c<|blank_2|>d");
         assert_eq!(tok.decode(&ids), "a<n>b<|tab|>c<|blank_2|>d");
         // Real whitespace does use the whitespace tokens.
@@ -420,7 +421,7 @@ mod tests {
 
     #[test]
     fn tokenizer_stream_holds_incomplete_bytes_until_finish() {
-        let tok = tokenizers().into_iter().find(|t| t.family() == Family::ChatGlm3).unwrap();
+        let tok = tokenizers().into_iter().find(|t| t.family() == TokenizerFamily::ChatGlm3).unwrap();
         let ids = tok.encode("𪚥");
         assert!(ids.len() >= 4, "expected byte fallback, got {ids:?}");
         let mut dec = tok.stream_decoder();

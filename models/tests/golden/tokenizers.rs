@@ -4,17 +4,17 @@
 //! Each family's tokenizer comes from a model folder under `models/` (the family is read from
 //! the folder's tokenizer file); golden keys map to families: `chatglm_6b`, `chatglm3`, `glm4`.
 use crate::report::Report;
-use doctorglm_models::tokenizer::{Family, Tokenizer};
+use doctorglm_models::tokenizer::{TokenizerFamily, Tokenizer};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The family a golden key names.
-fn family_of_key(key: &str) -> Option<Family> {
+fn family_of_key(key: &str) -> Option<TokenizerFamily> {
     match key {
-        "chatglm_6b" => Some(Family::ChatGlm6b),
-        "chatglm3" => Some(Family::ChatGlm3),
-        "glm4" => Some(Family::Glm4),
+        "chatglm_6b" => Some(TokenizerFamily::ChatGlm6b),
+        "chatglm3" => Some(TokenizerFamily::ChatGlm3),
+        "glm4" => Some(TokenizerFamily::Glm4),
         _ => None,
     }
 }
