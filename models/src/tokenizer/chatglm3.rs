@@ -27,7 +27,7 @@ pub struct ChatGlm3 {
 
 /// The decode rules of this family.
 pub const RULES: DecodeRules =
-    DecodeRules { keep_bos_while_empty: false, replace_per_byte: true, on_skip: SkipRule::NewSentence };
+    DecodeRules { keep_bos_while_empty: false, replace_per_byte: true, on_special: SkipRule::NewSentence };
 
 impl ChatGlm3 {
     /// Builds the tokenizer from a parsed `tokenizer.model`.
@@ -41,7 +41,7 @@ impl ChatGlm3 {
         let mut specials = HashMap::new();
         for name in SPECIAL_TOKENS {
             specials.insert(name, table.len() as u32);
-            table.push(TokenText::Skip);
+            table.push(TokenText::Special);
         }
         Ok(Self {
             normalizer: Normalizer::new(&model.normalizer)?,

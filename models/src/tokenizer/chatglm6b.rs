@@ -28,7 +28,7 @@ pub struct ChatGlm6b {
 }
 
 /// The decode rules of this family.
-pub const RULES: DecodeRules = DecodeRules { keep_bos_while_empty: true, replace_per_byte: true, on_skip: SkipRule::Flush };
+pub const RULES: DecodeRules = DecodeRules { keep_bos_while_empty: true, replace_per_byte: true, on_special: SkipRule::Flush };
 
 impl ChatGlm6b {
     /// Builds the tokenizer from a parsed `ice_text.model`.

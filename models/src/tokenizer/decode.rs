@@ -20,8 +20,11 @@ pub enum TokenText {
     Byte(u8),
     /// Raw bytes (byte-level BPE).
     Bytes(Vec<u8>),
-    /// A control or special token: decodes to nothing.
+    /// A SentencePiece control piece (`<s>`, `[gMASK]`, ...): decodes to nothing and ends a
+    /// run of byte pieces.
     Skip,
+    /// A special token numbered after the vocabulary: decodes to nothing; see [`DecodeRules::on_special`].
+    Special,
 }
 
 /// How a family treats the edges of its pieces.
@@ -31,11 +34,11 @@ pub struct DecodeRules {
     pub keep_bos_while_empty: bool,
     /// Broken UTF-8: one U+FFFD per byte (SentencePiece) instead of one per broken sequence.
     pub replace_per_byte: bool,
-    /// What a skipped token does to pending bytes and the sentence start.
-    pub on_skip: SkipRule,
+    /// What a special token after the vocabulary does to pending bytes and the sentence start.
+    pub on_special: SkipRule,
 }
 
-/// The effect of a skipped (control/special) token.
+/// The effect of a special token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipRule {
     /// Flushes pending bytes; the sentence start is unchanged (SentencePiece control pieces).
@@ -74,7 +77,8 @@ impl<'t> StreamDecoder<'t> {
                 self.pending.extend_from_slice(bytes);
                 self.drain_complete(&mut out);
             }
-            TokenText::Skip => match self.rules.on_skip {
+            TokenText::Skip => self.flush_into(&mut out),
+            TokenText::Special => match self.rules.on_special {
                 SkipRule::Flush => self.flush_into(&mut out),
                 SkipRule::NewSentence => {
                     self.flush_into(&mut out);

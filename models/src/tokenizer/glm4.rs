@@ -19,7 +19,7 @@ pub const SPECIAL_TOKENS: [&str; 14] = [
 
 /// The decode rules of this family.
 pub const RULES: DecodeRules =
-    DecodeRules { keep_bos_while_empty: false, replace_per_byte: false, on_skip: SkipRule::Transparent };
+    DecodeRules { keep_bos_while_empty: false, replace_per_byte: false, on_special: SkipRule::Transparent };
 
 /// The GLM-4 tokenizer.
 #[derive(Debug, Clone)]
@@ -82,7 +82,7 @@ impl Glm4 {
         let mut specials = HashMap::new();
         for name in SPECIAL_TOKENS {
             specials.insert(name, table.len() as u32);
-            table.push(TokenText::Skip);
+            table.push(TokenText::Special);
         }
         let split = fancy_regex::Regex::new(SPLIT_PATTERN).map_err(|e| format!("split pattern: {e}"))?;
         Ok(Self { ranks, split, specials, table })

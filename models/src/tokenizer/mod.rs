@@ -441,4 +441,34 @@ mod tests {
             assert_eq!(tok.decode(&[u32::MAX, tok.vocab_size() as u32]), "");
         }
     }
+
+    #[test]
+    fn tokenizer_sentence_start_space_rules_follow_sentencepiece() {
+        for tok in tokenizers() {
+            match tok.family() {
+                TokenizerFamily::ChatGlm6b => {
+                    // 5 = `▁`, 104 = `▁a`, 4 = `<n>`, 130001 = `[gMASK]` (control).
+                    assert_eq!(tok.decode(&[5, 104]), "a");
+                    assert_eq!(tok.decode(&[130001, 5, 104]), "a");
+                    assert_eq!(tok.decode(&[4, 5, 104]), "\n  a");
+                }
+                TokenizerFamily::ChatGlm3 => {
+                    // 28570 = `Leicester`, 2 = `</s>` (control), 13184 = `▁dressed`, 30910 = `▁`.
+                    assert_eq!(tok.decode(&[28570, 2, 13184]), "Leicester dressed");
+                    assert_eq!(tok.decode(&[30910, 30910, 13184]), "  dressed");
+                    // After a ChatGLM3 special token a new sentence starts (THUDM decodes between them).
+                    let assistant = tok.special_tokens().assistant.unwrap();
+                    assert_eq!(tok.decode(&[28570, assistant, 13184]), "Leicesterdressed");
+                }
+                TokenizerFamily::Glm4 => {
+                    // Byte-level: a special token between the halves of a character does not break it.
+                    let ids = tok.encode("𪚥");
+                    let user = tok.special_tokens().user.unwrap();
+                    let mut with_special = ids.clone();
+                    with_special.insert(1, user);
+                    assert_eq!(tok.decode(&with_special), tok.decode(&ids));
+                }
+            }
+        }
+    }
 }
