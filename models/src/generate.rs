@@ -1,6 +1,11 @@
 //! The generation loop: run the prompt once, then one token at a time over the KV cache,
 //! choosing each token, streaming it to a callback, and stopping on a stop token, the token
 //! limit, the context limit or a cancellation flag set from another thread.
+//!
+//! Text streaming: feed each id from the callback to
+//! [`crate::tokenizer::Tokenizer::stream_decoder`]'s `push`, which returns complete UTF-8 text
+//! pieces; the stop ids are usually the tokenizer's `special_tokens().eos` (chat role tokens
+//! such as `<|user|>` included) plus the config's `eos_token_ids`.
 use crate::error::Result;
 use crate::model::Model;
 use crate::ptuning::PrefixAdapter;
