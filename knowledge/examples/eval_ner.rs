@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lexicon_dir = shared.join("knowledge/qasystem-lexicon");
     let configs: [(&str, bool, bool); 4] = [
         ("starter library", false, true),
-        ("starter library, lexicon only (no segmentation diseases)", false, false),
+        ("starter library, lexicon only (no segmentation)", false, false),
         ("starter library + QASystemOnMedicalKG lexicon", true, true),
         ("starter library + QASystemOnMedicalKG lexicon, lexicon only", true, false),
     ];
@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let lexicon = b.build()?;
         let terms = lexicon.len();
-        let x = KeywordExtractor::new(lexicon).with_options(ExtractOptions { segmentation_diseases: seg });
+        let x = KeywordExtractor::new(lexicon).with_options(ExtractOptions { segmentation: seg });
         let r = evaluate_file(&x, &file)?;
         print(label, terms, &r);
     }

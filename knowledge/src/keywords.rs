@@ -41,17 +41,113 @@ const CLAUSE_ENDS: &[char] = &['，', ',', '。', '.', '；', ';', '！', '!', '
 const DISEASE_SUFFIXES: [&str; 14] =
     ["炎", "病", "综合征", "综合症", "癌", "瘤", "感染", "中毒", "骨折", "畸形", "缺乏症", "结石", "梗死", "衰竭"];
 
+/// Modifiers that belong to a disease name when they precede it (急性 + 扁桃体炎).
+const MODIFIERS: [&str; 16] =
+    ["急性", "慢性", "亚急性", "重症", "重度", "轻度", "中度", "先天性", "原发性", "继发性", "难治性", "复发性", "小儿", "儿童", "新生儿", "婴儿"];
+
+type Span = (usize, usize, TermKind, Vec<String>);
+
+/// Nouns for people, never part of a disease or symptom phrase.
+const PERSON_NOUNS: [&str; 10] = ["患儿", "患者", "病人", "孩子", "宝宝", "小孩", "医生", "病例", "本病", "病人家属"];
+
+/// Whether a tagged word may start or continue a phrase to the left.
+fn joins_left(w: &str, tag: &str) -> bool {
+    is_han(w) && !PERSON_NOUNS.contains(&w) && (tag.starts_with('n') || matches!(tag, "b" | "an" | "vn"))
+}
+
+fn is_han(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+}
+
+/// Extends lexicon diseases to the left over modifiers (急性, 先天性, 细菌性 ...).
+fn extend_with_modifiers(text: &str, tagged: &[(usize, usize, &str)], spans: &mut [Span]) {
+    for i in 0..spans.len() {
+        if spans[i].2 != TermKind::Disease {
+            continue;
+        }
+        let floor = if i > 0 { spans[i - 1].1 } else { 0 };
+        let mut start = spans[i].0;
+        while let Some(&(ps, pe, tag)) = tagged.iter().find(|t| t.1 == start) {
+            let w = &text[ps..pe];
+            let modifier = MODIFIERS.contains(&w) || tag == "b" || (w.ends_with('性') && w.chars().count() >= 2 && is_han(w));
+            if ps < floor || !modifier {
+                break;
+            }
+            start = ps;
+        }
+        spans[i].0 = start;
+    }
+}
+
+/// Words that make a body part or function into a symptom (呼吸音 + 减弱, 肝 + 肿大).
+const SYMPTOM_HEADS: [&str; 22] = [
+    "肿大", "减弱", "增高", "升高", "降低", "减少", "增多", "减退", "异常", "出血", "障碍", "困难", "疼痛", "肿胀", "麻木", "增大", "消失",
+    "延迟", "不适", "紊乱", "亢进", "下降",
+];
+
+/// Symptom phrases found by segmentation: nouns followed by a symptom head (呼吸音减弱).
+fn symptom_phrases(text: &str, tagged: &[(usize, usize, &str)], spans: &[Span]) -> Vec<Span> {
+    let mut out: Vec<Span> = Vec::new();
+    for (i, &(ts, te, _)) in tagged.iter().enumerate() {
+        let w = &text[ts..te];
+        if !SYMPTOM_HEADS.iter().any(|h| w.ends_with(h)) {
+            continue;
+        }
+        let mut s = ts;
+        let mut j = i;
+        while j > 0 {
+            let (ps, pe, tag) = tagged[j - 1];
+            if joins_left(&text[ps..pe], tag) && te - ps <= 45 {
+                s = ps;
+                j -= 1;
+            } else {
+                break;
+            }
+        }
+        if s == ts && w.chars().count() <= 2 {
+            continue;
+        }
+        let e = te;
+        if spans.iter().chain(out.iter()).any(|&(a, b, _, _)| a < e && s < b) {
+            continue;
+        }
+        out.push((s, e, TermKind::Symptom, vec![]));
+    }
+    out
+}
+
+/// Upper-case acronyms in brackets right after a disease: 急性髓系白血病（AML）.
+fn acronyms(text: &str, spans: &[Span]) -> Vec<Span> {
+    let mut out = Vec::new();
+    for sp in spans.iter().filter(|s| s.2 == TermKind::Disease) {
+        let rest = &text[sp.1..];
+        let Some(inner) = rest.strip_prefix('（').or_else(|| rest.strip_prefix('(')) else { continue };
+        let len = inner.find(['）', ')']).unwrap_or(usize::MAX);
+        if len == usize::MAX || !(2..=10).contains(&len) {
+            continue;
+        }
+        let word = &inner[..len];
+        let upper = word.chars().filter(char::is_ascii_uppercase).count();
+        if word.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && upper >= 2 {
+            let s = sp.1 + (rest.len() - inner.len());
+            out.push((s, s + len, TermKind::Disease, sp.3.clone()));
+        }
+    }
+    out
+}
+
 /// Options of the extractor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtractOptions {
-    /// Also report jieba words ending in a disease suffix (炎, 病, 综合征 ...) that the
-    /// lexicon lacks.
-    pub segmentation_diseases: bool,
+    /// Also use segmentation: jieba words ending in a disease suffix (炎, 病, 综合征 ...),
+    /// modifiers joined to diseases (急性 ...), nouns + symptom heads (呼吸音减弱), and
+    /// bracketed acronyms after a disease.
+    pub segmentation: bool,
 }
 
 impl Default for ExtractOptions {
     fn default() -> Self {
-        ExtractOptions { segmentation_diseases: true }
+        ExtractOptions { segmentation: true }
     }
 }
 
@@ -90,13 +186,14 @@ impl KeywordExtractor {
             n += 1;
         }
         char_at[text.len()] = n;
-        let mut spans: Vec<(usize, usize, TermKind, Vec<String>)> =
+        let mut spans: Vec<Span> =
             self.lexicon.find(text).into_iter().map(|m| (m.start, m.end, m.term.kind, m.term.doc_ids.clone())).collect();
-        if self.options.segmentation_diseases {
-            let mut extra = Vec::new();
+        if self.options.segmentation {
             // Words with their part-of-speech tags and byte offsets.
             let tagged: Vec<(usize, usize, &str)> =
                 self.jieba.tag(text, true).into_iter().map(|t| (t.byte_start, t.byte_end, t.tag)).collect();
+            extend_with_modifiers(text, &tagged, &mut spans);
+            let mut extra = Vec::new();
             for (i, &(ts, te, _)) in tagged.iter().enumerate() {
                 let w = &text[ts..te];
                 if !DISEASE_SUFFIXES.iter().any(|s| w.ends_with(s)) {
@@ -107,9 +204,7 @@ impl KeywordExtractor {
                 let mut j = i;
                 while j > 0 {
                     let (ps, pe, tag) = tagged[j - 1];
-                    let prev = &text[ps..pe];
-                    let han = prev.chars().all(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
-                    if han && (tag.starts_with('n') || matches!(tag, "b" | "an" | "vn")) && te - ps <= 60 {
+                    if joins_left(&text[ps..pe], tag) && te - ps <= 60 {
                         s = ps;
                         j -= 1;
                     } else {
@@ -126,6 +221,11 @@ impl KeywordExtractor {
                 extra.push((s, e, TermKind::Disease, vec![]));
             }
             spans.extend(extra);
+            spans.sort_by_key(|s| s.0);
+            let found = symptom_phrases(text, &tagged, &spans);
+            spans.extend(found);
+            spans.sort_by_key(|s| s.0);
+            spans.extend(acronyms(text, &spans));
             spans.sort_by_key(|s| s.0);
         }
         spans
@@ -215,10 +315,24 @@ mod tests {
     }
 
     #[test]
+    fn segmentation_finds_symptom_phrases() {
+        assert_eq!(found("患儿食欲减退"), vec![("食欲减退".into(), TermKind::Symptom, false)]);
+        assert_eq!(found("视力下降明显"), vec![("视力下降".into(), TermKind::Symptom, false)]);
+    }
+
+    #[test]
+    fn modifiers_and_acronyms_join_diseases() {
+        let k = found("慢性扁桃体炎（CT）反复发作");
+        assert_eq!(k[0], ("慢性扁桃体炎".into(), TermKind::Disease, false));
+        assert_eq!(k[1], ("CT".into(), TermKind::Disease, false));
+        assert_eq!(extractor().extract("慢性扁桃体炎")[0].doc_ids, vec!["tonsillitis"]);
+    }
+
+    #[test]
     fn segmentation_adds_unknown_disease_words() {
         let k = found("医生说是支气管肺炎");
         assert!(k.iter().any(|(t, kind, _)| t.ends_with("肺炎") && *kind == TermKind::Disease), "{k:?}");
-        let off = extractor().with_options(ExtractOptions { segmentation_diseases: false }).extract("医生说是支气管肺炎");
+        let off = extractor().with_options(ExtractOptions { segmentation: false }).extract("医生说是支气管肺炎");
         assert!(off.is_empty());
     }
 }
