@@ -4,7 +4,8 @@
 //! Module map:
 //! - `loss`: mean cross-entropy over labels ≠ -100, shifted left by one.
 //! - `lora`: LoRA `A`/`B` as trainable `Var`s over a frozen model; saving a PEFT adapter.
-//! - `trainer`: batches, one training step (forward, loss, backward, clip, update).
+//! - `trainer`: batches, one training step (forward, loss, backward, clip, update), gradient
+//!   accumulation, checkpoints that resume exactly.
 //! - `optim`: AdamW (PyTorch semantics), Lion, global-norm clipping, schedules.
 pub mod lora;
 pub mod loss;
@@ -13,7 +14,7 @@ pub mod trainer;
 
 pub use lora::LoraParams;
 pub use loss::{causal_lm_loss, IGNORE_INDEX};
-pub use optim::{clip_grad_norm, LrSchedule, OptimizerConfig, ScheduleKind, TrainOptimizer};
+pub use optim::{clip_grad_norm, LrSchedule, OptimizerConfig, OptimizerState, ScheduleKind, TrainOptimizer};
 pub use trainer::{Batch, LoraTrainer, StepStats, TrainSettings};
 
 /// Errors of the training code.
@@ -63,6 +64,14 @@ pub enum TrainError {
         path: std::path::PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// A checkpoint folder is incomplete or does not match.
+    #[error("cannot resume from {dir}: {reason}")]
+    Checkpoint {
+        /// The checkpoint folder.
+        dir: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
     },
     /// The model refused the adapter or failed in its forward pass.
     #[error(transparent)]

@@ -1,14 +1,137 @@
 //! Optimizers over candle `Var`s (AdamW as PyTorch has it, Lion), gradient clipping by global
 //! norm, and learning-rate schedules.
 //!
-//! AdamW is candle-nn's: it is PyTorch's `torch.optim.AdamW` step for step (decoupled weight
-//! decay `p ← p·(1 − lr·wd)` first, bias-corrected moments, `eps` added outside the square root);
-//! the golden test checks it against PyTorch's numbers. Lion is written here (candle-nn has none).
+//! AdamW follows PyTorch's `torch.optim.AdamW` step for step (decoupled weight decay
+//! `p ← p·(1 − lr·wd)` first, bias-corrected moments, `eps` added outside the square root); the
+//! golden test checks it against PyTorch's numbers and a unit test against candle-nn's `AdamW`
+//! (same formula). It is written here rather than taken from candle-nn because a training job
+//! must save and restore the moments to resume after a stop, and candle-nn keeps them private.
+//! Lion is written here too (candle-nn has none). Both implement `candle_nn::Optimizer`.
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use candle_nn::Optimizer as _;
 
 pub use candle_nn::ParamsAdamW;
+
+/// PyTorch's AdamW with moments that can be saved and restored.
+#[derive(Debug)]
+pub struct AdamW {
+    /// `(parameter, first moment, second moment)`.
+    vars: Vec<(Var, Var, Var)>,
+    params: ParamsAdamW,
+    steps: usize,
+}
+
+impl candle_nn::Optimizer for AdamW {
+    type Config = ParamsAdamW;
+
+    fn new(vars: Vec<Var>, params: ParamsAdamW) -> candle_core::Result<Self> {
+        let vars = vars
+            .into_iter()
+            .filter(|v| v.dtype().is_float())
+            .map(|v| {
+                let m = Var::zeros(v.shape(), v.dtype(), v.device())?;
+                let s = Var::zeros(v.shape(), v.dtype(), v.device())?;
+                Ok((v, m, s))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self { vars, params, steps: 0 })
+    }
+
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        self.steps += 1;
+        let ParamsAdamW {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = self.params;
+        let t = i32::try_from(self.steps).unwrap_or(i32::MAX);
+        let bias1 = 1.0 - beta1.powi(t);
+        let bias2_sqrt = (1.0 - beta2.powi(t)).sqrt();
+        for (theta, m, v) in &self.vars {
+            let Some(g) = grads.get(theta) else { continue };
+            let decayed = (theta.as_tensor() * (1.0 - lr * weight_decay))?;
+            let next_m = ((m.as_tensor() * beta1)? + (g * (1.0 - beta1))?)?;
+            let next_v = ((v.as_tensor() * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+            let denom = ((next_v.sqrt()? / bias2_sqrt)? + eps)?;
+            let update = ((&next_m / denom)? * (lr / bias1))?;
+            theta.set(&(decayed - update)?)?;
+            m.set(&next_m)?;
+            v.set(&next_v)?;
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.params.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.params.lr = lr
+    }
+}
+
+/// An optimizer's resumable state: the step count and, per parameter (in the order the
+/// optimizer was built with), its moment tensors.
+#[derive(Debug, Clone)]
+pub struct OptimizerState {
+    /// Updates done.
+    pub steps: usize,
+    /// Per parameter: `exp_avg` (AdamW, Lion) then `exp_avg_sq` (AdamW only).
+    pub moments: Vec<Vec<Tensor>>,
+}
+
+/// Copies saved moments into an optimizer's variables, checking count and shapes.
+fn restore_moments(slots: &[Vec<&Var>], state: &OptimizerState) -> candle_core::Result<()> {
+    if slots.len() != state.moments.len() {
+        candle_core::bail!(
+            "the saved optimizer state has {} parameters, this run has {}",
+            state.moments.len(),
+            slots.len()
+        );
+    }
+    for (i, (vars, saved)) in slots.iter().zip(&state.moments).enumerate() {
+        if vars.len() != saved.len() {
+            candle_core::bail!("parameter {i}: {} saved moments, this optimizer needs {}", saved.len(), vars.len());
+        }
+        for (var, t) in vars.iter().zip(saved) {
+            if var.dims() != t.dims() {
+                candle_core::bail!("parameter {i}: saved moment has shape {:?}, needs {:?}", t.dims(), var.dims());
+            }
+            var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+        }
+    }
+    Ok(())
+}
+
+impl AdamW {
+    /// The settings in use.
+    pub fn params(&self) -> &ParamsAdamW {
+        &self.params
+    }
+
+    /// Step count and moments, for a checkpoint.
+    pub fn state(&self) -> candle_core::Result<OptimizerState> {
+        Ok(OptimizerState {
+            steps: self.steps,
+            moments: self
+                .vars
+                .iter()
+                .map(|(_, m, v)| Ok(vec![m.as_tensor().copy()?, v.as_tensor().copy()?]))
+                .collect::<candle_core::Result<_>>()?,
+        })
+    }
+
+    /// Restores step count and moments saved by [`AdamW::state`].
+    pub fn load_state(&mut self, state: &OptimizerState) -> candle_core::Result<()> {
+        let slots: Vec<Vec<&Var>> = self.vars.iter().map(|(_, m, v)| vec![m, v]).collect();
+        restore_moments(&slots, state)?;
+        self.steps = state.steps;
+        Ok(())
+    }
+}
 
 /// Settings of the Lion optimizer (Chen et al., 2023).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -40,6 +163,7 @@ impl Default for ParamsLion {
 pub struct Lion {
     vars: Vec<(Var, Var)>,
     params: ParamsLion,
+    steps: usize,
 }
 
 impl candle_nn::Optimizer for Lion {
@@ -54,10 +178,11 @@ impl candle_nn::Optimizer for Lion {
                 Ok((v, m))
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Self { vars, params })
+        Ok(Self { vars, params, steps: 0 })
     }
 
     fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        self.steps += 1;
         let ParamsLion {
             lr,
             beta1,
@@ -87,6 +212,26 @@ impl Lion {
     /// The settings in use.
     pub fn params(&self) -> &ParamsLion {
         &self.params
+    }
+
+    /// Step count and momentum, for a checkpoint.
+    pub fn state(&self) -> candle_core::Result<OptimizerState> {
+        Ok(OptimizerState {
+            steps: self.steps,
+            moments: self
+                .vars
+                .iter()
+                .map(|(_, m)| Ok(vec![m.as_tensor().copy()?]))
+                .collect::<candle_core::Result<_>>()?,
+        })
+    }
+
+    /// Restores step count and momentum saved by [`Lion::state`].
+    pub fn load_state(&mut self, state: &OptimizerState) -> candle_core::Result<()> {
+        let slots: Vec<Vec<&Var>> = self.vars.iter().map(|(_, m)| vec![m]).collect();
+        restore_moments(&slots, state)?;
+        self.steps = state.steps;
+        Ok(())
     }
 }
 
@@ -142,8 +287,8 @@ impl OptimizerConfig {
 /// An optimizer of either kind over a fixed set of trainable variables.
 #[derive(Debug)]
 pub enum TrainOptimizer {
-    /// candle-nn's AdamW (PyTorch semantics).
-    AdamW(candle_nn::AdamW),
+    /// AdamW (PyTorch semantics).
+    AdamW(AdamW),
     /// Lion.
     Lion(Lion),
 }
@@ -158,7 +303,7 @@ impl TrainOptimizer {
                 beta2,
                 eps,
                 weight_decay,
-            } => Self::AdamW(candle_nn::AdamW::new(
+            } => Self::AdamW(AdamW::new(
                 vars,
                 ParamsAdamW {
                     lr,
@@ -198,6 +343,23 @@ impl TrainOptimizer {
         match self {
             Self::AdamW(o) => o.learning_rate(),
             Self::Lion(o) => o.learning_rate(),
+        }
+    }
+
+    /// Step count and moments, for a checkpoint.
+    pub fn state(&self) -> candle_core::Result<OptimizerState> {
+        match self {
+            Self::AdamW(o) => o.state(),
+            Self::Lion(o) => o.state(),
+        }
+    }
+
+    /// Restores a state saved by [`TrainOptimizer::state`] from an optimizer of the same kind
+    /// over the same parameters.
+    pub fn load_state(&mut self, state: &OptimizerState) -> candle_core::Result<()> {
+        match self {
+            Self::AdamW(o) => o.load_state(state),
+            Self::Lion(o) => o.load_state(state),
         }
     }
 
@@ -367,6 +529,68 @@ mod tests {
                 p -= 0.01 / bc1 * m / (v.sqrt() / bc2.sqrt() + 1e-8);
             }
             assert!((got[i] as f64 - p).abs() < 1e-6, "{i}: {} vs {p}", got[i]);
+        }
+    }
+
+    #[test]
+    fn adamw_equals_candle_nn_adamw() {
+        let p0 = [0.5f32, -0.2, 0.3, 1.5];
+        let ours = Var::new(&p0, &Device::Cpu).unwrap();
+        let theirs = Var::new(&p0, &Device::Cpu).unwrap();
+        let params = ParamsAdamW {
+            lr: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
+        let mut a = AdamW::new(vec![ours.clone()], params.clone()).unwrap();
+        let mut b = candle_nn::AdamW::new(vec![theirs.clone()], params).unwrap();
+        for g in [[0.3f32, -1e-3, 2.0, 0.0], [0.1, 0.5, -2.0, 1e-6], [-0.4, 0.2, 0.2, 3.0]] {
+            a.step(&grads_for(&ours, &g)).unwrap();
+            b.step(&grads_for(&theirs, &g)).unwrap();
+        }
+        let (x, y) = (ours.as_tensor().to_vec1::<f32>().unwrap(), theirs.as_tensor().to_vec1::<f32>().unwrap());
+        for (u, w) in x.iter().zip(&y) {
+            assert!((u - w).abs() < 1e-6, "{x:?} vs {y:?}");
+        }
+    }
+
+    #[test]
+    fn resumed_optimizer_continues_exactly() {
+        for config in [
+            OptimizerConfig::AdamW { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 },
+            OptimizerConfig::Lion { lr: 0.01, beta1: 0.9, beta2: 0.99, weight_decay: 0.1 },
+        ] {
+            let gs = [[0.3f32, -0.5, 2.0], [0.1, 0.5, -2.0], [-0.4, 0.2, 0.7], [0.9, -0.1, 0.05]];
+            let straight = Var::new(&[0.5f32, -0.2, 0.3], &Device::Cpu).unwrap();
+            let mut opt = TrainOptimizer::new(vec![straight.clone()], &config).unwrap();
+            for g in &gs {
+                opt.step(&grads_for(&straight, g)).unwrap();
+            }
+            // Two steps, save, a fresh optimizer restores and does the other two.
+            let first = Var::new(&[0.5f32, -0.2, 0.3], &Device::Cpu).unwrap();
+            let mut opt = TrainOptimizer::new(vec![first.clone()], &config).unwrap();
+            for g in &gs[..2] {
+                opt.step(&grads_for(&first, g)).unwrap();
+            }
+            let state = opt.state().unwrap();
+            assert_eq!(state.steps, 2);
+            let resumed = Var::from_tensor(first.as_tensor()).unwrap();
+            let mut opt = TrainOptimizer::new(vec![resumed.clone()], &config).unwrap();
+            opt.load_state(&state).unwrap();
+            for g in &gs[2..] {
+                opt.step(&grads_for(&resumed, g)).unwrap();
+            }
+            assert_eq!(
+                resumed.as_tensor().to_vec1::<f32>().unwrap(),
+                straight.as_tensor().to_vec1::<f32>().unwrap(),
+                "{config:?}"
+            );
+            // A state for other parameters is refused.
+            let other = Var::new(&[0.0f32; 5], &Device::Cpu).unwrap();
+            let mut opt = TrainOptimizer::new(vec![other], &config).unwrap();
+            assert!(opt.load_state(&state).is_err());
         }
     }
 

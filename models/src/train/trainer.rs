@@ -1,11 +1,26 @@
 //! One LoRA training step over a frozen base: forward, loss, backward, clipping, update.
 use super::lora::LoraParams;
 use super::loss::{causal_lm_loss, IGNORE_INDEX};
-use super::optim::{clip_grad_norm, global_grad_norm, LrSchedule, OptimizerConfig, TrainOptimizer};
+use super::optim::{clip_grad_norm, global_grad_norm, LrSchedule, OptimizerConfig, OptimizerState, TrainOptimizer};
 use super::TrainError;
 use crate::model::Model;
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// File of a checkpoint holding the optimizer's moments.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// File of a checkpoint holding the step count, the settings and the parameter order.
+pub const STATE_FILE: &str = "trainer_state.json";
+
+/// What `trainer_state.json` holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedState {
+    steps: usize,
+    settings: TrainSettings,
+    parameters: Vec<String>,
+}
 
 /// A batch of token ids `[b, seq]` (u32) and labels `[b, seq]` (i64, -100 = not scored).
 #[derive(Debug, Clone)]
@@ -196,6 +211,81 @@ impl LoraTrainer {
         self.optimizer.step(grads)?;
         self.step += 1;
         Ok((norm, lr))
+    }
+
+    /// Writes a resumable checkpoint into `dir`: the adapter in PEFT format (usable as is),
+    /// the optimizer's moments and the step count with the settings. Each file is written under
+    /// a temporary name and renamed.
+    pub fn save_checkpoint(&self, dir: &Path, base_model: &str) -> Result<(), TrainError> {
+        self.params.save_peft(dir, base_model)?;
+        let state = self.optimizer.state()?;
+        let names: Vec<String> = self.params.iter().map(|(n, _)| n.clone()).collect();
+        let suffixes = ["exp_avg", "exp_avg_sq"];
+        let mut tensors = HashMap::new();
+        for (name, moments) in names.iter().zip(&state.moments) {
+            for (suffix, t) in suffixes.iter().zip(moments) {
+                tensors.insert(format!("{name}.{suffix}"), t.to_device(&Device::Cpu)?);
+            }
+        }
+        let saved = SavedState {
+            steps: self.step,
+            settings: self.settings.clone(),
+            parameters: names,
+        };
+        let text = serde_json::to_string_pretty(&saved).map_err(|e| TrainError::Init(e.to_string()))?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TrainError::Io { path, source }
+        };
+        let tmp = dir.join(format!("{OPTIMIZER_FILE}.tmp"));
+        candle_core::safetensors::save(&tensors, &tmp)?;
+        let path = dir.join(OPTIMIZER_FILE);
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        let path = dir.join(STATE_FILE);
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        tracing::info!(dir = %dir.display(), step = self.step, "training checkpoint saved");
+        Ok(())
+    }
+
+    /// Resumes from a checkpoint written by [`LoraTrainer::save_checkpoint`]: the adapter is
+    /// registered with `model` as `adapter`, and the optimizer continues where it stopped (the
+    /// same updates as a run that never stopped).
+    pub fn resume(model: &mut Model, adapter: &str, dir: &Path) -> Result<Self, TrainError> {
+        let bad = |reason: String| TrainError::Checkpoint { dir: dir.to_path_buf(), reason };
+        let state_path = dir.join(STATE_FILE);
+        let text = std::fs::read_to_string(&state_path).map_err(|e| bad(format!("{STATE_FILE}: {e}")))?;
+        let saved: SavedState = serde_json::from_str(&text).map_err(|e| bad(format!("{STATE_FILE}: {e}")))?;
+        let peft = crate::lora::load_peft_adapter(dir, DType::F32, model.device())?;
+        let params = LoraParams::from_tensors(peft.config, &peft.tensors, model.device())?;
+        let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
+        if names != saved.parameters {
+            return Err(bad("the adapter's tensors do not match the saved parameter list".into()));
+        }
+        let mut moments_file = candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), model.device())
+            .map_err(|e| bad(format!("{OPTIMIZER_FILE}: {e}")))?;
+        let per_param = match saved.settings.optimizer {
+            OptimizerConfig::AdamW { .. } => ["exp_avg", "exp_avg_sq"].as_slice(),
+            OptimizerConfig::Lion { .. } => ["exp_avg"].as_slice(),
+        };
+        let mut moments = Vec::with_capacity(names.len());
+        for name in &names {
+            let mut slots = Vec::new();
+            for suffix in per_param {
+                let key = format!("{name}.{suffix}");
+                slots.push(moments_file.remove(&key).ok_or_else(|| bad(format!("{OPTIMIZER_FILE} lacks {key}")))?);
+            }
+            moments.push(slots);
+        }
+        let mut trainer = Self::new(model, adapter, params, saved.settings)?;
+        trainer
+            .optimizer
+            .load_state(&OptimizerState { steps: saved.steps, moments })
+            .map_err(|e| bad(e.to_string()))?;
+        trainer.step = saved.steps;
+        tracing::info!(dir = %dir.display(), step = saved.steps, "training resumed");
+        Ok(trainer)
     }
 
     /// One full step on a batch: loss, backward, clip, update.

@@ -5,7 +5,7 @@ use crate::report::Report;
 use candle_core::{Device, Tensor};
 use doctorglm_models::lora::LoraConfig;
 use doctorglm_models::model::{LoadOptions, Model};
-use doctorglm_models::train::{Batch, LoraParams, LoraTrainer, LrSchedule, OptimizerConfig, TrainSettings};
+use doctorglm_models::train::{Batch, LoraParams, LoraTrainer, LrSchedule, OptimizerConfig, ScheduleKind, TrainSettings};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,6 +42,7 @@ pub fn run(root: &Path, report: &mut Report) {
         report.check(&format!("{name} trained adapter saved as PEFT, reloaded: same logits"), || {
             fixture.check_save_reload(&dir)
         });
+        report.check(&format!("{name} checkpoint and resume continue exactly"), || fixture.check_resume(&dir));
         report.check(&format!("{name} fresh LoRA starts at the base model and learns"), || {
             fixture.check_fresh(&dir)
         });
@@ -215,6 +216,60 @@ impl Fixture {
         }
         if max_abs_diff(&trained, &base)? < 1e-3 {
             return Err("the adapter does not change the logits at all".into());
+        }
+        Ok(())
+    }
+
+    fn check_resume(&self, dir: &Path) -> Result<(), String> {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let mut model = Model::load(dir, &LoadOptions::default()).map_err(|e| err(&e))?;
+        let init = self.with_prefix("train.init.");
+        let settings = TrainSettings {
+            optimizer: self.optimizer("adamw")?,
+            schedule: LrSchedule { kind: ScheduleKind::Cosine, warmup_steps: 1, total_steps: 4 },
+            max_grad_norm: Some(1.0),
+        };
+        let run = |model: &mut Model, name: &str| -> Result<LoraTrainer, String> {
+            let params = LoraParams::from_tensors(self.config.clone(), &init, &Device::Cpu).map_err(|e| err(&e))?;
+            LoraTrainer::new(model, name, params, settings.clone()).map_err(|e| err(&e))
+        };
+        let mut straight = run(&mut model, "straight")?;
+        let mut stopped = run(&mut model, "stopped")?;
+        for _ in 0..2 {
+            straight.step(&model, &self.batch).map_err(|e| err(&e))?;
+            stopped.step(&model, &self.batch).map_err(|e| err(&e))?;
+        }
+        let out = tempfile::tempdir().map_err(|e| err(&e))?;
+        stopped.save_checkpoint(out.path(), "fixture").map_err(|e| err(&e))?;
+        drop(stopped);
+        let mut resumed = LoraTrainer::resume(&mut model, "resumed", out.path()).map_err(|e| err(&e))?;
+        if resumed.steps_done() != 2 {
+            return Err(format!("resumed at step {}, expected 2", resumed.steps_done()));
+        }
+        // A damaged checkpoint is refused with a message naming what is wrong.
+        let damaged = tempfile::tempdir().map_err(|e| err(&e))?;
+        for f in ["adapter_config.json", "adapter_model.safetensors", "trainer_state.json"] {
+            std::fs::copy(out.path().join(f), damaged.path().join(f)).map_err(|e| err(&e))?;
+        }
+        std::fs::write(damaged.path().join("optimizer.safetensors"), b"not a tensor file").map_err(|e| err(&e))?;
+        match LoraTrainer::resume(&mut model, "damaged", damaged.path()) {
+            Ok(_) => return Err("a checkpoint with a corrupt optimizer file was accepted".into()),
+            Err(e) if e.to_string().contains("optimizer.safetensors") => {}
+            Err(e) => return Err(format!("unhelpful error for a corrupt checkpoint: {e}")),
+        }
+        for _ in 0..2 {
+            let a = straight.step(&model, &self.batch).map_err(|e| err(&e))?;
+            let b = resumed.step(&model, &self.batch).map_err(|e| err(&e))?;
+            if a.lr != b.lr {
+                return Err(format!("learning rate {} after resuming, {} without", b.lr, a.lr));
+            }
+        }
+        for (name, var) in straight.params().iter() {
+            let other = resumed.params().get(name).ok_or_else(|| format!("resumed run lacks {name}"))?;
+            let d = max_abs_diff(var.as_tensor(), other.as_tensor())?;
+            if d > 1e-6 {
+                return Err(format!("{name} differs by {d:.2e} after resuming"));
+            }
         }
         Ok(())
     }
