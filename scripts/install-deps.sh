@@ -12,6 +12,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 APT_PACKAGES=(
   build-essential pkg-config curl file
   libssl-dev
+  libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev
+  xvfb xauth webkit2gtk-driver
 )
 
 missing=()

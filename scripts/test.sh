@@ -10,5 +10,5 @@ export DOCTORGLM_FIXTURES="${DOCTORGLM_FIXTURES:-$(cd .. && pwd)/shared/fixtures
 cargo test --workspace --no-fail-fast
 
 if [ -f ui/package.json ]; then
-  (cd ui && npm test)
+  (cd ui && npm run check && npm test)
 fi

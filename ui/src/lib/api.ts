@@ -1,0 +1,43 @@
+// Typed calls to the Tauri commands (src-tauri/src/commands.rs) and its events.
+import { invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type {
+  About, AdapterRecord, AskRequest, ChatPayload, Conversation, ConversationSummary, DonePayload,
+  DocumentSummary, GenerationSettings, ImportSummary, LibraryDocument, ModelInfo, ModelRecord, PresetName, ProgressPayload, Registry, Settings,
+} from "./types";
+
+export const api = {
+  sendMessage: (request: AskRequest) => invoke<string>("send_message", { request }),
+  regenerate: (request: AskRequest) => invoke<string>("regenerate", { request }),
+  cancelJob: (jobId: string) => invoke<boolean>("cancel_job", { jobId }),
+  listConversations: (query?: string) => invoke<ConversationSummary[]>("list_conversations", { query: query || null }),
+  getConversation: (id: string) => invoke<Conversation>("get_conversation", { id }),
+  deleteConversation: (id: string) => invoke<void>("delete_conversation", { id }),
+  exportConversation: (id: string, format: "markdown" | "json") => invoke<string>("export_conversation", { id, format }),
+  listModels: () => invoke<Registry>("list_models"),
+  importModel: (path: string) => invoke<string>("import_model", { path }),
+  checkModel: (path: string) => invoke<ModelInfo>("check_model", { path }),
+  importAdapter: (baseId: string, path: string) => invoke<AdapterRecord>("import_adapter", { baseId, path }),
+  removeModel: (id: string) => invoke<void>("remove_model", { id }),
+  presets: () => invoke<Record<PresetName, GenerationSettings>>("presets"),
+  getSettings: () => invoke<Settings>("get_settings"),
+  saveSettings: (value: Settings) => invoke<void>("save_settings", { value }),
+  about: () => invoke<About>("about_info"),
+  knowledgeSearch: (query: string) => invoke<DocumentSummary[]>("knowledge_search", { query }),
+  knowledgeDocument: (id: string) => invoke<LibraryDocument>("knowledge_document", { id }),
+  knowledgeImport: (path: string) => invoke<string>("knowledge_import", { path }),
+};
+
+export const events = {
+  chat: (cb: (p: ChatPayload) => void): Promise<UnlistenFn> => listen<ChatPayload>("chat", (e) => cb(e.payload)),
+  progress: (cb: (p: ProgressPayload) => void): Promise<UnlistenFn> => listen<ProgressPayload>("progress", (e) => cb(e.payload)),
+  jobDone: <T = ModelRecord>(cb: (p: DonePayload<T>) => void): Promise<UnlistenFn> =>
+    listen<DonePayload<T>>("job-done", (e) => cb(e.payload)),
+};
+
+/** A message for people from a rejected command (commands reject with a string). */
+export function errorText(e: unknown): string {
+  if (typeof e === "string") return e;
+  if (e instanceof Error) return e.message;
+  return JSON.stringify(e);
+}
