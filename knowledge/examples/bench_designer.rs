@@ -78,6 +78,17 @@ fn generate(n: usize, rng: &mut Rng) -> Vec<Document> {
     docs
 }
 
+/// CPU time of this thread (not wall time: a busy machine's preemptions do not count).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -124,19 +135,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let options = DesignerOptions::default();
     let mut design = Vec::with_capacity(n_queries);
+    let mut design_cpu = Vec::with_capacity(n_queries);
     let mut extract = Vec::with_capacity(n_queries);
     let mut answered = 0;
     for q in &questions {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), thread_cpu());
         let p = designer.design(q, &options, None)?;
         design.push(t.elapsed());
+        design_cpu.push(thread_cpu().saturating_sub(c));
         answered += usize::from(p.system.is_some());
         let t = Instant::now();
         std::hint::black_box(designer.extractor().extract(q));
         extract.push(t.elapsed());
     }
     design.sort();
+    design_cpu.sort();
     extract.sort();
+    let (c50, c95) = (percentile(&design_cpu, 0.5), percentile(&design_cpu, 0.95));
     let (p50, p95) = (percentile(&design, 0.5), percentile(&design, 0.95));
     let (e50, e95) = (percentile(&extract, 0.5), percentile(&extract, 0.95));
     println!("library: {n_docs} generated documents (write {write_s:.2} s, load {load_s:.2} s)");
@@ -147,12 +162,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("designer over {n_queries} questions ({answered} with a description):");
     println!("  design      p50 {:.3} ms  p95 {:.3} ms", p50.as_secs_f64() * 1e3, p95.as_secs_f64() * 1e3);
+    println!("  design CPU  p50 {:.3} ms  p95 {:.3} ms (thread CPU time)", c50.as_secs_f64() * 1e3, c95.as_secs_f64() * 1e3);
     println!("  extraction  p50 {:.3} ms  p95 {:.3} ms", e50.as_secs_f64() * 1e3, e95.as_secs_f64() * 1e3);
     println!(
-        "  ratio design/extraction: p50 {:.1}x, p95 {:.1}x; p95 target 10 ms: {}",
+        "  ratio design/extraction: p50 {:.1}x, p95 {:.1}x; p95 target 10 ms: wall {}, CPU {}",
         p50.as_secs_f64() / e50.as_secs_f64().max(1e-9),
         p95.as_secs_f64() / e95.as_secs_f64().max(1e-9),
-        if p95 < Duration::from_millis(10) { "met" } else { "NOT met" }
+        if p95 < Duration::from_millis(10) { "met" } else { "NOT met" },
+        if c95 < Duration::from_millis(10) { "met" } else { "NOT met" }
     );
     std::fs::remove_dir_all(&tmp)?;
     Ok(())
