@@ -1,5 +1,17 @@
 //! DoctorGLM Desktop application crate.
 //!
 //! Module map:
-//! - `cli`: the `doctorglm` subcommands (same functions the Tauri commands call).
+//! - `services`: the work itself, as plain functions (models, conversations, chat, settings);
+//! - `commands`: Tauri commands and events over `services` (the window's API; feature `desktop`);
+//! - `app`: builds and runs the Tauri window (feature `desktop`);
+//! - `cli`: the `doctorglm` subcommands, calling the same `services` functions;
+//! - `error`: `AppError`, messages a person can act on.
+#[cfg(feature = "desktop")]
+pub mod app;
 pub mod cli;
+#[cfg(feature = "desktop")]
+pub mod commands;
+#[cfg(feature = "app")]
+pub mod error;
+#[cfg(feature = "app")]
+pub mod services;

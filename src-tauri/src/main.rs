@@ -1,3 +1,5 @@
+// No console window on Windows release builds; the CLI still prints when run from a terminal.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 use clap::Parser;
 use doctorglm::cli::{self, Cli};
 
@@ -9,6 +11,11 @@ fn main() -> anyhow::Result<()> {
     let parsed = Cli::parse();
     match parsed.command {
         Some(command) => cli::run(command),
-        None => anyhow::bail!("the desktop window is not built yet; see `doctorglm --help`"),
+        #[cfg(feature = "desktop")]
+        None => doctorglm::app::run(doctorglm::services::AppContext::open_default()?),
+        #[cfg(not(feature = "desktop"))]
+        None => {
+            anyhow::bail!("this build has no window (build with `--features desktop`, as ./scripts/run.sh does); see `doctorglm --help`")
+        }
     }
 }

@@ -1,8 +1,17 @@
-//! The `doctorglm` command line. Each subcommand lives in its own module.
+//! The `doctorglm` command line. Each subcommand lives in its own module and calls the same
+//! `crate::services` functions the Tauri commands call.
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "app")]
+pub mod ask;
+#[cfg(feature = "app")]
+pub mod chat;
 pub mod designer;
+#[cfg(feature = "app")]
+pub mod export;
 pub mod knowledge;
+#[cfg(feature = "app")]
+pub mod models;
 
 /// DoctorGLM Desktop: with no subcommand the window opens.
 #[derive(Debug, Parser)]
@@ -16,6 +25,19 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[cfg(feature = "app")]
+    /// Answer one question and print the answer (and its sources).
+    Ask(ask::AskArgs),
+    #[cfg(feature = "app")]
+    /// A conversation in the terminal (empty line or Ctrl-D ends it).
+    Chat(chat::ChatArgs),
+    #[cfg(feature = "app")]
+    /// Import and list models and adapters.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    #[cfg(feature = "app")]
+    /// Export conversations as Markdown or JSON.
+    Export(export::ExportArgs),
     /// Show what the prompt designer makes of a question (keywords, diseases, prompt, sources).
     Designer(designer::DesignerArgs),
     /// The disease library: import, search, evaluate keyword extraction, re-index.
@@ -26,6 +48,14 @@ pub enum Command {
 /// Runs a parsed subcommand.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        #[cfg(feature = "app")]
+        Command::Ask(args) => ask::run(args),
+        #[cfg(feature = "app")]
+        Command::Chat(args) => chat::run(args),
+        #[cfg(feature = "app")]
+        Command::Models(cmd) => models::run(cmd),
+        #[cfg(feature = "app")]
+        Command::Export(args) => export::run(args),
         Command::Designer(args) => designer::run(args),
         Command::Knowledge(cmd) => knowledge::run(cmd),
     }

@@ -1,0 +1,32 @@
+//! The desktop window: builds the Tauri app with its state and commands and runs it.
+use crate::commands::{self, AppState};
+use crate::services::AppContext;
+
+/// Opens the main window and runs until it is closed.
+pub fn run(ctx: AppContext) -> anyhow::Result<()> {
+    tauri::Builder::default()
+        .manage(AppState::new(ctx))
+        .invoke_handler(tauri::generate_handler![
+            commands::send_message,
+            commands::regenerate,
+            commands::cancel_job,
+            commands::list_conversations,
+            commands::get_conversation,
+            commands::delete_conversation,
+            commands::export_conversation,
+            commands::list_models,
+            commands::import_model,
+            commands::check_model,
+            commands::import_adapter,
+            commands::remove_model,
+            commands::presets,
+            commands::get_settings,
+            commands::save_settings,
+            commands::about_info,
+            commands::knowledge_search,
+            commands::knowledge_document,
+            commands::knowledge_import,
+        ])
+        .run(tauri::generate_context!())
+        .map_err(|e| anyhow::anyhow!("the window could not start: {e}"))
+}

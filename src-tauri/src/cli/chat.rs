@@ -1,0 +1,59 @@
+//! `doctorglm chat`: a conversation in the terminal.
+use super::ask::{print_event, GenerationArgs};
+use crate::services::chat::{self, AskRequest, ChatEvent};
+use crate::services::{AppContext, CancelFlag};
+use std::io::{BufRead, Write};
+
+/// `doctorglm chat` options.
+#[derive(Debug, clap::Args)]
+pub struct ChatArgs {
+    /// Continue this conversation (id from the app or `export`).
+    #[arg(long)]
+    pub conversation: Option<String>,
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+}
+
+/// Runs `doctorglm chat`.
+pub fn run(args: ChatArgs) -> anyhow::Result<()> {
+    let ctx = AppContext::open_default()?;
+    let mut conversation_id = args.conversation.clone();
+    eprintln!("DoctorGLM — answers need a clinician's judgement. An empty line ends the conversation.");
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+            break;
+        }
+        let request = AskRequest {
+            conversation_id: conversation_id.clone(),
+            question: line.trim().to_string(),
+            model_id: args.generation.model.clone(),
+            adapter_id: args.generation.adapter.clone(),
+            settings: args.generation.settings(),
+            device: args.generation.device,
+            save: true,
+        };
+        let result = chat::ask(
+            &ctx,
+            &request,
+            &mut |event| {
+                if let ChatEvent::Started { conversation_id: Some(id), .. } = &event {
+                    conversation_id = Some(id.clone());
+                }
+                print_event(event)
+            },
+            &CancelFlag::new(),
+        );
+        println!();
+        if let Err(e) = result {
+            eprintln!("error: {e}");
+        }
+    }
+    if let Some(id) = conversation_id {
+        eprintln!("conversation {id} saved");
+    }
+    Ok(())
+}

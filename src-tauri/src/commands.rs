@@ -1,0 +1,265 @@
+//! Tauri commands: thin wrappers that run a service off the UI thread and turn its result into
+//! JSON. Long work returns a job id at once and reports through events:
+//! - `chat` — `{ jobId, event }` with a `services::chat::ChatEvent`, or `{ jobId, error }`;
+//! - `progress` — `{ jobId, fraction, message }`;
+//! - `job-done` — `{ jobId, result }` or `{ jobId, error }`.
+use crate::error::{AppError, AppResult};
+use crate::services::chat::{self, AskRequest, ChatEvent};
+use crate::services::conversations::{self, Conversation, ConversationSummary, ExportFormat};
+use crate::services::generation::{GenerationSettings, Preset};
+use crate::services::inspect::ModelInfo;
+use crate::services::registry::{new_id, AdapterRecord, Registry};
+use crate::services::knowledge::{DocumentSummary, ImportSummary};
+use crate::services::{about, knowledge, models, settings, AppContext, CancelFlag, Progress};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tauri::{AppHandle, Emitter, State};
+
+/// State shared by all commands.
+pub struct AppState {
+    /// The services' context.
+    pub ctx: Arc<AppContext>,
+    /// Cancellation flags of running jobs, by job id.
+    pub jobs: Mutex<HashMap<String, CancelFlag>>,
+}
+
+impl AppState {
+    /// State over a context.
+    pub fn new(ctx: AppContext) -> Self {
+        Self { ctx: Arc::new(ctx), jobs: Mutex::new(HashMap::new()) }
+    }
+
+    fn start_job(&self) -> (String, CancelFlag) {
+        let id = new_id("job");
+        let flag = CancelFlag::new();
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), flag.clone());
+        (id, flag)
+    }
+}
+
+fn finish_job(app: &AppHandle, job_id: &str) {
+    use tauri::Manager;
+    let state = app.state::<AppState>();
+    state.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(job_id);
+}
+
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChatPayload {
+    job_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<ChatEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProgressPayload {
+    job_id: String,
+    #[serde(flatten)]
+    progress: Progress,
+}
+
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DonePayload<T: Serialize> {
+    job_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    cancelled: bool,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> AppResult<T> + Send + 'static) -> AppResult<T> {
+    tauri::async_runtime::spawn_blocking(f).await.map_err(|e| AppError::Invalid(format!("background task failed: {e}")))?
+}
+
+fn spawn_chat(app: AppHandle, state: &AppState, request: AskRequest, regenerate: bool) -> String {
+    let (job_id, cancel) = state.start_job();
+    let ctx = state.ctx.clone();
+    let id = job_id.clone();
+    std::thread::spawn(move || {
+        let emit = |payload: ChatPayload| {
+            if let Err(e) = app.emit("chat", payload) {
+                tracing::warn!("could not send a chat event: {e}");
+            }
+        };
+        let mut on_event = |event| emit(ChatPayload { job_id: id.clone(), event: Some(event), error: None });
+        let result = if regenerate {
+            chat::regenerate(&ctx, request, &mut on_event, &cancel)
+        } else {
+            chat::ask(&ctx, &request, &mut on_event, &cancel)
+        };
+        if let Err(e) = result {
+            emit(ChatPayload { job_id: id.clone(), event: None, error: Some(e.to_string()) });
+        }
+        finish_job(&app, &id);
+    });
+    job_id
+}
+
+/// Starts answering a question; returns the job id whose `chat` events follow.
+#[tauri::command]
+pub fn send_message(app: AppHandle, state: State<'_, AppState>, request: AskRequest) -> String {
+    spawn_chat(app, &state, request, false)
+}
+
+/// Answers the last question of a conversation again.
+#[tauri::command]
+pub fn regenerate(app: AppHandle, state: State<'_, AppState>, request: AskRequest) -> String {
+    spawn_chat(app, &state, request, true)
+}
+
+/// Asks a running job to stop (answer generation, import). Unknown ids are ignored.
+#[tauri::command]
+pub fn cancel_job(state: State<'_, AppState>, job_id: String) -> bool {
+    let jobs = state.jobs.lock().unwrap_or_else(|p| p.into_inner());
+    jobs.get(&job_id).map(CancelFlag::cancel).is_some()
+}
+
+/// Conversations, newest first, filtered by a search query.
+#[tauri::command]
+pub async fn list_conversations(state: State<'_, AppState>, query: Option<String>) -> AppResult<Vec<ConversationSummary>> {
+    let ctx = state.ctx.clone();
+    blocking(move || conversations::list(&ctx, query.as_deref())).await
+}
+
+/// One conversation with its messages.
+#[tauri::command]
+pub async fn get_conversation(state: State<'_, AppState>, id: String) -> AppResult<Conversation> {
+    let ctx = state.ctx.clone();
+    blocking(move || conversations::get(&ctx, &id)).await
+}
+
+/// Deletes a conversation.
+#[tauri::command]
+pub async fn delete_conversation(state: State<'_, AppState>, id: String) -> AppResult<()> {
+    let ctx = state.ctx.clone();
+    blocking(move || conversations::delete(&ctx, &id)).await
+}
+
+/// Exports a conversation as Markdown or JSON text.
+#[tauri::command]
+pub async fn export_conversation(state: State<'_, AppState>, id: String, format: ExportFormat) -> AppResult<String> {
+    let ctx = state.ctx.clone();
+    blocking(move || conversations::export(&ctx, Some(&id), format)).await
+}
+
+/// Imported models and adapters.
+#[tauri::command]
+pub async fn list_models(state: State<'_, AppState>) -> AppResult<Registry> {
+    let ctx = state.ctx.clone();
+    blocking(move || models::list(&ctx)).await
+}
+
+/// Starts importing a model folder; returns the job id (`progress` then `job-done` events).
+#[tauri::command]
+pub fn import_model(app: AppHandle, state: State<'_, AppState>, path: String) -> String {
+    let (job_id, cancel) = state.start_job();
+    let ctx = state.ctx.clone();
+    let id = job_id.clone();
+    std::thread::spawn(move || {
+        let report = |progress: Progress| {
+            let _ = app.emit("progress", ProgressPayload { job_id: id.clone(), progress });
+        };
+        let result = models::import_model(&ctx, &PathBuf::from(path.trim()), &report, &cancel);
+        let payload = match result {
+            Ok(record) => DonePayload { job_id: id.clone(), result: Some(record), error: None, cancelled: false },
+            Err(e) => DonePayload {
+                job_id: id.clone(),
+                result: None,
+                cancelled: matches!(e, AppError::Cancelled),
+                error: Some(e.to_string()),
+            },
+        };
+        let _ = app.emit("job-done", payload);
+        finish_job(&app, &id);
+    });
+    job_id
+}
+
+/// Checks a model folder without importing it.
+#[tauri::command]
+pub async fn check_model(path: String) -> AppResult<ModelInfo> {
+    blocking(move || models::check_model(&PathBuf::from(path.trim()), &|_| {}, &CancelFlag::new())).await
+}
+
+/// Imports an adapter for an imported base, after checking it fits.
+#[tauri::command]
+pub async fn import_adapter(state: State<'_, AppState>, base_id: String, path: String) -> AppResult<AdapterRecord> {
+    let ctx = state.ctx.clone();
+    blocking(move || models::import_adapter(&ctx, &base_id, &PathBuf::from(path.trim()))).await
+}
+
+/// Forgets a model (files stay on disk).
+#[tauri::command]
+pub async fn remove_model(state: State<'_, AppState>, id: String) -> AppResult<()> {
+    let ctx = state.ctx.clone();
+    blocking(move || models::remove_model(&ctx, &id)).await
+}
+
+/// The presets' settings, by name.
+#[tauri::command]
+pub fn presets() -> HashMap<&'static str, GenerationSettings> {
+    HashMap::from([
+        ("conservative", Preset::Conservative.settings()),
+        ("balanced", Preset::Balanced.settings()),
+        ("diverse", Preset::Diverse.settings()),
+    ])
+}
+
+/// The user's preferences.
+#[tauri::command]
+pub async fn get_settings(state: State<'_, AppState>) -> AppResult<settings::Settings> {
+    let ctx = state.ctx.clone();
+    blocking(move || settings::load(&ctx)).await
+}
+
+/// Saves the user's preferences.
+#[tauri::command]
+pub async fn save_settings(state: State<'_, AppState>, value: settings::Settings) -> AppResult<()> {
+    let ctx = state.ctx.clone();
+    blocking(move || settings::save(&ctx, &value)).await
+}
+
+/// Versions, licences, data folder, keyring status.
+#[tauri::command]
+pub fn about_info(state: State<'_, AppState>) -> about::About {
+    about::about(&state.ctx)
+}
+
+/// Library documents matching a query (all for an empty one).
+#[tauri::command]
+pub async fn knowledge_search(query: String) -> AppResult<Vec<DocumentSummary>> {
+    blocking(move || knowledge::search(&query, 500)).await
+}
+
+/// One library document with its sections.
+#[tauri::command]
+pub async fn knowledge_document(id: String) -> AppResult<doctorglm_knowledge::Document> {
+    blocking(move || knowledge::document(&id)).await
+}
+
+/// Starts importing documents; returns the job id (`progress` then `job-done` events).
+#[tauri::command]
+pub fn knowledge_import(app: AppHandle, state: State<'_, AppState>, path: String) -> String {
+    let (job_id, cancel) = state.start_job();
+    let ctx = state.ctx.clone();
+    let id = job_id.clone();
+    std::thread::spawn(move || {
+        let report = |progress: Progress| {
+            let _ = app.emit("progress", ProgressPayload { job_id: id.clone(), progress });
+        };
+        let payload: DonePayload<ImportSummary> = match knowledge::import(&ctx, &PathBuf::from(path.trim()), &report, &cancel) {
+            Ok(summary) => DonePayload { job_id: id.clone(), cancelled: summary.cancelled, result: Some(summary), error: None },
+            Err(e) => DonePayload { job_id: id.clone(), result: None, cancelled: false, error: Some(e.to_string()) },
+        };
+        let _ = app.emit("job-done", payload);
+        finish_job(&app, &id);
+    });
+    job_id
+}

@@ -1,0 +1,135 @@
+//! The bridge to the engine (`doctorglm-models`): load a registered model (+ adapter) on a
+//! device and stream tokens. One model stays loaded in `AppContext` and is reused while the
+//! same model, adapter and device are asked for.
+use super::generation::GenerationSettings;
+use super::registry::{AdapterRecord, ModelRecord};
+use super::{AppContext, CancelFlag, Progress};
+use crate::error::{AppError, AppResult};
+use serde::{Deserialize, Serialize};
+
+/// Where the engine runs.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// The processor (always available).
+    #[default]
+    Cpu,
+    /// The first GPU, when the build has CUDA or Metal.
+    Gpu,
+}
+
+/// One earlier exchange of the conversation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Turn {
+    /// The question.
+    pub user: String,
+    /// The answer.
+    pub assistant: String,
+}
+
+/// What a finished generation reports.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GenerationStats {
+    /// Tokens generated.
+    pub tokens: u64,
+}
+
+/// A loaded model that can answer.
+pub trait Backend: Send {
+    /// Generates an answer to `prompt` after `history`, calling `on_token` with each piece of
+    /// text as it is decoded; stops early when `cancel` is set.
+    fn generate(
+        &mut self,
+        history: &[Turn],
+        system: Option<&str>,
+        prompt: &str,
+        settings: &GenerationSettings,
+        on_token: &mut dyn FnMut(&str),
+        cancel: &CancelFlag,
+    ) -> AppResult<GenerationStats>;
+}
+
+/// The model currently loaded.
+pub struct LoadedModel {
+    /// (model id, adapter id, device) it was loaded for.
+    pub key: (String, Option<String>, Device),
+    /// The engine session.
+    pub backend: Box<dyn Backend>,
+}
+
+/// Whether this build can run on a GPU.
+pub fn gpu_available() -> bool {
+    candle_core::utils::cuda_is_available() || candle_core::utils::metal_is_available()
+}
+
+/// Loads a model (and adapter) for generation.
+pub fn load(
+    model: &ModelRecord,
+    adapter: Option<&AdapterRecord>,
+    device: Device,
+    progress: &dyn Fn(Progress),
+    cancel: &CancelFlag,
+) -> AppResult<Box<dyn Backend>> {
+    cancel.check()?;
+    if device == Device::Gpu && !gpu_available() {
+        return Err(AppError::Engine("this build has no GPU support: choose CPU in the Models tab".into()));
+    }
+    progress(Progress::new(0.0, format!("loading {}", model.info.name)));
+    #[cfg(any(debug_assertions, feature = "e2e-hooks"))]
+    if let Some(answer) = std::env::var_os("DOCTORGLM_TEST_ANSWER") {
+        return Ok(Box::new(ScriptedBackend { answer: answer.to_string_lossy().into_owned() }));
+    }
+    let backend = super::engine_candle::load(model, adapter, device)?;
+    progress(Progress::new(1.0, "loaded"));
+    Ok(Box::new(backend))
+}
+
+/// Runs `f` with the loaded backend for this model/adapter/device, loading it first if needed.
+pub fn with_backend<T>(
+    ctx: &AppContext,
+    model: &ModelRecord,
+    adapter: Option<&AdapterRecord>,
+    device: Device,
+    cancel: &CancelFlag,
+    f: impl FnOnce(&mut dyn Backend) -> AppResult<T>,
+) -> AppResult<T> {
+    let key = (model.id.clone(), adapter.map(|a| a.id.clone()), device);
+    let mut slot = ctx.engine.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.as_ref().is_none_or(|l| l.key != key) {
+        *slot = None; // free the old model before loading the next
+        let backend = load(model, adapter, device, &|_| {}, cancel)?;
+        *slot = Some(LoadedModel { key, backend });
+    }
+    let loaded = slot.as_mut().ok_or_else(|| AppError::Engine("no model loaded".into()))?;
+    f(loaded.backend.as_mut())
+}
+
+/// A test backend that streams a fixed answer (end-to-end tests of rendering and sanitizing).
+#[cfg(any(debug_assertions, feature = "e2e-hooks"))]
+struct ScriptedBackend {
+    answer: String,
+}
+
+#[cfg(any(debug_assertions, feature = "e2e-hooks"))]
+impl Backend for ScriptedBackend {
+    fn generate(
+        &mut self,
+        _history: &[Turn],
+        _system: Option<&str>,
+        _prompt: &str,
+        _settings: &GenerationSettings,
+        on_token: &mut dyn FnMut(&str),
+        cancel: &CancelFlag,
+    ) -> AppResult<GenerationStats> {
+        let mut tokens = 0;
+        for piece in self.answer.split_inclusive(' ') {
+            if cancel.is_cancelled() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            on_token(piece);
+            tokens += 1;
+        }
+        Ok(GenerationStats { tokens })
+    }
+}

@@ -1,0 +1,35 @@
+//! The app's services: plain Rust functions that do the work. The Tauri commands
+//! (`crate::commands`) and the CLI (`crate::cli`) both call these and nothing else, so the
+//! window and the terminal always behave the same.
+//!
+//! Module map:
+//! - `context`: `AppContext` (data folder, shared state) and progress/cancellation types;
+//! - `inspect`: reads a model or adapter folder and checks it (architecture, size, memory need);
+//! - `registry`: the imported models and adapters;
+//! - `models`: import/list/remove models and adapters (with progress and cancel);
+//! - `conversations`: conversations and messages, search and export;
+//! - `generation`: generation settings and presets;
+//! - `engine`: loading a model and streaming its answer (`Backend`); `engine_candle`: the
+//!   backend over the engine crate (`doctorglm-models`);
+//! - `designer`: the bridge to the prompt designer (`doctorglm-knowledge`);
+//! - `knowledge`: browse, search and import the disease library;
+//! - `chat`: one question → designer → engine → saved answer, streamed;
+//! - `settings`: interface language, device and other preferences;
+//! - `about`: versions, licences, keyring status;
+//! - `jsonfile`: atomic JSON files.
+pub mod about;
+pub mod chat;
+pub mod context;
+pub mod conversations;
+pub mod designer;
+pub mod engine;
+pub mod engine_candle;
+pub mod generation;
+pub mod inspect;
+pub mod jsonfile;
+pub mod knowledge;
+pub mod models;
+pub mod registry;
+pub mod settings;
+
+pub use context::{AppContext, CancelFlag, Progress};
