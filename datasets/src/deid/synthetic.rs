@@ -252,8 +252,99 @@ fn sentence(rng: &mut ChaCha8Rng, kind: PiiKind) -> (String, String, String) {
     (b.to_string(), v, a)
 }
 
+const EN_NAMES: &[&str] = &["John Smith", "Mary Johnson", "David Lee", "Linda Brown", "James Wilson", "Susan Clark"];
+
+/// A sentence of a held-out template set written after the detectors and never tuned against:
+/// names without cues, numbers with spaces, addresses without numbers, two-digit years.
+fn hard_sentence(rng: &mut ChaCha8Rng, kind: PiiKind) -> (String, String, String) {
+    let symptom = pick(rng, SYMPTOMS);
+    let (b, v, a): (&str, String, String) = match kind {
+        PiiKind::Name => {
+            let n = name(rng);
+            match rng.random_range(0..7) {
+                0 => ("", n, "今天来复查血压。".into()),
+                1 => ("请转告", n, "明天空腹抽血。".into()),
+                2 => ("", n, "的检查结果出来了。".into()),
+                3 => ("联系人：", n, "（女儿）。".into()),
+                4 => ("我是", n, format!("的家属，他{symptom}。")),
+                5 => ("Patient ", pick(rng, EN_NAMES).to_string(), " presented with fever. ".into()),
+                _ => ("病人家属", n, "说昨晚又发烧了。".into()),
+            }
+        }
+        PiiKind::IdNumber => {
+            let id = id_number(rng);
+            match rng.random_range(0..3) {
+                0 => ("", id, "，这是我的证件。".into()),
+                1 => ("ID: ", id, ". ".into()),
+                _ => {
+                    let spaced = if id.len() == 18 { format!("{} {} {}", &id[..6], &id[6..14], &id[14..]) } else { id };
+                    ("身份证：", spaced, "。".into())
+                }
+            }
+        }
+        PiiKind::Phone => {
+            let a: u32 = rng.random_range(1000..10000);
+            let b: u32 = rng.random_range(1000..10000);
+            match rng.random_range(0..4) {
+                0 => ("电话 ", format!("138 {a} {b}"), "。".into()),
+                1 => ("座机 ", format!("0571 {a} {b}"), "。".into()),
+                2 => ("tel:", format!("+86139{a}{b}"), " ".into()),
+                _ => ("打", format!("1{}{a}{b}", rng.random_range(30..100)), "找我。".into()),
+            }
+        }
+        PiiKind::Address => {
+            let road = pick(rng, ROADS);
+            let district = pick(rng, DISTRICTS);
+            match rng.random_range(0..4) {
+                0 => ("住在", format!("杭州{district}{road}"), "附近。".into()),
+                1 => ("家在", format!("{district}望京西园{}区", rng.random_range(1..9)), "。".into()),
+                2 => ("地址：", format!("浙江杭州{road}{}号", rng.random_range(1..999)), "。".into()),
+                _ => ("我在", format!("上海徐汇区{road}"), "上班。".into()),
+            }
+        }
+        PiiKind::BirthDate => {
+            let y = rng.random_range(1940..2010);
+            let m = rng.random_range(1..=12);
+            let d = rng.random_range(1..=28);
+            match rng.random_range(0..4) {
+                0 => ("", format!("{}年{m}月", y % 100), "生，属马。".into()),
+                1 => ("出生：", format!("{y}.{m}.{d}"), "。".into()),
+                2 => ("birthday ", format!("{y}/{m:02}/{d:02}"), ". ".into()),
+                _ => ("老人（", format!("{y}年"), "生）最近胸闷。".into()),
+            }
+        }
+        PiiKind::MedicalRecordNumber => {
+            let m = mrn(rng);
+            match rng.random_range(0..3) {
+                0 => ("病历号 No.", m, "。".into()),
+                1 => ("住院号码：", m, "。".into()),
+                _ => ("ID号 ", m, "，请核对。".into()),
+            }
+        }
+        PiiKind::Email => {
+            let e = format!("{}@{}", pick(rng, PINYIN).to_uppercase(), pick(rng, &["med.zju.edu.cn", "HOSPITAL.ORG", "mail.example.cn"]));
+            match rng.random_range(0..2) {
+                0 => ("邮箱", e, "。".into()),
+                _ => ("", e, " 是我的邮箱。".into()),
+            }
+        }
+    };
+    (b.to_string(), v, a)
+}
+
+/// `n` texts from the held-out hard templates (see [`corpus`] for the layout).
+pub fn hard_corpus(seed: u64, n: usize) -> Vec<LabelledText> {
+    build_corpus(seed, n, hard_sentence)
+}
+
 /// `n` texts: each mixes distractor sentences with one or two labelled sentences.
 pub fn corpus(seed: u64, n: usize) -> Vec<LabelledText> {
+    build_corpus(seed, n, sentence)
+}
+
+type SentenceFn = fn(&mut ChaCha8Rng, PiiKind) -> (String, String, String);
+
+fn build_corpus(seed: u64, n: usize, sentence: SentenceFn) -> Vec<LabelledText> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n)
         .map(|i| {
