@@ -16,6 +16,7 @@
 //! - `train`: LoRA training (loss, AdamW/Lion, clipping, schedules).
 //! - `tokenizer`: the tokenizers of ChatGLM-6B, ChatGLM2/3 and GLM-4 behind one `Tokenizer`.
 //! - `chat_format`: each family's chat prompt as token ids.
+//! - `quant`: quantized weights (Q8_0, Q4_0, Q4_K), run-time chosen SIMD kernels, multi-threaded products, GGUF cache files.
 
 pub mod arch;
 pub mod chat_format;
@@ -30,6 +31,7 @@ pub mod layers;
 pub mod lora;
 pub mod model;
 pub mod ptuning;
+pub mod quant;
 pub mod sampling;
 pub mod tokenizer;
 pub mod train;

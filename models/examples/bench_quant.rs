@@ -1,0 +1,153 @@
+//! Matrix-vector throughput of f32, f16, candle's quantized matmul and ours, against the memory
+//! bandwidth measured in the same run (the roofline of a decode step).
+//!
+//! `cargo run --release -p doctorglm-models --example bench_quant -- [--reps 9] [--stream-mib 1024]`
+//!
+//! Each configuration multiplies a vector by a rotation of copies of the matrix whose total size
+//! is at least `--stream-mib`, so that the weights come from memory as they do when decoding a
+//! model larger than the caches (`--stream-mib 0`: one copy, hot in cache). Figures are GB/s of
+//! weight bytes read; "roofline" is that divided by the measured read bandwidth.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+use clap::Parser;
+use doctorglm_models::quant::{Kernel, QMatrix, QuantFormat};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rayon::prelude::*;
+
+#[derive(Parser)]
+struct Args {
+    /// Timed repetitions per configuration (best and median are printed).
+    #[arg(long, default_value_t = 9)]
+    reps: usize,
+    /// Minimum total size of the rotated matrix copies, MiB (0: a single hot copy).
+    #[arg(long, default_value_t = 1024)]
+    stream_mib: usize,
+    /// Size of the bandwidth-test buffer, MiB.
+    #[arg(long, default_value_t = 2048)]
+    bw_mib: usize,
+    /// Shapes rows×cols to measure.
+    #[arg(long, default_values_t = ["16384x4096".to_string(), "4096x4096".to_string()])]
+    shape: Vec<String>,
+    /// Also time the slower kernels of this CPU (scalar, avx2) for comparison.
+    #[arg(long)]
+    all_kernels: bool,
+    /// Skip candle's f32/f16/quantized baselines.
+    #[arg(long)]
+    no_candle: bool,
+}
+
+struct Stats {
+    best: f64,
+    median: f64,
+}
+
+fn stats(mut secs: Vec<f64>) -> Stats {
+    secs.sort_by(|a, b| a.total_cmp(b));
+    Stats { best: secs[0], median: secs[secs.len() / 2] }
+}
+
+/// Multithreaded read bandwidth (GB/s): sums a buffer far larger than the caches.
+fn read_bandwidth(mib: usize, reps: usize) -> (Stats, f64) {
+    let n = mib * 1024 * 1024 / 8;
+    let buf: Vec<u64> = (0..n as u64).into_par_iter().map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+    let mut times = Vec::new();
+    let mut check = 0u64;
+    for _ in 0..reps + 1 {
+        let t = Instant::now();
+        let s: u64 = buf.par_chunks(1 << 16).map(|c| c.iter().fold(0u64, |a, &v| a.wrapping_add(v))).reduce(|| 0, |a, b| a.wrapping_add(b));
+        times.push(t.elapsed().as_secs_f64());
+        check ^= s;
+    }
+    times.remove(0);
+    std::hint::black_box(check);
+    let bytes = (n * 8) as f64;
+    let s = stats(times);
+    (Stats { best: bytes / s.best / 1e9, median: bytes / s.median / 1e9 }, bytes)
+}
+
+/// Times `f(copy)` over a rotation of `copies` copies; returns per-call seconds, best and median over reps.
+fn time_rotation(copies: usize, reps: usize, mut f: impl FnMut(usize)) -> Stats {
+    for c in 0..copies {
+        f(c);
+    }
+    let mut times = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        for c in 0..copies {
+            f(c);
+        }
+        times.push(t.elapsed().as_secs_f64() / copies as f64);
+    }
+    stats(times)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let threads = rayon::current_num_threads();
+    println!("threads: {threads}; our kernel: {} (available: {})", Kernel::best().name(),
+        Kernel::available().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "));
+    let (bw, bw_bytes) = read_bandwidth(args.bw_mib, args.reps);
+    println!("read bandwidth over {:.0} MiB: best {:.1} GB/s, median {:.1} GB/s", bw_bytes / 1048576.0, bw.best, bw.median);
+    println!("{:<12} {:<22} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9}", "shape", "method", "MiB", "copies", "best ms", "GB/s", "med GB/s", "roofline");
+    let dev = Device::Cpu;
+    for shape in &args.shape {
+        let (rows, cols) = shape.split_once('x').and_then(|(r, c)| Some((r.parse::<usize>().ok()?, c.parse::<usize>().ok()?)))
+            .ok_or_else(|| anyhow::anyhow!("--shape takes ROWSxCOLS, got {shape}"))?;
+        let mut rng = StdRng::seed_from_u64(7);
+        let w: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-0.05f32..0.05)).collect();
+        let x: Vec<f32> = (0..cols).map(|_| rng.random_range(-1f32..1.0)).collect();
+        let wt = Tensor::from_vec(w.clone(), (rows, cols), &dev)?;
+        let xt = Tensor::from_vec(x.clone(), (1, cols), &dev)?;
+        let report = |method: &str, bytes: usize, copies: usize, s: Stats| {
+            let gbs = bytes as f64 / s.best / 1e9;
+            println!("{:<12} {:<22} {:>9.1} {:>7} {:>9.3} {:>9.1} {:>9.1} {:>8.0}%", shape, method, bytes as f64 / 1048576.0, copies,
+                s.best * 1e3, gbs, bytes as f64 / s.median / 1e9, 100.0 * gbs / bw.best);
+        };
+        let copies_for = |bytes: usize| (args.stream_mib * 1048576).div_ceil(bytes).max(1);
+        if !args.no_candle {
+            for (name, dtype) in [("candle f32", DType::F32), ("candle f16", DType::F16)] {
+                let wd = wt.to_dtype(dtype)?;
+                let bytes = rows * cols * dtype.size_in_bytes();
+                let copies = copies_for(bytes);
+                let ws: Vec<Tensor> = (0..copies).map(|_| wd.copy()).collect::<candle_core::Result<_>>()?;
+                let xd = xt.to_dtype(dtype)?;
+                let s = time_rotation(copies, args.reps, |c| {
+                    std::hint::black_box(xd.matmul(&ws[c].t().expect("transpose")).expect("matmul"));
+                });
+                report(name, bytes, copies, s);
+            }
+            for (name, dtype) in [("candle QMatMul Q8_0", GgmlDType::Q8_0), ("candle QMatMul Q4_0", GgmlDType::Q4_0), ("candle QMatMul Q4_K", GgmlDType::Q4K)] {
+                let q = QTensor::quantize(&wt, dtype)?;
+                let data = q.data()?.to_vec();
+                let bytes = data.len();
+                let copies = copies_for(bytes);
+                let ms: Vec<QMatMul> = (0..copies)
+                    .map(|_| candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, &data, vec![rows, cols], &dev).and_then(QMatMul::from_qtensor))
+                    .collect::<candle_core::Result<_>>()?;
+                let s = time_rotation(copies, args.reps, |c| {
+                    std::hint::black_box(ms[c].forward(&xt).expect("qmatmul"));
+                });
+                report(name, bytes, copies, s);
+            }
+        }
+        for format in QuantFormat::ALL {
+            let m = QMatrix::quantize(&w, rows, cols, format)?;
+            let bytes = m.bytes().len();
+            let copies = copies_for(bytes);
+            let ms: Vec<QMatrix> = (0..copies).map(|_| m.clone()).collect();
+            let mut y = vec![0f32; rows];
+            let kernels = if args.all_kernels { Kernel::available() } else { vec![Kernel::best()] };
+            for k in kernels {
+                let reps = if k == Kernel::scalar() { 1.max(args.reps / 3) } else { args.reps };
+                let s = time_rotation(copies, reps, |c| ms[c].matvec_with(k, &x, &mut y).expect("matvec"));
+                report(&format!("ours {} {}", format.name(), k.name()), bytes, copies, s);
+            }
+        }
+    }
+    println!("(this machine is shared: figures are noisy; compare ratios measured in the same run)");
+    Ok(())
+}

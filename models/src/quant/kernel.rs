@@ -1,0 +1,158 @@
+//! Run-time choice of the dot-product kernels (scalar, AVX2, AVX-512, NEON).
+
+use std::sync::OnceLock;
+
+use super::activation::ActQ8;
+use super::format::QuantFormat;
+use super::reference;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+}
+
+/// A set of dot-product kernels this CPU can run.
+///
+/// Invariant: a `Kernel` naming an instruction set is only built after run-time detection found
+/// that instruction set (its field is private; [`Kernel::available`] and [`Kernel::best`] are the
+/// only ways to get one), which is what makes calling the SIMD functions sound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernel(Isa);
+
+impl Kernel {
+    /// The portable scalar kernels (always available).
+    pub fn scalar() -> Kernel {
+        Kernel(Isa::Scalar)
+    }
+
+    /// Every kernel set this CPU can run, slowest first (scalar always included).
+    pub fn available() -> Vec<Kernel> {
+        #[allow(unused_mut)]
+        let mut v = vec![Kernel(Isa::Scalar)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+            if avx2 {
+                v.push(Kernel(Isa::Avx2));
+                if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+                    v.push(Kernel(Isa::Avx512));
+                }
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                v.push(Kernel(Isa::Neon));
+            }
+        }
+        v
+    }
+
+    /// The fastest kernel set of this CPU (detected once). `DOCTORGLM_KERNEL=scalar|avx2|avx512|neon`
+    /// picks a slower one when it is available (for comparisons).
+    pub fn best() -> Kernel {
+        static BEST: OnceLock<Kernel> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            let all = Kernel::available();
+            if let Ok(want) = std::env::var("DOCTORGLM_KERNEL") {
+                if let Some(k) = all.iter().find(|k| k.name().eq_ignore_ascii_case(want.trim())) {
+                    return *k;
+                }
+                tracing::warn!("DOCTORGLM_KERNEL={want} is not available on this CPU; using the fastest kernel");
+            }
+            *all.last().unwrap_or(&Kernel(Isa::Scalar))
+        })
+    }
+
+    /// The kernel set's name: `scalar`, `avx2`, `avx512` or `neon`.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Isa::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512",
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Dot product of one quantized weight row (`format` bytes) with a quantized activation of the
+    /// same length. Panics if the lengths disagree (a programming error, checked before any read).
+    #[inline]
+    pub fn dot(self, format: QuantFormat, row: &[u8], act: &ActQ8) -> f32 {
+        match self.0 {
+            Isa::Scalar => reference::dot_row(format, row, act),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Kernel(Isa::Avx2) exists only where avx2, fma and f16c were detected.
+            Isa::Avx2 => unsafe {
+                match format {
+                    QuantFormat::Q8_0 => super::x86::dot_q8_0_avx2(row, act),
+                    QuantFormat::Q4_0 => super::x86::dot_q4_0_avx2(row, act),
+                    QuantFormat::Q4K => super::x86::dot_q4k_avx2(row, act),
+                }
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Kernel(Isa::Avx512) exists only where avx2, fma, f16c, avx512f and avx512bw were detected.
+            Isa::Avx512 => unsafe {
+                match format {
+                    QuantFormat::Q8_0 => super::x86::dot_q8_0_avx512(row, act),
+                    QuantFormat::Q4_0 => super::x86::dot_q4_0_avx512(row, act),
+                    QuantFormat::Q4K => super::x86::dot_q4k_avx2(row, act),
+                }
+            },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: Kernel(Isa::Neon) exists only where NEON was detected.
+            Isa::Neon => unsafe {
+                match format {
+                    QuantFormat::Q8_0 => super::neon::dot_q8_0_neon(row, act),
+                    QuantFormat::Q4_0 => super::neon::dot_q4_0_neon(row, act),
+                    QuantFormat::Q4K => reference::dot_row(format, row, act),
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::format::QK_K;
+    use crate::quant::testutil::random_vec;
+
+    #[test]
+    fn every_kernel_agrees_with_the_scalar_reference() {
+        let kernels = Kernel::available();
+        assert_eq!(kernels[0], Kernel::scalar());
+        for format in QuantFormat::ALL {
+            let bl = format.block_len();
+            // Odd block counts exercise the one-block tails of the two-block loops.
+            for (seed, nblocks) in [(1u64, 1usize), (2, 3), (3, 7), (4, 16), (5, 33)] {
+                let cols = bl * nblocks;
+                let w = random_vec(seed, cols, 1.0);
+                let x = random_vec(seed + 100, cols, 3.0);
+                let mut row = vec![0u8; format.row_bytes(cols).unwrap()];
+                reference::quantize_row(format, &w, &mut row);
+                let act = ActQ8::quantize(&x);
+                let want = reference::dot_row(format, &row, &act);
+                // The reference itself against the plain float product of the dequantized values.
+                let mut wd = vec![0f32; cols];
+                reference::dequantize_row(format, &row, &mut wd);
+                let exact: f32 = (0..cols).map(|i| wd[i] * act.d[i / 32] * act.qs[i] as f32).sum();
+                let tol = 1e-4 * (1.0 + exact.abs()) + 1e-5 * cols as f32;
+                assert!((want - exact).abs() <= tol, "{format} reference {want} vs {exact}");
+                for k in &kernels {
+                    let got = k.dot(format, &row, &act);
+                    assert!((got - want).abs() <= tol, "{} {format} cols {cols}: {got} vs scalar {want}", k.name());
+                }
+            }
+        }
+        assert!(QK_K % 32 == 0);
+    }
+}

@@ -1,0 +1,322 @@
+//! A quantized weight matrix and its multi-threaded matrix-vector / small-matrix products.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+
+use super::activation::ActQ8;
+use super::error::{QuantError, Result};
+use super::format::QuantFormat;
+use super::kernel::Kernel;
+use super::reference;
+
+/// Where a matrix's quantized bytes live.
+#[derive(Debug, Clone)]
+pub enum QBytes {
+    /// In memory we own.
+    Owned(Vec<u8>),
+    /// A range of a memory-mapped file (a cache or GGUF file).
+    Mapped {
+        /// The mapping, shared by every matrix of the file.
+        map: Arc<memmap2::Mmap>,
+        /// Offset of the first byte.
+        start: usize,
+        /// Number of bytes.
+        len: usize,
+    },
+}
+
+impl QBytes {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            QBytes::Owned(v) => v,
+            QBytes::Mapped { map, start, len } => &map[*start..*start + *len],
+        }
+    }
+}
+
+/// A `rows × cols` weight matrix quantized row by row (ggml layout; `y = W·x` multiplies by rows).
+#[derive(Debug, Clone)]
+pub struct QMatrix {
+    format: QuantFormat,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: QBytes,
+}
+
+/// How many row chunks each thread gets: enough to balance uneven progress, few enough to keep
+/// the per-task overhead negligible.
+const TASKS_PER_THREAD: usize = 4;
+
+fn rows_per_task(rows: usize) -> usize {
+    let tasks = rayon::current_num_threads().max(1) * TASKS_PER_THREAD;
+    rows.div_ceil(tasks).max(1)
+}
+
+impl QMatrix {
+    /// Quantizes a row-major `rows × cols` f32 matrix (all cores).
+    pub fn quantize(w: &[f32], rows: usize, cols: usize, format: QuantFormat) -> Result<QMatrix> {
+        if w.len() != rows * cols {
+            return Err(QuantError::Size { what: "weights", expected: rows * cols, got: w.len() });
+        }
+        let row_bytes = format.row_bytes(cols)?;
+        if let Some(bad) = w.par_chunks(cols).position_any(|r| r.iter().any(|v| !v.is_finite())) {
+            return Err(QuantError::NonFinite { row: bad });
+        }
+        let mut data = vec![0u8; rows * row_bytes];
+        data.par_chunks_mut(row_bytes)
+            .zip(w.par_chunks(cols))
+            .for_each(|(out, x)| reference::quantize_row(format, x, out));
+        Ok(QMatrix { format, rows, cols, row_bytes, data: QBytes::Owned(data) })
+    }
+
+    /// Quantizes a 2-D tensor of any float dtype (`[rows, cols]`, PyTorch's `Linear.weight` layout).
+    pub fn quantize_tensor(t: &Tensor, format: QuantFormat) -> Result<QMatrix> {
+        let (rows, cols) = t.dims2()?;
+        let w = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        QMatrix::quantize(&w, rows, cols, format)
+    }
+
+    /// Wraps bytes already in `format` (from a cache or GGUF file), checking their length.
+    pub fn from_bytes(format: QuantFormat, rows: usize, cols: usize, data: QBytes) -> Result<QMatrix> {
+        let row_bytes = format.row_bytes(cols)?;
+        let got = data.as_slice().len();
+        if got != rows * row_bytes {
+            return Err(QuantError::Size { what: "quantized bytes", expected: rows * row_bytes, got });
+        }
+        Ok(QMatrix { format, rows, cols, row_bytes, data })
+    }
+
+    /// The format.
+    pub fn format(&self) -> QuantFormat {
+        self.format
+    }
+
+    /// Number of rows (outputs).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns (inputs).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The quantized bytes, row after row.
+    pub fn bytes(&self) -> &[u8] {
+        self.data.as_slice()
+    }
+
+    /// Dequantizes to a row-major f32 matrix.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        out.par_chunks_mut(self.cols)
+            .zip(self.bytes().par_chunks(self.row_bytes))
+            .for_each(|(o, r)| reference::dequantize_row(self.format, r, o));
+        out
+    }
+
+    /// Dequantizes to an f32 tensor `[rows, cols]` on `device`.
+    pub fn dequantize_tensor(&self, device: &Device) -> Result<Tensor> {
+        Ok(Tensor::from_vec(self.dequantize(), (self.rows, self.cols), device)?)
+    }
+
+    /// `y = W·x` for one vector, with the fastest kernel of this CPU on every core.
+    pub fn matvec(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        self.matvec_with(Kernel::best(), x, y)
+    }
+
+    /// `y = W·x` with a chosen kernel set (for tests and benchmarks).
+    pub fn matvec_with(&self, kernel: Kernel, x: &[f32], y: &mut [f32]) -> Result<()> {
+        self.check_io(x.len(), y.len(), 1)?;
+        let act = ActQ8::quantize(x);
+        let chunk = rows_per_task(self.rows);
+        let data = self.bytes();
+        y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
+            let first = c * chunk;
+            for (i, y) in ys.iter_mut().enumerate() {
+                let start = (first + i) * self.row_bytes;
+                *y = kernel.dot(self.format, &data[start..start + self.row_bytes], &act);
+            }
+        });
+        Ok(())
+    }
+
+    /// `Y = X·Wᵀ` for `n` row vectors `x` (`n × cols`, row-major), giving `n × rows`.
+    ///
+    /// Each weight row is read once for all `n` vectors, so a prompt of a few hundred tokens
+    /// streams the weights once.
+    pub fn matmul(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        self.matmul_with(Kernel::best(), x, n)
+    }
+
+    /// [`QMatrix::matmul`] with a chosen kernel set.
+    pub fn matmul_with(&self, kernel: Kernel, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        let mut y = vec![0f32; n * self.rows];
+        if n == 1 {
+            self.matvec_with(kernel, x, &mut y)?;
+            return Ok(y);
+        }
+        self.check_io(x.len(), y.len(), n)?;
+        let acts: Vec<ActQ8> = x.par_chunks(self.cols).map(ActQ8::quantize).collect();
+        let chunk = rows_per_task(self.rows);
+        let data = self.bytes();
+        // Transposed result (rows × n) so that each task writes one contiguous range.
+        let mut yt = vec![0f32; self.rows * n];
+        yt.par_chunks_mut(chunk * n).enumerate().for_each(|(c, out)| {
+            let first = c * chunk;
+            for (i, o) in out.chunks_mut(n).enumerate() {
+                let start = (first + i) * self.row_bytes;
+                let row = &data[start..start + self.row_bytes];
+                for (o, act) in o.iter_mut().zip(&acts) {
+                    *o = kernel.dot(self.format, row, act);
+                }
+            }
+        });
+        y.par_chunks_mut(self.rows).enumerate().for_each(|(t, yr)| {
+            for (r, v) in yr.iter_mut().enumerate() {
+                *v = yt[r * n + t];
+            }
+        });
+        Ok(y)
+    }
+
+    /// Applies the matrix to the last dimension of `x` (`[..., cols]` → `[..., rows]`), like
+    /// `candle_nn::Linear` without bias. Runs on the CPU; the result goes back to `x`'s device and dtype.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let cols = dims.last().copied().unwrap_or(0);
+        if cols != self.cols {
+            return Err(QuantError::Size { what: "input features", expected: self.cols, got: cols });
+        }
+        let n = x.elem_count() / cols.max(1);
+        let xs = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let y = self.matmul(&xs, n)?;
+        let mut out_dims = dims;
+        if let Some(last) = out_dims.last_mut() {
+            *last = self.rows;
+        }
+        let t = Tensor::from_vec(y, out_dims, &Device::Cpu)?;
+        Ok(t.to_dtype(x.dtype())?.to_device(x.device())?)
+    }
+
+    fn check_io(&self, x: usize, y: usize, n: usize) -> Result<()> {
+        if x != n * self.cols {
+            return Err(QuantError::Size { what: "input vector", expected: n * self.cols, got: x });
+        }
+        if y != n * self.rows {
+            return Err(QuantError::Size { what: "output vector", expected: n * self.rows, got: y });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::testutil::random_vec;
+    use candle_core::quantized::{GgmlDType, QTensor};
+
+    fn float_matvec(w: &[f32], x: &[f32], cols: usize) -> Vec<f32> {
+        w.chunks(cols).map(|r| r.iter().zip(x).map(|(a, b)| a * b).sum()).collect()
+    }
+
+    #[test]
+    fn matvec_matches_the_dequantized_product_for_every_kernel_and_odd_shapes() {
+        // 37 rows: not a multiple of the thread or task count; 7 blocks of 32 (Q4_K: 2 blocks of 256).
+        for format in QuantFormat::ALL {
+            let cols = if format == QuantFormat::Q4K { 512 } else { 224 };
+            let rows = 37;
+            let w = random_vec(11, rows * cols, 0.5);
+            let x = random_vec(12, cols, 2.0);
+            let m = QMatrix::quantize(&w, rows, cols, format).unwrap();
+            let wd = m.dequantize();
+            let want = float_matvec(&wd, &x, cols);
+            let act_err: f32 = x.iter().map(|v| v.abs()).sum::<f32>() / 127.0;
+            for k in Kernel::available() {
+                let mut y = vec![0f32; rows];
+                m.matvec_with(k, &x, &mut y).unwrap();
+                for (r, (a, b)) in y.iter().zip(&want).enumerate() {
+                    // Only the activation's 8-bit rounding separates the two.
+                    assert!((a - b).abs() <= 0.5 * act_err + 1e-3, "{} {format} row {r}: {a} vs {b}", k.name());
+                }
+                let n = 3;
+                let xs = random_vec(13, n * cols, 1.0);
+                let ym = m.matmul_with(k, &xs, n).unwrap();
+                for t in 0..n {
+                    let mut yv = vec![0f32; rows];
+                    m.matvec_with(Kernel::scalar(), &xs[t * cols..(t + 1) * cols], &mut yv).unwrap();
+                    for r in 0..rows {
+                        assert!((ym[t * rows + r] - yv[r]).abs() < 1e-3, "{} {format} matmul t{t} r{r}", k.name());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quantization_error_is_small_relative_to_the_weights() {
+        let (rows, cols) = (16, 512);
+        let w = random_vec(21, rows * cols, 1.0);
+        for (format, max_rel) in [(QuantFormat::Q8_0, 0.01), (QuantFormat::Q4_0, 0.15), (QuantFormat::Q4K, 0.15)] {
+            let d = QMatrix::quantize(&w, rows, cols, format).unwrap().dequantize();
+            let err: f32 = w.iter().zip(&d).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt();
+            let norm: f32 = w.iter().map(|a| a * a).sum::<f32>().sqrt();
+            assert!(err / norm < max_rel, "{format}: relative error {}", err / norm);
+        }
+    }
+
+    #[test]
+    fn bytes_are_ggml_compatible() {
+        // candle reads our bytes as its own ggml blocks and dequantizes them to the same values;
+        // for Q8_0 and Q4_0 our quantizer writes exactly the bytes candle's does.
+        let (rows, cols) = (4, 256);
+        let w = random_vec(31, rows * cols, 1.0);
+        let t = Tensor::from_vec(w.clone(), (rows, cols), &Device::Cpu).unwrap();
+        for format in QuantFormat::ALL {
+            let ours = QMatrix::quantize(&w, rows, cols, format).unwrap();
+            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(format.ggml_dtype(), ours.bytes(), vec![rows, cols], &Device::Cpu).unwrap();
+            let theirs = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(theirs, ours.dequantize(), "{format}");
+            let cq = QTensor::quantize(&t, format.ggml_dtype()).unwrap();
+            if format != QuantFormat::Q4K {
+                assert_eq!(cq.data().unwrap().as_ref(), ours.bytes(), "{format}");
+            } else {
+                // Our Q4_K quantizer is simpler than ggml's search; its error stays close.
+                let cd = cq.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let e = |d: &[f32]| w.iter().zip(d).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+                assert!(e(&ours.dequantize()) < 2.0 * e(&cd), "{} vs {}", e(&ours.dequantize()), e(&cd));
+            }
+        }
+        assert_eq!(GgmlDType::Q4_0.type_size(), 18);
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        assert!(matches!(QMatrix::quantize(&[0.0; 48], 1, 48, QuantFormat::Q4_0), Err(QuantError::NotBlockMultiple { .. })));
+        assert!(matches!(QMatrix::quantize(&[0.0; 64], 1, 32, QuantFormat::Q8_0), Err(QuantError::Size { .. })));
+        let mut w = vec![0.0; 64];
+        w[40] = f32::NAN;
+        assert!(matches!(QMatrix::quantize(&w, 2, 32, QuantFormat::Q8_0), Err(QuantError::NonFinite { row: 1 })));
+        let m = QMatrix::quantize(&[0.5; 64], 2, 32, QuantFormat::Q8_0).unwrap();
+        let mut y = vec![0.0; 2];
+        assert!(m.matvec(&[0.0; 31], &mut y).is_err());
+        m.matvec(&[1.0; 32], &mut y).unwrap();
+        assert!((y[0] - 16.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn forward_keeps_leading_dims() {
+        let m = QMatrix::quantize(&random_vec(41, 5 * 64, 1.0), 5, 64, QuantFormat::Q8_0).unwrap();
+        let x = Tensor::from_vec(random_vec(42, 2 * 3 * 64, 1.0), (2, 3, 64), &Device::Cpu).unwrap();
+        let y = m.forward(&x).unwrap();
+        assert_eq!(y.dims(), &[2, 3, 5]);
+        let wd = m.dequantize_tensor(&Device::Cpu).unwrap();
+        let want = x.reshape((6, 64)).unwrap().matmul(&wd.t().unwrap()).unwrap().reshape((2, 3, 5)).unwrap();
+        let diff = (y - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 0.05, "{diff}");
+    }
+}

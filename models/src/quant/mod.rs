@@ -1,0 +1,31 @@
+//! Quantized weights: ggml block formats, run-time chosen SIMD kernels, multi-threaded products.
+//!
+//! Module map:
+//! - `format`: the block formats (Q8_0, Q4_0, Q4_K) and their byte layouts.
+//! - `reference`: portable scalar quantize / dequantize / dot (the reference for every kernel).
+//! - `activation`: activations quantized to 8 bits per 32-value block.
+//! - `kernel`: run-time choice of scalar, AVX2, AVX-512 or NEON dot products.
+//! - `x86`, `neon`: the SIMD kernels.
+//! - `matrix`: [`QMatrix`], a quantized matrix with multi-threaded matrix-vector and small-matrix products.
+//! - `gguf`: streaming GGUF writer and memory-mapped reader (the quantization cache format).
+//! - `error`: [`QuantError`].
+
+pub mod activation;
+pub mod error;
+pub mod format;
+pub mod gguf;
+pub mod kernel;
+pub mod matrix;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+pub mod reference;
+#[cfg(test)]
+pub(crate) mod testutil;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use activation::ActQ8;
+pub use error::{QuantError, Result};
+pub use format::QuantFormat;
+pub use kernel::Kernel;
+pub use matrix::{QBytes, QMatrix};
