@@ -96,6 +96,8 @@ pub enum ModelError {
     #[error("{0}")]
     Sampling(#[from] crate::sampling::SamplingError),
     /// A tensor computation failed.
+    #[error("quantized weights: {0}")]
+    Quant(#[from] crate::quant::QuantError),
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -16,12 +16,14 @@ pub struct LoraLinear {
     pub bias: Option<Tensor>,
     /// Loaded adapters by name.
     pub adapters: HashMap<String, LoraPair>,
+    /// Quantized base weight (CPU); when set, `weight` is a zero-stride placeholder (see `quant::linear`).
+    pub quant: Option<std::sync::Arc<crate::quant::QMatrix>>,
 }
 
 impl LoraLinear {
     /// A linear layer without adapters.
     pub fn new(name: String, weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { name, weight, bias, adapters: HashMap::new() }
+        Self { name, weight, bias, adapters: HashMap::new(), quant: None }
     }
 
     /// Input width.
@@ -36,7 +38,16 @@ impl LoraLinear {
 
     /// Applies the layer; `adapter` picks a loaded LoRA (absent here: the base alone).
     pub fn forward(&self, x: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
-        let base = candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?;
+        let base = match &self.quant {
+            Some(q) => {
+                let y = q.forward(x)?;
+                match &self.bias {
+                    Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
+                    None => y,
+                }
+            }
+            None => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?,
+        };
         match adapter.and_then(|name| self.adapters.get(name)) {
             None => Ok(base),
             Some(lora) => {

@@ -227,6 +227,44 @@ impl Model {
         }
     }
 
+    /// Quantizes every linear layer to `format` (CPU; Q4_K falls back to Q4_0 where rows are not
+    /// whole super-blocks). LoRA adapters stay unmerged, in full precision, over the quantized base.
+    /// With `cache = Some((source_dir, cache_file))`, a cache written for the same source files,
+    /// format and engine version is memory-mapped instead; otherwise the result is written there.
+    /// Returns true when the weights came from the cache.
+    pub fn quantize(
+        &mut self,
+        format: crate::quant::QuantFormat,
+        cache: Option<(&Path, &Path)>,
+        progress: &mut dyn FnMut(usize, usize),
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<bool> {
+        use crate::quant::{linear, QuantError};
+        if !self.device.is_cpu() {
+            return Err(ModelError::Device("quantized weights run on the CPU; load the model with the CPU device to quantize it".into()));
+        }
+        let fingerprint = match cache {
+            Some((dir, file)) => {
+                let fp = linear::source_fingerprint(dir)?;
+                if linear::load_cache(file, &fp, format, self.linears_mut())? {
+                    let n = self.linears().len();
+                    progress(n, n);
+                    return Ok(true);
+                }
+                Some((fp, file))
+            }
+            None => None,
+        };
+        linear::quantize_layers(self.linears_mut(), format, progress, cancel).map_err(|e| match e {
+            QuantError::Cancelled => ModelError::Cancelled,
+            e => e.into(),
+        })?;
+        if let Some((fp, file)) = fingerprint {
+            linear::save_cache(file, &fp, format, &self.linears())?;
+        }
+        Ok(false)
+    }
+
     /// Every linear layer as `(module name, in features, out features)`: the layers a LoRA
     /// adapter may target (used to create fresh trainable adapters).
     pub fn linear_shapes(&self) -> Vec<(String, usize, usize)> {
@@ -283,6 +321,9 @@ impl Model {
     pub fn merge_lora(&mut self, name: &str) -> Result<()> {
         if !self.adapters.contains_key(name) {
             return Err(ModelError::UnknownAdapter(name.to_string()));
+        }
+        if self.linears().iter().any(|l| l.quant.is_some() && l.adapters.contains_key(name)) {
+            return Err(ModelError::Input("a LoRA adapter cannot be merged into quantized weights; it stays applied unmerged".into()));
         }
         for linear in self.linears_mut() {
             if let Some(pair) = linear.adapters.remove(name) {

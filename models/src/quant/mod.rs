@@ -8,6 +8,7 @@
 //! - `x86`, `neon`: the SIMD kernels.
 //! - `matrix`: [`QMatrix`], a quantized matrix with multi-threaded matrix-vector and small-matrix products.
 //! - `gguf`: streaming GGUF writer and memory-mapped reader (the quantization cache format).
+//! - `linear`: quantizing the engine's linear layers in place, and the cache file of the result.
 //! - `error`: [`QuantError`].
 
 pub mod activation;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod format;
 pub mod gguf;
 pub mod kernel;
+pub mod linear;
 pub mod matrix;
 #[cfg(target_arch = "aarch64")]
 mod neon;

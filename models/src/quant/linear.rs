@@ -1,0 +1,226 @@
+//! Quantizing the engine's linear layers in place, and the cache file that keeps the result.
+//!
+//! A quantized [`LoraLinear`] keeps its bias and its LoRA adapters (unmerged, in full
+//! precision) and replaces its weight by a [`QMatrix`]; `weight` becomes a zero-stride
+//! placeholder of the same shape, so the layer's shape queries still work while no f32 copy
+//! of the weight stays in memory.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use candle_core::Tensor;
+
+use super::error::{QuantError, Result};
+use super::format::QuantFormat;
+use super::gguf::{self, GgufTensor, GgufType, GgufWriter, TensorSpec};
+use super::matrix::QMatrix;
+use crate::layers::LoraLinear;
+
+/// The format a layer of `cols` inputs gets when `want` is asked for: Q4_K falls back to Q4_0
+/// when a row is not a whole number of 256-weight super-blocks (as llama.cpp does); `None` when
+/// not even 32-weight blocks fit (the layer then stays in full precision).
+pub fn format_for(want: QuantFormat, cols: usize) -> Option<QuantFormat> {
+    if cols % want.block_len() == 0 {
+        Some(want)
+    } else if cols % 32 == 0 {
+        Some(QuantFormat::Q4_0)
+    } else {
+        None
+    }
+}
+
+/// Puts `q` in place of the layer's weight (the weight tensor becomes a zero-stride placeholder).
+pub fn install(layer: &mut LoraLinear, q: Arc<QMatrix>) -> Result<()> {
+    let (out, inp) = layer.weight.dims2()?;
+    if (q.rows(), q.cols()) != (out, inp) {
+        return Err(QuantError::Size { what: "quantized weight of the layer", expected: out * inp, got: q.rows() * q.cols() });
+    }
+    layer.weight = Tensor::zeros((), layer.weight.dtype(), layer.weight.device())?.broadcast_as((out, inp))?;
+    layer.quant = Some(q);
+    Ok(())
+}
+
+/// Quantizes one layer's weight in place; returns false when the layer's shape allows no format.
+pub fn quantize_layer(layer: &mut LoraLinear, want: QuantFormat) -> Result<bool> {
+    if layer.quant.is_some() {
+        return Ok(true);
+    }
+    let (_, cols) = layer.weight.dims2()?;
+    let Some(format) = format_for(want, cols) else {
+        tracing::debug!("{}: {cols} inputs fit no quantized block; kept in full precision", layer.name);
+        return Ok(false);
+    };
+    let q = QMatrix::quantize_tensor(&layer.weight, format)?;
+    install(layer, Arc::new(q))?;
+    Ok(true)
+}
+
+/// Quantizes every layer, reporting `(done, total)` after each and stopping when `cancel` is set
+/// (layers done so far stay quantized; the model remains usable).
+pub fn quantize_layers(layers: Vec<&mut LoraLinear>, want: QuantFormat, progress: &mut dyn FnMut(usize, usize), cancel: &AtomicBool) -> Result<()> {
+    let total = layers.len();
+    for (i, l) in layers.into_iter().enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(QuantError::Cancelled);
+        }
+        quantize_layer(l, want)?;
+        progress(i + 1, total);
+    }
+    Ok(())
+}
+
+/// Metadata keys of our cache files.
+pub mod keys {
+    /// Fingerprint of the source checkpoint files.
+    pub const SOURCE: &str = "doctorglm.source_fingerprint";
+    /// Requested quantization (`Q4_0`, `Q8_0`, `Q4_K`).
+    pub const QUANTIZATION: &str = "doctorglm.quantization";
+    /// Version of the engine that wrote the file.
+    pub const ENGINE: &str = "doctorglm.engine_version";
+}
+
+/// A stable fingerprint (FNV-1a 64, hex) of a model folder's checkpoint and config files: their
+/// names, sizes and modification times. Any rewrite of a source file changes it.
+pub fn source_fingerprint(dir: &Path) -> Result<String> {
+    let err = |source| QuantError::Io { path: dir.display().to_string(), source };
+    let mut entries: Vec<(String, u64, u128)> = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(err)? {
+        let e = e.map_err(err)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let wanted = name.ends_with(".safetensors") || name.ends_with(".bin") || name.ends_with(".json") || name.ends_with(".gguf");
+        if !wanted {
+            continue;
+        }
+        let m = e.metadata().map_err(err)?;
+        let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        entries.push((name, m.len(), mtime));
+    }
+    entries.sort();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, len, mtime) in &entries {
+        for b in format!("{name}\0{len}\0{mtime}\n").bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// Writes the quantized weights of `layers` (those with a [`QMatrix`]) to a GGUF cache file.
+pub fn save_cache(path: &Path, fingerprint: &str, want: QuantFormat, layers: &[&LoraLinear]) -> Result<()> {
+    let quantized: Vec<(&str, &QMatrix)> = layers.iter().filter_map(|l| l.quant.as_deref().map(|q| (l.name.as_str(), q))).collect();
+    let specs = quantized
+        .iter()
+        .map(|(name, q)| TensorSpec { name: format!("{name}.weight"), shape: vec![q.rows(), q.cols()], ty: GgufType::Quant(q.format()) })
+        .collect();
+    let meta = [(keys::SOURCE, fingerprint), (keys::QUANTIZATION, want.name()), (keys::ENGINE, env!("CARGO_PKG_VERSION"))];
+    let mut w = GgufWriter::create(path, &meta, specs)?;
+    for (name, q) in quantized {
+        if let Err(e) = w.write_tensor(&format!("{name}.weight"), q.bytes()) {
+            w.abandon();
+            return Err(e);
+        }
+    }
+    w.finish()
+}
+
+/// Installs the cached quantized weights into `layers` if the cache at `path` exists and was
+/// written for this source, format and engine version; returns false (changing nothing) otherwise.
+pub fn load_cache(path: &Path, fingerprint: &str, want: QuantFormat, layers: Vec<&mut LoraLinear>) -> Result<bool> {
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let file = match gguf::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!("ignoring unreadable quantization cache {}: {e}", path.display());
+            return Ok(false);
+        }
+    };
+    let meta = |k: &str| file.metadata.get(k).map(String::as_str);
+    if meta(keys::SOURCE) != Some(fingerprint) || meta(keys::QUANTIZATION) != Some(want.name()) || meta(keys::ENGINE) != Some(env!("CARGO_PKG_VERSION")) {
+        tracing::info!("quantization cache {} is stale; rebuilding", path.display());
+        return Ok(false);
+    }
+    let mut found: HashMap<String, Arc<QMatrix>> = HashMap::new();
+    for (name, t) in file.tensors {
+        if let GgufTensor::Quant(q) = t {
+            found.insert(name, Arc::new(q));
+        }
+    }
+    // Check every layer first so that a mismatched cache changes nothing.
+    let mut plan = Vec::new();
+    for l in layers {
+        let (out, inp) = l.weight.dims2()?;
+        match found.get(&format!("{}.weight", l.name)) {
+            Some(q) if (q.rows(), q.cols()) == (out, inp) => plan.push((l, Some(q.clone()))),
+            Some(_) => return Ok(false),
+            None if format_for(want, inp).is_none() => plan.push((l, None)),
+            None => return Ok(false),
+        }
+    }
+    for (l, q) in plan {
+        if let Some(q) = q {
+            install(l, q)?;
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::testutil::random_vec;
+    use candle_core::Device;
+
+    fn layer(name: &str, rows: usize, cols: usize, seed: u64) -> LoraLinear {
+        let w = Tensor::from_vec(random_vec(seed, rows * cols, 0.1), (rows, cols), &Device::Cpu).unwrap();
+        LoraLinear::new(name.into(), w, None)
+    }
+
+    #[test]
+    fn quantized_layer_keeps_shape_and_output() {
+        let mut l = layer("a", 48, 96, 1);
+        let x = Tensor::from_vec(random_vec(2, 2 * 96, 1.0), (2, 96), &Device::Cpu).unwrap();
+        let want = l.forward(&x, None).unwrap();
+        assert!(quantize_layer(&mut l, QuantFormat::Q4K).unwrap(), "falls back to Q4_0");
+        assert_eq!(l.quant.as_ref().unwrap().format(), QuantFormat::Q4_0);
+        assert_eq!((l.out_features(), l.in_features()), (48, 96));
+        let got = l.forward(&x, None).unwrap();
+        let err = (got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(err < 0.1 * scale && err > 0.0, "{err} vs {scale}");
+        let mut odd = layer("b", 4, 40, 3);
+        assert!(!quantize_layer(&mut odd, QuantFormat::Q8_0).unwrap());
+        assert!(odd.quant.is_none());
+    }
+
+    #[test]
+    fn cache_round_trip_and_staleness() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.q8_0.gguf");
+        let mut a = layer("x.a", 8, 64, 4);
+        let mut b = layer("x.b", 16, 64, 5);
+        let cancel = AtomicBool::new(false);
+        let mut seen = Vec::new();
+        quantize_layers(vec![&mut a, &mut b], QuantFormat::Q8_0, &mut |d, t| seen.push((d, t)), &cancel).unwrap();
+        assert_eq!(seen, vec![(1, 2), (2, 2)]);
+        save_cache(&path, "fp1", QuantFormat::Q8_0, &[&a, &b]).unwrap();
+
+        let mut a2 = layer("x.a", 8, 64, 4);
+        let mut b2 = layer("x.b", 16, 64, 5);
+        assert!(!load_cache(&path, "fp2", QuantFormat::Q8_0, vec![&mut a2, &mut b2]).unwrap(), "other source");
+        assert!(!load_cache(&path, "fp1", QuantFormat::Q4_0, vec![&mut a2, &mut b2]).unwrap(), "other format");
+        assert!(a2.quant.is_none());
+        assert!(load_cache(&path, "fp1", QuantFormat::Q8_0, vec![&mut a2, &mut b2]).unwrap());
+        assert_eq!(a2.quant.as_ref().unwrap().bytes(), a.quant.as_ref().unwrap().bytes());
+        assert_eq!(b2.quant.as_ref().unwrap().bytes(), b.quant.as_ref().unwrap().bytes());
+
+        let mut c = layer("x.c", 8, 64, 6);
+        assert!(!load_cache(&path, "fp1", QuantFormat::Q8_0, vec![&mut c]).unwrap(), "layer missing from the cache");
+        cancel.store(true, Ordering::Relaxed);
+        assert!(matches!(quantize_layers(vec![&mut c], QuantFormat::Q8_0, &mut |_, _| {}, &cancel), Err(QuantError::Cancelled)));
+    }
+}
