@@ -1,5 +1,6 @@
 //! LoRA over a quantized base: the adapter's effect over Q8_0 / Q4_0 weights equals its effect
-//! over f32 within the base's own quantization error; the quantization cache round-trips.
+//! over f32 within the base's own quantization error (the error of the two passes it is the
+//! difference of); the quantization cache round-trips.
 mod common;
 
 use std::sync::atomic::AtomicBool;
@@ -47,7 +48,19 @@ fn lora_effect_over_quantized_base_matches_f32_within_the_base_error() {
         let effect_err = rms_diff(&effect_q, &effect_f);
         eprintln!("{dir:?} {format}: adapter effect {effect_size:.4}, base error {base_err:.4}, effect error {effect_err:.4}");
         assert!(base_err > 0.0, "{format}: the base was not quantized");
-        assert!(effect_err <= base_err, "{format}: adapter effect differs by {effect_err} > base quantization error {base_err}");
+        // The with-adapter and without-adapter passes each carry an error of the base's size, so
+        // their difference may reach about twice it; an adapter broken by quantization (dropped,
+        // or merged and re-rounded as in the paper) would miss by the size of its whole effect.
+        assert!(effect_err <= 2.5 * base_err, "{format}: adapter effect differs by {effect_err}, base quantization error {base_err}");
+        let dot: f32 = effect_q.iter().zip(&effect_f).map(|(a, b)| a * b).sum();
+        let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        let cosine = dot / (norm(&effect_q) * norm(&effect_f));
+        eprintln!("{format}: cosine of the adapter effects {cosine:.3}");
+        assert!(cosine > 0.5, "{format}: the adapter's effect lost its direction (cosine {cosine})");
+        if format == QuantFormat::Q8_0 {
+            // 8-bit weights keep the adapter's effect almost whole.
+            assert!(effect_err <= 0.25 * effect_size, "{format}: adapter effect {effect_size} changed by {effect_err}");
+        }
         assert!(q.merge_lora("doc").is_err(), "merging into quantized weights must be refused");
     }
 }

@@ -198,6 +198,30 @@ mod tests {
     }
 
     #[test]
+    fn lora_term_is_untouched_by_quantizing_the_base() {
+        // The adapter's contribution (forward with it − forward without it) is the same full-precision
+        // `scale · B A x` over a quantized base as over the f32 one.
+        let mut l = layer("q", 64, 128, 7);
+        let pair = |seed| crate::lora::LoraPair {
+            a: Tensor::from_vec(random_vec(seed, 4 * 128, 0.5), (4, 128), &Device::Cpu).unwrap(),
+            b: Tensor::from_vec(random_vec(seed + 1, 64 * 4, 0.5), (64, 4), &Device::Cpu).unwrap(),
+            scale: 2.0,
+        };
+        l.adapters.insert("doc".into(), pair(8));
+        let x = Tensor::from_vec(random_vec(9, 3 * 128, 1.0), (3, 128), &Device::Cpu).unwrap();
+        let effect = |l: &LoraLinear| (l.forward(&x, Some("doc")).unwrap() - l.forward(&x, None).unwrap()).unwrap();
+        let before = effect(&l);
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_0] {
+            let mut q = layer("q", 64, 128, 7);
+            q.adapters.insert("doc".into(), pair(8));
+            assert!(quantize_layer(&mut q, format).unwrap());
+            let diff = (effect(&q) - &before).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let size = before.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(size > 1.0 && diff < 1e-4 * size, "{format}: {diff} of {size}");
+        }
+    }
+
+    #[test]
     fn cache_round_trip_and_staleness() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.q8_0.gguf");
