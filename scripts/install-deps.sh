@@ -7,13 +7,14 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# System packages: C toolchain, OpenSSL for SQLCipher, WebKitGTK for the Tauri window,
+# System packages: C toolchain, OpenSSL for SQLCipher, libdbus for the keyring (Secret Service), WebKitGTK for the Tauri window,
 # Xvfb and WebKitWebDriver for the end-to-end tests.
 APT_PACKAGES=(
   build-essential pkg-config curl file
   libssl-dev
   libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev
   xvfb xauth webkit2gtk-driver
+  libdbus-1-dev
 )
 
 missing=()

@@ -5,7 +5,8 @@
 //! - `commands`: Tauri commands and events over `services` (the window's API; feature `desktop`);
 //! - `app`: builds and runs the Tauri window (feature `desktop`);
 //! - `cli`: the `doctorglm` subcommands, calling the same `services` functions;
-//! - `error`: `AppError`, messages a person can act on.
+//! - `error`: `AppError`, messages a person can act on;
+//! - `store`: the encrypted conversation store (SQLCipher), its key, paths, backup and search.
 #[cfg(feature = "desktop")]
 pub mod app;
 pub mod cli;
@@ -15,3 +16,4 @@ pub mod commands;
 pub mod error;
 #[cfg(feature = "app")]
 pub mod services;
+pub mod store;

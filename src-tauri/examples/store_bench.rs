@@ -1,0 +1,166 @@
+//! Benchmark of the conversation store (not a test): fills an encrypted store with N messages
+//! (default 100,000), then measures single durable appends, streaming updates and searches at
+//! that size, and the database size.
+//!
+//!     cargo run --release -p doctorglm --example store_bench [-- --messages 100000 --dir DIR]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use doctorglm::store::{AppPaths, DbKey, KeySource, Role, Store};
+
+#[derive(Parser)]
+struct Args {
+    /// Messages in the store before measuring.
+    #[arg(long, default_value_t = 100_000)]
+    messages: usize,
+    /// Folder for the database (default: a temporary folder, removed afterwards).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Single appends to time.
+    #[arg(long, default_value_t = 1_000)]
+    appends: usize,
+    /// Rounds over the search queries.
+    #[arg(long, default_value_t = 20)]
+    search_rounds: usize,
+}
+
+const SYMPTOMS: &[&str] = &[
+    "头痛", "发热", "咳嗽", "腹痛", "恶心", "呕吐", "胸闷", "心悸", "失眠", "乏力", "腹泻", "便秘", "皮疹", "关节痛",
+    "咽痛", "鼻塞", "气短", "水肿", "头晕", "尿频",
+];
+const PHRASES: &[&str] = &[
+    "患者自述", "持续三天", "伴有", "无明显诱因", "既往体健", "建议完善血常规检查", "考虑上呼吸道感染", "注意休息，多饮水",
+    "如症状加重请及时就医", "可口服布洛芬缓解症状", "血压 135/85 mmHg", "体温 38.5 度", "建议复查心电图",
+    "The patient reports", "no known allergies", "follow up in two weeks", "consider chest X-ray",
+];
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+}
+
+fn text(rng: &mut Rng, words: usize) -> String {
+    let mut s = String::new();
+    for i in 0..words {
+        s.push_str(if i % 3 == 0 { rng.pick(SYMPTOMS) } else { rng.pick(PHRASES) });
+        s.push(if i % 4 == 3 { '。' } else { '，' });
+    }
+    s
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i.min(samples.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn report(name: &str, samples: &mut [Duration]) {
+    let mean = samples.iter().sum::<Duration>() / samples.len().max(1) as u32;
+    println!(
+        "{name:<28} n={:<6} mean {:>10}  p50 {:>10}  p95 {:>10}  max {:>10}",
+        samples.len(),
+        ms(mean),
+        ms(percentile(samples, 0.5)),
+        ms(percentile(samples, 0.95)),
+        ms(percentile(samples, 1.0))
+    );
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tmp = tempfile::tempdir()?;
+    let root = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let paths = AppPaths::under(&root);
+    let key = DbKey::generate()?;
+    let store = Store::open(&paths, KeySource::Key(key))?;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+
+    let fill = args.messages.saturating_sub(args.appends);
+    let per_conversation = 20;
+    let started = Instant::now();
+    let mut conversation = store.create_conversation("bench 0")?.id;
+    let mut done = 0;
+    while done < fill {
+        let n = per_conversation.min(fill - done);
+        let texts: Vec<String> = (0..n).map(|i| text(&mut rng, if i % 2 == 0 { 6 } else { 24 })).collect();
+        let batch: Vec<(Role, &str)> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (if i % 2 == 0 { Role::User } else { Role::Assistant }, t.as_str()))
+            .collect();
+        store.append_messages(conversation, &batch)?;
+        done += n;
+        if done < fill {
+            conversation = store.create_conversation(&format!("bench {done}"))?.id;
+        }
+    }
+    println!("filled {fill} messages in {:.1} s (one transaction per conversation of {per_conversation})", started.elapsed().as_secs_f64());
+
+    let mut appends = Vec::with_capacity(args.appends);
+    let c = store.create_conversation("timed appends")?.id;
+    for _ in 0..args.appends {
+        let t = text(&mut rng, 6);
+        let s = Instant::now();
+        store.append_user_message(c, &t)?;
+        appends.push(s.elapsed());
+    }
+    let mut updates = Vec::new();
+    let mut finishes = Vec::new();
+    for _ in 0..20 {
+        let id = store.begin_answer(c, &Default::default())?;
+        let mut answer = String::new();
+        for _ in 0..10 {
+            answer.push_str(&text(&mut rng, 2));
+            let s = Instant::now();
+            store.update_answer(id, &answer)?;
+            updates.push(s.elapsed());
+        }
+        let s = Instant::now();
+        store.finish_answer(id, &doctorglm::store::AnswerEnd::complete(answer))?;
+        finishes.push(s.elapsed());
+    }
+    let total: usize = store.list_conversations()?.iter().map(|c| c.message_count as usize).sum();
+    println!("store holds {total} messages");
+
+    let queries = ["头痛", "上呼吸道感染", "布洛芬", "血常规检查", "心电图", "chest X-ray", "allergies", "持续三天 恶心", "不存在的词语"];
+    let (short, long): (Vec<&str>, Vec<&str>) = queries.iter().partition(|q| q.chars().count() < 3);
+    let mut fts = Vec::new();
+    let mut like = Vec::new();
+    let mut hits = 0;
+    for _ in 0..args.search_rounds {
+        for q in &long {
+            let s = Instant::now();
+            hits += store.search(q, 20)?.len();
+            fts.push(s.elapsed());
+        }
+        for q in &short {
+            let s = Instant::now();
+            hits += store.search(q, 20)?.len();
+            like.push(s.elapsed());
+        }
+    }
+    report("append user message", &mut appends);
+    report("streaming update", &mut updates);
+    report("finish answer (+FTS index)", &mut finishes);
+    report("search, terms >= 3 chars", &mut fts);
+    report("search, 2-char term (LIKE)", &mut like);
+    println!("search hits returned: {hits}");
+    drop(store);
+    let size = std::fs::metadata(paths.database())?.len();
+    println!("database size: {:.1} MiB ({:.0} bytes/message)", size as f64 / 1048576.0, size as f64 / total as f64);
+    Ok(())
+}

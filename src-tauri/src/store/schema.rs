@@ -1,0 +1,154 @@
+//! The database schema and its migrations (`rusqlite_migration`, version in `PRAGMA user_version`).
+//!
+//! Each entry of [`MIGRATIONS`] moves the schema one version up inside one transaction. Never
+//! edit a migration that has shipped: add a new one, and extend the migration tests.
+
+use rusqlite_migration::{Migrations, M};
+
+/// Version 1: conversations and messages with full-text search, model/adapter registry,
+/// datasets and training runs, audit log, settings.
+const V1: &str = r#"
+CREATE TABLE conversations (
+    id          INTEGER PRIMARY KEY,
+    title       TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,          -- Unix milliseconds, UTC
+    updated_at  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE messages (
+    id                 INTEGER PRIMARY KEY,
+    conversation_id    INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    role               TEXT    NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+    content            TEXT    NOT NULL,
+    status             TEXT    NOT NULL
+                       CHECK (status IN ('streaming', 'complete', 'cancelled', 'error', 'interrupted')),
+    error              TEXT,
+    model              TEXT,
+    adapter            TEXT,
+    settings_json      TEXT,               -- generation settings
+    keywords_json      TEXT,               -- prompt designer: keywords
+    sources_json       TEXT,               -- prompt designer: library sources
+    prompt_tokens      INTEGER,
+    completion_tokens  INTEGER,
+    first_token_ms     INTEGER,
+    total_ms           INTEGER,
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming';
+
+-- Full-text index over finished messages (trigram: substring search that works for Chinese).
+-- External content: the text lives once, in messages; the triggers keep the index in step and
+-- leave messages out while they are still streaming (no re-indexing on every update).
+CREATE VIRTUAL TABLE messages_fts USING fts5(
+    content, content = 'messages', content_rowid = 'id', tokenize = 'trigram'
+);
+-- Deleted rows are removed from the index itself, not only marked (deletion removes the text).
+INSERT INTO messages_fts(messages_fts, rank) VALUES ('secure-delete', 1);
+
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+WHEN new.status <> 'streaming' BEGIN
+    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+WHEN old.status <> 'streaming' BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, status ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content)
+        SELECT 'delete', old.id, old.content WHERE old.status <> 'streaming';
+    INSERT INTO messages_fts(rowid, content)
+        SELECT new.id, new.content WHERE new.status <> 'streaming';
+END;
+
+CREATE TABLE models (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT    NOT NULL UNIQUE,
+    family        TEXT    NOT NULL,        -- chatglm-6b, chatglm2, chatglm3, glm4
+    path          TEXT    NOT NULL,
+    quantization  TEXT,
+    sha256        TEXT,
+    added_at      INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE datasets (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT    NOT NULL,
+    source        TEXT,                    -- where it was imported from
+    format        TEXT    NOT NULL,
+    records       INTEGER NOT NULL,
+    deidentified  INTEGER NOT NULL CHECK (deidentified IN (0, 1)),
+    sha256        TEXT,
+    created_at    INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE training_runs (
+    id             INTEGER PRIMARY KEY,
+    dataset_id     INTEGER REFERENCES datasets(id) ON DELETE SET NULL,
+    base_model_id  INTEGER REFERENCES models(id) ON DELETE SET NULL,
+    method         TEXT    NOT NULL CHECK (method IN ('lora', 'ptuning')),
+    config_json    TEXT    NOT NULL,
+    status         TEXT    NOT NULL
+                   CHECK (status IN ('queued', 'running', 'paused', 'completed', 'failed', 'cancelled', 'interrupted')),
+    error          TEXT,
+    output_path    TEXT,
+    created_at     INTEGER NOT NULL,
+    started_at     INTEGER,
+    finished_at    INTEGER
+) STRICT;
+
+CREATE TABLE training_metrics (
+    run_id         INTEGER NOT NULL REFERENCES training_runs(id) ON DELETE CASCADE,
+    step           INTEGER NOT NULL,
+    epoch          REAL,
+    loss           REAL,
+    eval_loss      REAL,
+    learning_rate  REAL,
+    at             INTEGER NOT NULL,
+    PRIMARY KEY (run_id, step)
+) STRICT;
+
+CREATE TABLE adapters (
+    id               INTEGER PRIMARY KEY,
+    name             TEXT    NOT NULL UNIQUE,
+    kind             TEXT    NOT NULL CHECK (kind IN ('lora', 'ptuning')),
+    base_model_id    INTEGER REFERENCES models(id) ON DELETE SET NULL,
+    training_run_id  INTEGER REFERENCES training_runs(id) ON DELETE SET NULL,
+    path             TEXT    NOT NULL,
+    created_at       INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE audit_log (
+    id           INTEGER PRIMARY KEY,
+    at           INTEGER NOT NULL,
+    action       TEXT    NOT NULL,
+    subject      TEXT    NOT NULL,
+    detail_json  TEXT    NOT NULL
+) STRICT;
+
+CREATE TABLE settings (
+    key         TEXT PRIMARY KEY,
+    value_json  TEXT    NOT NULL,
+    updated_at  INTEGER NOT NULL
+) STRICT;
+"#;
+
+/// All migrations, oldest first. Index `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[M<'static>] = &[M::up(V1).foreign_key_check()];
+
+/// The newest schema version this build knows.
+pub const LATEST_VERSION: usize = MIGRATIONS.len();
+
+/// The migrations as `rusqlite_migration` wants them.
+pub fn migrations() -> Migrations<'static> {
+    Migrations::from_slice(MIGRATIONS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn store_migrations_are_valid() {
+        super::migrations().validate().unwrap();
+    }
+}
