@@ -363,6 +363,16 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn store_key_os_keyring_lookup_never_invents_a_key() {
+        // Read-only: a service name nobody uses. Ok(None) where a keyring runs, Err where none.
+        let vault = OsKeyring { service: "org.doctorglm.test.absent".into(), account: "none".into() };
+        match vault.load() {
+            Ok(found) => assert!(found.is_none()),
+            Err(VaultUnavailable(reason)) => assert!(!reason.is_empty()),
+        }
+    }
+
+    #[test]
     fn store_key_hex_round_trip() {
         let k = DbKey::generate().unwrap();
         let hex = k.to_hex();
