@@ -3,7 +3,7 @@
 //! a trigram index can answer; they are matched with `LIKE` (alone, a scan of the messages,
 //! newest first, stopping at the limit).
 
-use rusqlite::params_from_iter;
+use rusqlite::{params_from_iter, OptionalExtension};
 use serde::Serialize;
 
 use super::conversations::ConversationId;
@@ -107,22 +107,23 @@ impl Store {
         if terms.long.is_empty() && terms.short.is_empty() {
             return Ok(Vec::new());
         }
+        // Step 1: the matching message ids, best first. FTS5 orders by rank itself; the
+        // inner LIMIT (when no LIKE filter follows) lets it stop early.
         let mut sql = String::new();
         let mut args: Vec<String> = Vec::new();
         if !terms.long.is_empty() {
-            sql.push_str(&format!(
-                "SELECT m.id, m.conversation_id, c.title, m.role, m.created_at,
-                        snippet(messages_fts, 0, char({}), char({}), '…', 24), m.content
-                 FROM messages_fts
-                 JOIN messages m ON m.id = messages_fts.rowid
-                 JOIN conversations c ON c.id = m.conversation_id
-                 WHERE messages_fts MATCH ?1",
-                HL_START as u32, HL_END as u32
-            ));
             args.push(fts_query(&terms.long));
+            let inner_limit = if terms.short.is_empty() { format!(" LIMIT {limit}") } else { String::new() };
+            sql.push_str(&format!(
+                "SELECT m.id, m.conversation_id, c.title, m.role, m.created_at, m.content
+                 FROM (SELECT rowid AS id, rank FROM messages_fts WHERE messages_fts MATCH ?1 ORDER BY rank{inner_limit}) f
+                 JOIN messages m ON m.id = f.id
+                 JOIN conversations c ON c.id = m.conversation_id
+                 WHERE 1"
+            ));
         } else {
             sql.push_str(
-                "SELECT m.id, m.conversation_id, c.title, m.role, m.created_at, NULL, m.content
+                "SELECT m.id, m.conversation_id, c.title, m.role, m.created_at, m.content
                  FROM messages m JOIN conversations c ON c.id = m.conversation_id
                  WHERE m.status <> 'streaming'",
             );
@@ -131,30 +132,39 @@ impl Store {
             args.push(like_pattern(t));
             sql.push_str(&format!(" AND m.content LIKE ?{} ESCAPE '\\'", args.len()));
         }
-        if terms.long.is_empty() {
-            sql.push_str(" ORDER BY m.id DESC");
-        } else {
-            sql.push_str(" ORDER BY rank");
-        }
+        sql.push_str(if terms.long.is_empty() { " ORDER BY m.id DESC" } else { " ORDER BY f.rank" });
         sql.push_str(&format!(" LIMIT {limit}"));
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-            let role: String = r.get(3)?;
-            let fts_snippet: Option<String> = r.get(5)?;
-            let content: String = r.get(6)?;
-            Ok(SearchHit {
-                message_id: r.get(0)?,
-                conversation_id: r.get(1)?,
-                conversation_title: r.get(2)?,
-                role: role_of(&role),
-                created_at: r.get(4)?,
-                snippet: match fts_snippet {
-                    Some(s) => parse_snippet(&s),
-                    None => like_snippet(&content, &terms.short),
-                },
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut hits = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(args.iter()))?;
+            while let Some(r) = rows.next()? {
+                let role: String = r.get(3)?;
+                let content: String = r.get(5)?;
+                hits.push(SearchHit {
+                    message_id: r.get(0)?,
+                    conversation_id: r.get(1)?,
+                    conversation_title: r.get(2)?,
+                    role: role_of(&role),
+                    created_at: r.get(4)?,
+                    snippet: if terms.long.is_empty() { like_snippet(&content, &terms.short) } else { Vec::new() },
+                });
+            }
+        }
+        // Step 2: FTS5 snippets for the hits only.
+        if !terms.long.is_empty() {
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT snippet(messages_fts, 0, char({}), char({}), '…', 24) FROM messages_fts
+                 WHERE messages_fts MATCH ?1 AND rowid = ?2",
+                HL_START as u32, HL_END as u32
+            ))?;
+            for hit in &mut hits {
+                let snippet: Option<String> =
+                    stmt.query_row(rusqlite::params![args[0], hit.message_id], |r| r.get(0)).optional()?;
+                hit.snippet = parse_snippet(&snippet.unwrap_or_default());
+            }
+        }
+        Ok(hits)
     }
 }
 
