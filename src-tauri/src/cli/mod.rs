@@ -12,6 +12,7 @@ pub mod export;
 pub mod knowledge;
 #[cfg(feature = "app")]
 pub mod models;
+pub mod finetune;
 
 /// DoctorGLM Desktop: with no subcommand the window opens.
 #[derive(Debug, Parser)]
@@ -43,6 +44,9 @@ pub enum Command {
     /// The disease library: import, search, evaluate keyword extraction, re-index.
     #[command(subcommand)]
     Knowledge(knowledge::KnowledgeCommand),
+    /// Fine-tuning steps: `prepare` builds a de-identified dataset from exports.
+    #[command(subcommand)]
+    Finetune(finetune::FinetuneCommand),
 }
 
 /// Runs a parsed subcommand.
@@ -58,5 +62,6 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Export(args) => export::run(args),
         Command::Designer(args) => designer::run(args),
         Command::Knowledge(cmd) => knowledge::run(cmd),
+        Command::Finetune(cmd) => finetune::run(cmd),
     }
 }
