@@ -33,7 +33,7 @@ fn loss_falls_on_a_real_export() -> anyhow::Result<()> {
     let losses: Vec<f32> = outcome.summary.history.iter().map(|r| r.loss).collect();
     let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
     let last: f32 = losses[losses.len() - 10..].iter().sum::<f32>() / 10.0;
-    assert!(last < first * 0.6, "train loss {first} → {last}");
+    assert!(last < first * 0.8, "train loss {first} → {last}");
     // Evaluations at 40, 80, 120 with probe answers, validation loss falling from the first.
     let evals: Vec<_> = events.iter().filter_map(|e| match e {
         Event::Evaluation { step, validation_loss, probe, .. } => Some((*step, validation_loss.unwrap_or(f64::NAN), probe.len())),
