@@ -191,8 +191,12 @@ pub fn inspect_model(path: &Path, progress: &dyn Fn(Progress), cancel: &CancelFl
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
-    let safetensors: Vec<&PathBuf> =
-        entries.iter().filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
+    // Hugging Face names weight shards `model*.safetensors`; other safetensors files in the
+    // folder (reference outputs, adapters) are not weights.
+    let safetensors: Vec<&PathBuf> = entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors") && folder_name(p).starts_with("model"))
+        .collect();
     let pytorch: Vec<&PathBuf> = entries
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "bin") && folder_name(p).starts_with("pytorch_model"))
@@ -202,7 +206,7 @@ pub fn inspect_model(path: &Path, progress: &dyn Fn(Progress), cancel: &CancelFl
     } else if !pytorch.is_empty() {
         ("pytorch", pytorch)
     } else {
-        return Err(not_model("no weight files (*.safetensors or pytorch_model*.bin)"));
+        return Err(not_model("no weight files (model*.safetensors or pytorch_model*.bin)"));
     };
 
     let bytes_per_param: u64 = if dtype.contains("32") { 4 } else { 2 };
