@@ -1,7 +1,7 @@
 //! Training throughput on CPU: tokens/s of the job runner on the tiny fixture model over a
 //! slice of the GenMedGPT export, and the process's peak memory.
 //!
-//! `cargo run --release -p doctorglm-finetune --example train_bench [-- MODEL_DIR [STEPS]]`
+//! `cargo run --release -p doctorglm-finetune --example finetune_bench [-- MODEL_DIR [STEPS]]`
 use doctorglm_datasets::import::{import, ReadOptions};
 use doctorglm_datasets::Control;
 use doctorglm_finetune::{run, Event, FinetuneJob, FinetuneSettings, JobControl, TrainingData};
