@@ -1,12 +1,13 @@
 //! Prints the de-identification recall and precision per kind on the synthetic corpus, then what
-//! it replaces in a real export (CMD, if `../shared/data` is beside the repository) as a check
-//! on false positives in real clinical text.
+//! it replaces in the real exports (CMD, Huatuo, GenMedGPT, MedicalGPT, if `../shared/data` is
+//! beside the repository) as a check on false positives in real clinical text.
 //!
 //! `cargo run --release -p doctorglm-datasets --example deid_eval [-- N_TEXTS SEED]`
+//! (`DEID_EXAMPLES=N` sets how many real-data replacements of each kind are printed for review.)
 
 use std::path::PathBuf;
 
-use doctorglm_datasets::deid::{synthetic, Deidentifier};
+use doctorglm_datasets::deid::{heldout, synthetic, Deidentifier, PiiKind};
 use doctorglm_datasets::import::{self, ReadOptions};
 use doctorglm_datasets::Control;
 
@@ -18,6 +19,7 @@ fn main() {
     for (label, corpus) in [
         ("synthetic corpus (templates written with the detectors)", synthetic::corpus(seed, n)),
         ("held-out hard templates (never tuned against)", synthetic::hard_corpus(seed, n)),
+        ("held-out realistic set (deid::heldout, written before the detector work of issue 7)", heldout::heldout_corpus(seed, n)),
     ] {
         table(&deid, label, &corpus, n, seed);
     }
@@ -54,30 +56,64 @@ fn table(deid: &Deidentifier, label: &str, corpus: &[synthetic::LabelledText], n
 }
 
 fn real(deid: &Deidentifier) {
-
-    let cmd = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/exports/cmd-internal-medicine-sample.gbk.csv");
-    match import::import(&cmd, None, &ReadOptions::default(), &mut Control::none()) {
-        Ok(mut outcome) => {
-            let report = match deid.dialogues(&mut outcome.dialogues, &mut Control::none()) {
-                Ok(r) => r,
-                Err(e) => {
-                    println!("real export: {e}");
-                    return;
-                }
-            };
-            println!(
-                "\nreal export (CMD internal medicine, {} dialogues, public and already anonymised): {} replacements in {} dialogues",
-                report.dialogues,
-                report.total(),
-                report.dialogues_changed
-            );
-            for (kind, count) in &report.counts {
-                println!("  {kind:?}: {count} ({:.2} per 1,000 dialogues)", *count as f64 * 1000.0 / report.dialogues as f64);
+    let exports = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/exports");
+    let examples: usize = std::env::var("DEID_EXAMPLES").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    println!("real exports (public, already anonymised: nearly every replacement is a false positive; review the examples)");
+    for file in [
+        "cmd-internal-medicine-sample.gbk.csv",
+        "huatuo-liver-cancer-multiturn.json",
+        "genmedgpt-5k.zh.alpaca.json",
+        "medicalgpt-sft-1k.sharegpt.jsonl",
+        "genmedgpt-5k.en.alpaca.json",
+    ] {
+        let path = exports.join(file);
+        let mut outcome = match import::import(&path, None, &ReadOptions::default(), &mut Control::none()) {
+            Ok(o) => o,
+            Err(e) => {
+                println!("\n{file}: not read ({e}); skipped");
+                continue;
             }
-            for ex in &report.examples {
-                println!("  {:?} {} … {}", ex.kind, ex.masked, ex.context);
+        };
+        let mut samples: Vec<(PiiKind, String)> = Vec::new();
+        for d in &outcome.dialogues {
+            for t in &d.turns {
+                for text in [&t.user, &t.assistant] {
+                    for sp in deid.find(text) {
+                        if samples.iter().filter(|(k, _)| *k == sp.kind).count() < examples {
+                            samples.push((sp.kind, around(text, sp.start, sp.end)));
+                        }
+                    }
+                }
             }
         }
-        Err(e) => println!("real export not read ({e}); skipped"),
+        samples.sort_by_key(|(k, _)| *k);
+        let chars: usize = outcome.dialogues.iter().flat_map(|d| &d.turns).map(|t| t.user.chars().count() + t.assistant.chars().count()).sum();
+        let report = match deid.dialogues(&mut outcome.dialogues, &mut Control::none()) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("\n{file}: {e}");
+                continue;
+            }
+        };
+        println!(
+            "\n{file}: {} dialogues, {:.1} M characters: {} replacements in {} dialogues",
+            report.dialogues,
+            chars as f64 / 1e6,
+            report.total(),
+            report.dialogues_changed
+        );
+        for (kind, count) in &report.counts {
+            println!("  {kind:?}: {count} ({:.2} per 1,000 dialogues)", *count as f64 * 1000.0 / report.dialogues as f64);
+        }
+        for (kind, s) in &samples {
+            println!("    {kind:?}: {s}");
+        }
     }
+}
+
+/// The text around a span, the span in 【】.
+fn around(text: &str, start: usize, end: usize) -> String {
+    let before: String = text[..start].chars().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+    let after: String = text[end..].chars().take(12).collect();
+    format!("{before}【{}】{after}", &text[start..end]).replace('\n', " ")
 }
