@@ -1,5 +1,6 @@
 //! `doctorglm finetune`: the fine-tuning wizard's steps on the command line. `prepare` imports
-//! exports, de-identifies, cleans and splits them into a prepared dataset directory.
+//! exports, de-identifies, cleans and splits them into a prepared dataset directory; `train`
+//! and `resume` (module `train`, feature `app`) run a LoRA job and register its adapter.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -17,6 +18,12 @@ use doctorglm_datasets::Control;
 pub enum FinetuneCommand {
     /// Import exports (CSV, XLSX, JSON, JSONL), de-identify, clean and split them into a dataset.
     Prepare(PrepareArgs),
+    /// Train a LoRA adapter on a prepared dataset (paper defaults) and register it.
+    #[cfg(feature = "app")]
+    Train(super::finetune_train::TrainArgs),
+    /// Continue a job from the last checkpoint of its output folder.
+    #[cfg(feature = "app")]
+    Resume(super::finetune_train::ResumeArgs),
 }
 
 /// Duplicate removal on the command line.
@@ -91,6 +98,10 @@ pub struct PrepareArgs {
 pub fn run(command: FinetuneCommand) -> anyhow::Result<()> {
     match command {
         FinetuneCommand::Prepare(args) => prepare(args),
+        #[cfg(feature = "app")]
+        FinetuneCommand::Train(args) => super::finetune_train::train(args),
+        #[cfg(feature = "app")]
+        FinetuneCommand::Resume(args) => super::finetune_train::resume(args),
     }
 }
 

@@ -13,6 +13,8 @@ pub mod knowledge;
 #[cfg(feature = "app")]
 pub mod models;
 pub mod finetune;
+#[cfg(feature = "app")]
+pub mod finetune_train;
 
 /// DoctorGLM Desktop: with no subcommand the window opens.
 #[derive(Debug, Parser)]
@@ -44,7 +46,7 @@ pub enum Command {
     /// The disease library: import, search, evaluate keyword extraction, re-index.
     #[command(subcommand)]
     Knowledge(knowledge::KnowledgeCommand),
-    /// Fine-tuning steps: `prepare` builds a de-identified dataset from exports.
+    /// Fine-tuning: `prepare` a de-identified dataset from exports, `train` an adapter, `resume` a job.
     #[command(subcommand)]
     Finetune(finetune::FinetuneCommand),
 }

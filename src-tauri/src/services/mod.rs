@@ -14,6 +14,8 @@
 //! - `designer`: the bridge to the prompt designer (`doctorglm-knowledge`);
 //! - `knowledge`: browse, search and import the disease library;
 //! - `chat`: one question → designer → engine → saved answer, streamed;
+//! - `finetune`: the fine-tuning wizard's steps (inspect, prepare, train/resume in the
+//!   background with pause/resume/cancel, adapter registered);
 //! - `settings`: interface language, device and other preferences;
 //! - `about`: versions, licences, keyring status;
 //! - `jsonfile`: atomic JSON files.
@@ -24,6 +26,7 @@ pub mod conversations;
 pub mod designer;
 pub mod engine;
 pub mod engine_candle;
+pub mod finetune;
 pub mod generation;
 pub mod inspect;
 pub mod jsonfile;
