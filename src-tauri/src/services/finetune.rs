@@ -755,3 +755,169 @@ fn emit_event(emit: &mut impl FnMut(JobUpdate), e: &Event) {
 pub fn default_settings() -> FinetuneSettings {
     FinetuneSettings::default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use doctorglm_finetune::probe::ProbeQuestion;
+    use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+    use std::time::Duration;
+
+    fn shared() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    }
+
+    fn tiny_model() -> PathBuf {
+        std::env::var_os("DOCTORGLM_FIXTURES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| shared().join("fixtures"))
+            .join("models/chatglm3-tiny")
+    }
+
+    fn export() -> PathBuf {
+        shared().join("data/exports/medicalgpt-sft-1k.sharegpt.jsonl")
+    }
+
+    fn fast() -> FinetuneSettings {
+        FinetuneSettings {
+            lr: 1e-3,
+            max_source: 40,
+            max_target: 16,
+            eval_max_examples: Some(8),
+            probe: vec![ProbeQuestion { question: "1+1等于几？".into(), expected: vec!["2".into()] }],
+            probe_max_tokens: 4,
+            ..FinetuneSettings::default()
+        }
+    }
+
+    fn prepared(ctx: &AppContext) -> PrepareResult {
+        let request = PrepareRequest {
+            sources: vec![SourceSpec { path: export(), mapping: None }],
+            output: None,
+            options: PrepareOptions::default(),
+            tokenizer_model: Some(tiny_model().display().to_string()),
+        };
+        prepare(ctx, &request, &|_| {}, &CancelFlag::new()).unwrap()
+    }
+
+    /// The next update that `pick` accepts (others are skipped); panics on an error or a long silence.
+    fn wait_for<T>(rx: &Receiver<JobUpdate>, mut pick: impl FnMut(&JobUpdate) -> Option<T>) -> T {
+        loop {
+            match rx.recv_timeout(Duration::from_secs(300)) {
+                Ok(JobUpdate::Error { message }) => panic!("the job failed: {message}"),
+                Ok(u) => {
+                    if let Some(v) = pick(&u) {
+                        return v;
+                    }
+                }
+                Err(e) => panic!("no update from the job: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn inspect_and_prepare_a_real_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = AppContext::open(dir.path()).unwrap();
+        let i = inspect_file(&export(), 3).unwrap();
+        assert_eq!(i.format, FileFormat::Jsonl);
+        assert_eq!(i.layout, Some(Layout::ShareGpt));
+        assert_eq!(i.preview.len(), 3);
+        assert!(i.mapping.is_some());
+
+        let p = prepared(&ctx);
+        assert!(p.dir.starts_with(dir.path().join("datasets")));
+        for f in ["train.jsonl", "validation.jsonl", "manifest.json"] {
+            assert!(p.dir.join(f).is_file(), "{f}");
+        }
+        let m = &p.manifest;
+        assert_eq!(m.train + m.validation, m.cleaning.kept);
+        assert_eq!(p.deid.dialogues, m.sources[0].imported);
+        assert!(m.histograms.exact_tokenizer, "the tiny model's tokenizer counted the tokens");
+        assert_eq!((m.histograms.source.limit, m.histograms.target.limit), (512, 100));
+        assert_eq!(p.sample.len(), 5);
+
+        let bad = PrepareRequest { sources: vec![], output: None, options: PrepareOptions::default(), tokenizer_model: None };
+        assert!(prepare(&ctx, &bad, &|_| {}, &CancelFlag::new()).unwrap_err().to_string().contains("export file"));
+    }
+
+    #[test]
+    fn background_job_pauses_resumes_cancels_and_continues_from_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Arc::new(AppContext::open(dir.path()).unwrap());
+        let p = prepared(&ctx);
+        let output = dir.path().join("job");
+        let request = TrainRequest {
+            base: tiny_model().display().to_string(),
+            dataset: p.dir.clone(),
+            output: Some(output.clone()),
+            name: Some("ward-7".into()),
+            settings: FinetuneSettings { epochs: 1000, eval_every: 0, checkpoint_every: 1, ..fast() },
+            device: Device::Cpu,
+            register: true,
+        };
+        let (tx, rx) = channel();
+        let (id, handle) = jobs().start(ctx.clone(), JobStart::New(request), move |u| {
+            let _ = tx.send(u);
+        });
+        assert!(jobs().running().contains(&id));
+        wait_for(&rx, |u| matches!(u, JobUpdate::Event { event: Event::Step { .. } }).then_some(()));
+
+        // Pause: the runner says so, the store says so, and no step runs while paused.
+        assert!(jobs().pause(&id));
+        wait_for(&rx, |u| matches!(u, JobUpdate::Event { event: Event::Paused }).then_some(()));
+        let store = open_store(&ctx).unwrap();
+        let run_id = store.list_training_runs().unwrap()[0].id;
+        assert_eq!(store.training_run(run_id).unwrap().status, TrainingStatus::Paused);
+        match rx.recv_timeout(Duration::from_millis(300)) {
+            Err(RecvTimeoutError::Timeout) => {}
+            other => panic!("an update arrived while paused: {other:?}"),
+        }
+
+        // Resume, then cancel after a step: a checkpoint is left, nothing is registered.
+        assert!(jobs().resume(&id));
+        wait_for(&rx, |u| matches!(u, JobUpdate::Event { event: Event::Resumed }).then_some(()));
+        wait_for(&rx, |u| matches!(u, JobUpdate::Event { event: Event::Step { .. } }).then_some(()));
+        assert!(jobs().cancel(&id));
+        let result = wait_for(&rx, |u| match u {
+            JobUpdate::Done { result } => Some(result.clone()),
+            _ => None,
+        });
+        handle.join().unwrap();
+        assert_eq!(result.reason, StopReason::Cancelled);
+        assert_eq!(result.adapter_id, None);
+        assert!(!jobs().running().contains(&id), "a finished job is forgotten");
+        assert!(!jobs().pause(&id));
+        assert!(output.join("checkpoints/LATEST").is_file());
+        assert_eq!(store.training_run(run_id).unwrap().status, TrainingStatus::Cancelled);
+        assert!(models::list(&ctx).unwrap().adapters.iter().all(|a| a.info.name != "ward-7"));
+
+        // Resume in the background for two more steps: completes, registers, same run.
+        let (tx, rx) = channel();
+        let overrides = ResumeOverrides { max_steps: Some(result.steps + 2), ..Default::default() };
+        let (_, handle) = jobs().start(ctx.clone(), JobStart::Resume { output: output.clone(), overrides }, move |u| {
+            let _ = tx.send(u);
+        });
+        let start = wait_for(&rx, |u| match u {
+            JobUpdate::Event { event: Event::Started { start_step, .. } } => Some(*start_step),
+            _ => None,
+        });
+        assert_eq!(start, result.steps);
+        let done = wait_for(&rx, |u| match u {
+            JobUpdate::Done { result } => Some(result.clone()),
+            _ => None,
+        });
+        handle.join().unwrap();
+        assert_eq!(done.reason, StopReason::Completed);
+        assert_eq!(done.steps, result.steps + 2);
+        assert_eq!(done.run_id, Some(run_id));
+        let adapter_id = done.adapter_id.expect("registered");
+        let registry = models::list(&ctx).unwrap();
+        let a = registry.adapter(&adapter_id).unwrap();
+        assert_eq!(a.info.name, "ward-7");
+        assert_eq!(a.base_id, done.base_id);
+        assert_eq!(store.training_run(run_id).unwrap().status, TrainingStatus::Completed);
+        assert_eq!(store.adapter_by_name("ward-7").unwrap().and_then(|a| a.training_run_id), Some(run_id));
+        assert_eq!(store.training_metrics(run_id).unwrap().len(), done.steps);
+    }
+}
