@@ -26,6 +26,14 @@ pub fn run(ctx: AppContext) -> anyhow::Result<()> {
             commands::knowledge_search,
             commands::knowledge_document,
             commands::knowledge_import,
+            commands::finetune_inspect,
+            commands::finetune_prepare,
+            commands::finetune_defaults,
+            commands::finetune_start,
+            commands::finetune_resume_job,
+            commands::finetune_pause,
+            commands::finetune_continue,
+            commands::finetune_cancel,
         ])
         .run(tauri::generate_context!())
         .map_err(|e| anyhow::anyhow!("the window could not start: {e}"))

@@ -10,7 +10,7 @@ use crate::services::generation::{GenerationSettings, Preset};
 use crate::services::inspect::ModelInfo;
 use crate::services::registry::{new_id, AdapterRecord, Registry};
 use crate::services::knowledge::{DocumentSummary, ImportSummary};
-use crate::services::{about, knowledge, models, settings, AppContext, CancelFlag, Progress};
+use crate::services::{about, finetune, knowledge, models, settings, AppContext, CancelFlag, Progress};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -262,4 +262,96 @@ pub fn knowledge_import(app: AppHandle, state: State<'_, AppState>, path: String
         finish_job(&app, &id);
     });
     job_id
+}
+
+// ---- Fine-tuning (services::finetune). Training jobs report through the `finetune` event:
+// `{ jobId, update }` with a `services::finetune::JobUpdate` (an event, then `done` or `error`).
+
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FinetunePayload {
+    job_id: String,
+    update: finetune::JobUpdate,
+}
+
+/// An export file's format, columns, preview and suggested mapping.
+#[tauri::command]
+pub async fn finetune_inspect(path: String) -> AppResult<finetune::FileInspection> {
+    blocking(move || finetune::inspect_file(&PathBuf::from(path.trim()), 5)).await
+}
+
+/// Starts preparing a dataset; returns the job id (`progress` then `job-done` with a `PrepareResult`).
+#[tauri::command]
+pub fn finetune_prepare(app: AppHandle, state: State<'_, AppState>, request: finetune::PrepareRequest) -> String {
+    let (job_id, cancel) = state.start_job();
+    let ctx = state.ctx.clone();
+    let id = job_id.clone();
+    std::thread::spawn(move || {
+        let report = |progress: Progress| {
+            let _ = app.emit("progress", ProgressPayload { job_id: id.clone(), progress });
+        };
+        let payload = match finetune::prepare(&ctx, &request, &report, &cancel) {
+            Ok(result) => DonePayload { job_id: id.clone(), result: Some(result), error: None, cancelled: false },
+            Err(e) => DonePayload {
+                job_id: id.clone(),
+                result: None,
+                cancelled: matches!(e, AppError::Cancelled),
+                error: Some(e.to_string()),
+            },
+        };
+        let _ = app.emit("job-done", payload);
+        finish_job(&app, &id);
+    });
+    job_id
+}
+
+/// The paper's training settings, for the wizard's defaults.
+#[tauri::command]
+pub fn finetune_defaults() -> doctorglm_finetune::FinetuneSettings {
+    finetune::default_settings()
+}
+
+fn spawn_training(app: AppHandle, state: &AppState, start: finetune::JobStart) -> String {
+    let (job_id, _) = finetune::jobs().start(state.ctx.clone(), start, move |job_id, update| {
+        if let Err(e) = app.emit("finetune", FinetunePayload { job_id: job_id.to_string(), update }) {
+            tracing::warn!("could not send a fine-tuning event: {e}");
+        }
+    });
+    job_id
+}
+
+/// Starts a training job; returns its id (`finetune` events follow).
+#[tauri::command]
+pub fn finetune_start(app: AppHandle, state: State<'_, AppState>, request: finetune::TrainRequest) -> String {
+    spawn_training(app, &state, finetune::JobStart::New(request))
+}
+
+/// Continues a job from the last checkpoint of its output folder; returns the new job id.
+#[tauri::command]
+pub fn finetune_resume_job(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    output: String,
+    overrides: Option<finetune::ResumeOverrides>,
+) -> String {
+    let start = finetune::JobStart::Resume { output: PathBuf::from(output.trim()), overrides: overrides.unwrap_or_default() };
+    spawn_training(app, &state, start)
+}
+
+/// Pauses a training job after its current step.
+#[tauri::command]
+pub fn finetune_pause(job_id: String) -> bool {
+    finetune::jobs().pause(&job_id)
+}
+
+/// Lets a paused training job go on.
+#[tauri::command]
+pub fn finetune_continue(job_id: String) -> bool {
+    finetune::jobs().resume(&job_id)
+}
+
+/// Cancels a training job (a resumable checkpoint is written first).
+#[tauri::command]
+pub fn finetune_cancel(job_id: String) -> bool {
+    finetune::jobs().cancel(&job_id)
 }

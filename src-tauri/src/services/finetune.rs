@@ -693,28 +693,28 @@ pub fn jobs() -> &'static TrainingJobs {
 }
 
 impl TrainingJobs {
-    /// Starts a job on a new thread; `emit` gets its events and then one `Done` or `Error`.
-    /// Returns the job id and the thread's handle.
+    /// Starts a job on a new thread; `emit` gets the job id with each of its events and then
+    /// one `Done` or `Error`. Returns the job id and the thread's handle.
     pub fn start(
         &self,
         ctx: Arc<AppContext>,
         start: JobStart,
-        mut emit: impl FnMut(JobUpdate) + Send + 'static,
+        mut emit: impl FnMut(&str, JobUpdate) + Send + 'static,
     ) -> (String, std::thread::JoinHandle<()>) {
         let id = new_id("train");
         let control = Arc::new(JobControl::new());
         self.lock().insert(id.clone(), control.clone());
         let job_id = id.clone();
         let handle = std::thread::spawn(move || {
-            let mut on_event = |e: &Event| emit_event(&mut emit, e);
+            let mut on_event = |e: &Event| emit(&job_id, JobUpdate::Event { event: e.clone() });
             let result = match &start {
                 JobStart::New(request) => train(&ctx, request, &control, &mut on_event),
                 JobStart::Resume { output, overrides } => resume(&ctx, output, overrides, &control, &mut on_event),
             };
             jobs().lock().remove(&job_id);
             match result {
-                Ok(result) => emit(JobUpdate::Done { result }),
-                Err(e) => emit(JobUpdate::Error { message: e.to_string() }),
+                Ok(result) => emit(&job_id, JobUpdate::Done { result }),
+                Err(e) => emit(&job_id, JobUpdate::Error { message: e.to_string() }),
             }
         });
         (id, handle)
@@ -744,10 +744,6 @@ impl TrainingJobs {
     pub fn running(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
     }
-}
-
-fn emit_event(emit: &mut impl FnMut(JobUpdate), e: &Event) {
-    emit(JobUpdate::Event { event: e.clone() })
 }
 
 /// The paper's settings (LoRA r 8, alpha 16 on query_key_value, Lion 2e-5, batch 4, 1 epoch,
@@ -857,7 +853,7 @@ mod tests {
             register: true,
         };
         let (tx, rx) = channel();
-        let (id, handle) = jobs().start(ctx.clone(), JobStart::New(request), move |u| {
+        let (id, handle) = jobs().start(ctx.clone(), JobStart::New(request), move |_, u| {
             let _ = tx.send(u);
         });
         assert!(jobs().running().contains(&id));
@@ -895,7 +891,7 @@ mod tests {
         // Resume in the background for two more steps: completes, registers, same run.
         let (tx, rx) = channel();
         let overrides = ResumeOverrides { max_steps: Some(result.steps + 2), ..Default::default() };
-        let (_, handle) = jobs().start(ctx.clone(), JobStart::Resume { output: output.clone(), overrides }, move |u| {
+        let (_, handle) = jobs().start(ctx.clone(), JobStart::Resume { output: output.clone(), overrides }, move |_, u| {
             let _ = tx.send(u);
         });
         let start = wait_for(&rx, |u| match u {

@@ -2,6 +2,7 @@
 // language, falls back to English, then to the key itself; `{name}` placeholders are filled.
 import { writable, derived, get } from "svelte/store";
 import type { Language } from "./types";
+import { finetuneEn, finetuneZh } from "./i18n-finetune";
 
 const en = {
   "tab.chat": "Chat",
@@ -81,6 +82,7 @@ const en = {
   "settings.version": "Version",
   "settings.licences": "Licences of bundled parts",
   "error": "Error: {message}",
+  ...finetuneEn,
 } as const;
 
 export type Key = keyof typeof en;
@@ -163,6 +165,7 @@ const zh: Record<Key, string> = {
   "settings.version": "版本",
   "settings.licences": "所含组件的许可证",
   "error": "错误：{message}",
+  ...finetuneZh,
 };
 
 export const dictionaries: Record<Language, Record<Key, string>> = { en, zh };
