@@ -48,9 +48,17 @@ fn table(deid: &Deidentifier, label: &str, corpus: &[synthetic::LabelledText], n
         c += s.correct;
     }
     println!("{:<22} {e:>8} {f:>8} {r:>8} {c:>8} {:>9.4} {:>9.4}", "all", f as f64 / e as f64, c as f64 / r as f64);
+    // DEID_MISSES=N prints up to N mistakes of each kind (default 8 in all).
+    let per_kind: Option<usize> = std::env::var("DEID_MISSES").ok().and_then(|s| s.parse().ok());
     let misses = synthetic::mistakes(deid, corpus);
-    for (text, what) in misses.iter().take(8) {
-        println!("  {what}  in: {text}");
+    match per_kind {
+        None => misses.iter().take(8).for_each(|(text, what)| println!("  {what}  in: {text}")),
+        Some(n) => {
+            for kind in PiiKind::ALL {
+                let tag = format!(" {kind:?} ");
+                misses.iter().filter(|(_, w)| w.contains(&tag)).take(n).for_each(|(text, what)| println!("  {what}  in: {text}"));
+            }
+        }
     }
     println!();
 }

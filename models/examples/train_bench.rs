@@ -102,5 +102,17 @@ fn main() -> anyhow::Result<()> {
     println!("trainable forward   {:>9.1} ms  ({:.2}x inference)", trainable_forward * 1e3, trainable_forward / inference);
     println!("training step       {:>9.1} ms  ({:.2}x inference, {:.0} tokens/s)", step * 1e3, step / inference, tokens / step);
     println!("loss after {} steps {last:.4}", trainer.steps_done());
+    match peak_rss_mib() {
+        Some(mib) => println!("peak RSS            {mib:>9.0} MiB (whole process: weights, activations, gradients)"),
+        None => println!("peak RSS            unknown (no /proc/self/status)"),
+    }
     Ok(())
+}
+
+/// The process's peak resident set (VmHWM), MiB; Linux only.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

@@ -351,4 +351,21 @@ mod tests {
         assert_eq!(cn_year(1952, 4), "一九五二");
         assert_eq!(full_width("138"), "１３８");
     }
+
+    /// A floor under the detectors on this set, from the measured run (deid_eval, 20,000 texts:
+    /// recall 1.0 for numbers, dates and emails, 0.91 addresses, 0.90 names, precision 1.0).
+    #[test]
+    fn detectors_hold_their_recall_and_precision_here() {
+        let deid = super::super::Deidentifier::new();
+        let docs = heldout_corpus(20_261_125, 3000);
+        let scores = super::super::synthetic::evaluate(&deid, &docs);
+        for (kind, s) in &scores {
+            let floor = match kind {
+                PiiKind::Address | PiiKind::Name => 0.85,
+                _ => 0.99,
+            };
+            assert!(s.recall() >= floor, "{kind:?} recall {:.3}", s.recall());
+            assert!(s.precision() >= 0.99, "{kind:?} precision {:.3}", s.precision());
+        }
+    }
 }

@@ -4,12 +4,14 @@
 //! - [`idcard`]: resident ID number checksums (ISO 7064 MOD 11-2) and birth-date checks.
 //! - [`names`]: Chinese names by surname + context cue, with a deny list of medical words.
 //! - [`patterns`]: regex detectors for the other kinds.
+//! - [`normalize`]: full-width forms folded to ASCII before detection, with offsets mapped back.
 //! - [`synthetic`]: a seeded, labelled corpus that measures recall and precision.
 //! - [`heldout`]: a second labelled corpus shaped like real notes and exports, kept out of tuning.
 
 pub mod heldout;
 pub mod idcard;
 pub mod names;
+pub mod normalize;
 pub mod patterns;
 pub mod synthetic;
 
@@ -137,11 +139,14 @@ impl Deidentifier {
     }
 
     /// Personal data in `text`, sorted, not overlapping (higher-priority and longer spans win).
+    /// Detection runs on the text with full-width forms folded to ASCII (１３８ → 138).
     pub fn find(&self, text: &str) -> Vec<Span> {
+        let norm = normalize::Normalized::new(text);
+        let t = norm.text.as_str();
         let mut raw = Vec::new();
-        self.patterns.find(text, &mut raw);
-        raw.extend(self.names.find(text).into_iter().map(|(s, e)| (s, e, PiiKind::Name)));
-        resolve(raw)
+        self.patterns.find(t, &mut raw);
+        raw.extend(self.names.find(t).into_iter().map(|(s, e)| (s, e, PiiKind::Name)));
+        resolve(raw.into_iter().map(|(s, e, k)| (norm.original(s), norm.original(e), k)).collect())
     }
 
     /// Replaces the spans of `text` by placeholders.
@@ -308,6 +313,89 @@ mod tests {
             "服用阿司匹林100mg，每日1次，3号床",
             "身高170cm，体重65kg，心率90次/分",
             "订单123456789012345678已付款",
+        ] {
+            assert_eq!(redact(text), text);
+        }
+    }
+
+    #[test]
+    fn grouped_and_full_width_numbers_are_found() {
+        assert_eq!(redact("身份证 1101 0519 4912 3100 2X。"), "身份证 [身份证号]。");
+        assert_eq!(redact("证件号 110105-19491231-002x，已登记"), "证件号 [身份证号]，已登记");
+        assert_eq!(redact("１１０１０５１９４９１２３１００２Ｘ，本人"), "[身份证号]，本人");
+        assert_eq!(redact("Tel: +86-13812345678 11010519491231002X，"), "Tel: [电话] [身份证号]，");
+        assert_eq!(redact("手机 138 1234 5678。"), "手机 [电话]。");
+        assert_eq!(redact("电话0755-8888 6666或(+86)13912345678"), "电话[电话]或[电话]");
+        assert_eq!(redact("座机 010 6512 3456 转 8021。"), "座机 [电话]。");
+        assert_eq!(redact("有事打１３８１２３４５６７８找我"), "有事打[电话]找我");
+        // A grouped number that fails the checksum is not an ID number.
+        assert_eq!(redact("编号 1101 0519 4912 3100 21。"), "编号 1101 0519 4912 3100 21。");
+    }
+
+    #[test]
+    fn record_numbers_under_their_many_labels() {
+        assert_eq!(redact("住 院 号：0012345。"), "住 院 号：[病历号]。");
+        assert_eq!(redact("（病案号 A0123456）"), "（病案号 [病历号]）");
+        assert_eq!(redact("门诊ID:MZ230001234 复诊"), "门诊ID:[病历号] 复诊");
+        assert_eq!(redact("住院号/病案号：2023-045678。"), "住院号/病案号：[病历号]。");
+        assert_eq!(redact("就诊卡号为J1234567，"), "就诊卡号为[病历号]，");
+    }
+
+    #[test]
+    fn birth_dates_with_short_and_chinese_numeral_years() {
+        assert_eq!(redact("八五年出生，高血压"), "[出生日期]出生，高血压");
+        assert_eq!(redact("85年3月生，属牛"), "[出生日期]生，属牛");
+        assert_eq!(redact("一九八五年三月出生"), "[出生日期]出生");
+        assert_eq!(redact("出生日期：19850312。"), "出生日期：[出生日期]。");
+        assert_eq!(redact("出生年月：1985.03。"), "出生年月：[出生日期]。");
+        assert_eq!(redact("1963年生人，吸烟"), "[出生日期]生人，吸烟");
+        assert_eq!(redact("birthday 1977/02/15."), "birthday [出生日期].");
+    }
+
+    #[test]
+    fn addresses_without_house_numbers() {
+        assert_eq!(redact("家住湖南省邵阳市隆回县桃洪镇李家村，务农。"), "家住[地址]，务农。");
+        assert_eq!(redact("现住深圳市南山区粤海街道。"), "现住[地址]。");
+        assert_eq!(redact("住在南山区科技园路附近。"), "住在[地址]附近。");
+        assert_eq!(redact("户籍地：顺庆区红旗街。"), "户籍地：[地址]。");
+        assert_eq!(redact("居住地 龙岗区碧桂园。"), "居住地 [地址]。");
+        assert_eq!(redact("来自淮阳县白楼镇王庄村3组，"), "来自[地址]，");
+    }
+
+    #[test]
+    fn names_without_a_patient_cue() {
+        assert_eq!(redact("陈建华，男，62岁，因胸痛入院。"), "[姓名]，男，62岁，因胸痛入院。");
+        assert_eq!(redact("欧阳志明（女，45岁）复诊"), "[姓名]（女，45岁）复诊");
+        assert_eq!(redact("床号 12\t丁家豪\t男\t78岁"), "床号 12\t[姓名]\t男\t78岁");
+        assert_eq!(redact("同事小李今天发烧"), "同事小[姓名]今天发烧");
+        assert_eq!(redact("老魏说他头晕"), "老[姓名]说他头晕");
+        assert_eq!(redact("小上官今天咳嗽"), "小[姓名]今天咳嗽");
+        assert_eq!(redact("已通知詹红霞本人。"), "已通知[姓名]本人。");
+        assert_eq!(redact("。上官秀珍之女代诉：母亲心悸"), "。[姓名]之女代诉：母亲心悸");
+        assert_eq!(redact("。于少华之女代诉"), "。[姓名]之女代诉");
+        assert_eq!(redact("经治医师：彭春生。"), "经治医师：[姓名]。");
+        assert_eq!(redact("。常某某，男，89岁"), "。[姓名]，男，89岁");
+        assert_eq!(redact("常某某医生"), "[姓名]某某医生");
+        assert_eq!(redact("Patient John Smith presented with fever."), "Patient [姓名] presented with fever.");
+    }
+
+    #[test]
+    fn look_alikes_in_real_notes_are_left_alone() {
+        for text in [
+            "5年生存率约30%，10年生存率更低",
+            "乳腺小叶增生，老陈醋泡黑豆，小柴胡汤加减",
+            "小于5mm的结节，肾小管损伤，骨小梁稀疏",
+            "在人民路社区卫生服务中心打针",
+            "深圳市南山区医疗集团组织义诊",
+            "血小板 138×10^9/L，胰岛素 8-8-8 U 皮下注射",
+            "老姜红糖水，小儿肺炎支原体感染",
+            "我是糜烂性胃炎，与患者谈话时不倾听",
+            "尿路感染和膀胱炎区别大吗",
+            "非药物性镇痛和药物性镇痛两大类",
+            "于2019年确诊糖尿病，1985年开始吸烟",
+            "出生时体重3.2kg，足月顺产",
+            "入院时间：2023-05-12 09:30，血压 138/88 mmHg",
+            "患儿，男，5岁，发热2天",
         ] {
             assert_eq!(redact(text), text);
         }

@@ -1,20 +1,37 @@
 //! Personal names: Chinese surnames next to context cues (患者, 姓名, 先生, 女士, 医生, …),
 //! with a deny list of ordinary words that begin with a surname character (高血压, 常规, 方可, …).
+//! Without such cues: a full name right before the sex (王伟，男，62岁 / 王伟（女 / a tab-separated
+//! row), before 本人/之女/代诉, after 通知/转告/经治医师, and a surname after 小/老 (小王今天…)
+//! when a function word or punctuation follows it.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 /// Common single-character surnames (the great majority of the population).
-const SURNAMES: &str = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝";
+const SURNAMES: &str = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝阎钮谈仝揭郗粟冼晋展逯蔺綦鄢扈禹练茅储糜贝郁戈惠竺阙訾蒯隗檀奚乐厉";
 
 /// Two-character surnames.
 const COMPOUND: &[&str] = &[
     "欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "夏侯", "长孙", "宇文", "司徒", "端木", "独孤", "南宫", "西门", "轩辕", "呼延",
+    "万俟", "闻人", "赫连", "公羊", "澹台", "公冶", "宗政", "濮阳", "淳于", "太叔", "申屠", "仲孙", "钟离", "鲜于", "闾丘", "司空", "亓官", "司寇", "颛孙",
+    "巫马", "公西", "漆雕", "壤驷", "公良", "拓跋", "夹谷", "宰父", "谷梁", "东郭", "羊舌", "微生", "梁丘", "左丘", "第五", "百里", "东门", "南门",
 ];
 
 /// Words before a name.
 const BEFORE: &[&str] = &[
     "患者", "病人", "病患", "姓名", "名字是", "名字叫", "我叫", "我是", "家属", "联系人", "主治医生", "主治医师", "管床医生", "主管医生", "经治医生", "病友", "儿子", "女儿", "丈夫", "妻子", "老公", "老婆", "母亲", "父亲", "爱人", "就诊人",
+    "经治医师", "上级医师", "主管护士", "责任护士", "记录者", "记录人", "签名", "签字人", "代诉人", "陪同人", "陪同", "申请人", "送检人", "通知", "转告", "告知", "交代",
+    "医师:", "医生:", "护士:", "医师 ", "医生 ",
 ];
+
+/// Words after a full name (surname and given name): 王伟本人, 王伟之女, 王伟代诉.
+const AFTER_FULL: &[&str] = &["本人", "之女", "之子", "之母", "之父", "之妻", "之夫", "代诉", "代述", "的家属"];
+
+/// Surnames that stand for a person after 小 or 老 (小王, 老李): every surname but those that
+/// make ordinary words with 小/老 (小时, 小于, 小叶, 老师, 老姜, 老陈醋 is caught by the next character).
+const FAMILIAR_DENY: &str = "管梁柳钱岳时于叶柴金毛白米麦苏关康方孔童车商卫师司姜牛马黄万安和成单全华石高左包宁鲁宫解应平伴公乡汤";
+
+/// Characters that may follow 小王 / 老李 (besides punctuation and the end).
+const FAMILIAR_NEXT: &str = "今昨明说讲问让叫来去到在又也还都就已曾和与跟同的是家给从把被对最这那要想会能过打说他她们说请帮住出";
 
 /// Words after a name.
 const AFTER: &[&str] = &[
@@ -46,7 +63,7 @@ const DENY: &[&str] = &[
     "景象", "党员", "宫寒", "冷静", "冷水", "席卷", "卫健", "米诺", "柏树", "宗旨", "瞿麦", "全科", "佟某", "应激", "臧器",
     "闵某", "苟且", "边界", "卞某", "姬某", "师傅", "和平", "和缓", "仇恨", "商业", "刁难", "沙丁", "荣昌", "巫山", "寇某",
     "桑拿", "郎酸", "甄别", "丛生", "仲裁", "虞某", "敖某", "巩固", "明天", "佘某", "池州", "查询", "麻烦", "苑某", "迟到",
-    "于某", "任职", "付出", "付款", "方向", "余下", "余生", "余量", "叶酸", "叶片", "程度", "程序", "苏醒", "苏打", "魏某",
+    "糜烂", "谈话", "谈论", "谈及", "谈到", "谈谈", "于某", "任职", "付出", "付款", "方向", "余下", "余生", "余量", "叶酸", "叶片", "程度", "程序", "苏醒", "苏打", "魏某",
     "吕某", "丁香", "丁酸", "沈某", "姚某", "卢某", "姜汤", "姜黄", "崔某", "钟表", "谭某", "陆某", "汪某", "范围", "范某",
     "夏天", "夏季", "夏枯", "韦某", "邹某", "孟鲁", "熊猫", "秦某", "邱某", "江苏", "江湖", "尹某", "薛某", "闫某", "段落",
     "雷公", "侯某", "龙眼", "龙骨", "史某", "陶瓷", "黎明", "贺某", "顾虑", "毛病", "郝某", "龚某", "邵某", "万分", "严格",
@@ -81,6 +98,8 @@ pub struct NameFinder {
     deny: std::collections::HashSet<&'static str>,
     before: AhoCorasick,
     after: AhoCorasick,
+    after_full: AhoCorasick,
+    demographic: regex::Regex,
 }
 
 fn is_han(c: char) -> bool {
@@ -102,6 +121,9 @@ impl NameFinder {
             deny: DENY.iter().copied().collect(),
             before: build(BEFORE),
             after: build(AFTER),
+            after_full: build(AFTER_FULL),
+            // "王伟，男，62岁", "王伟（女，45岁）", "12\t王伟\t男\t": sex right after a name.
+            demographic: regex::Regex::new(r"[,\t (]\s?[男女]性?[,\t )、;0-9]").unwrap_or_else(|e| panic!("bad built-in pattern: {e}")),
         }
     }
 
@@ -120,8 +142,13 @@ impl NameFinder {
         let sl = self.surname_len(rest)?;
         let mut end = start + sl;
         let mut given = 0;
+        let mut next = text[end..].chars();
         for c in text[end..].chars().take(2) {
-            if !is_han(c) || self.stop.contains(&c) {
+            next.next();
+            // A second given character that elsewhere ends a name (春生, 家豪 …) is kept when
+            // punctuation or the end follows it (经治医师：彭春生。).
+            let fenced = given == 1 && next.clone().next().is_none_or(|n| !is_han(n) && !n.is_ascii_alphanumeric());
+            if !is_han(c) || (self.stop.contains(&c) && !fenced) {
                 break;
             }
             if given == 0 {
@@ -147,12 +174,13 @@ impl NameFinder {
     }
 
     /// A name that ends at `end` before an after-cue (先生, 女士, 医生, …).
-    fn name_before(&self, text: &str, end: usize) -> Option<(usize, usize)> {
+    /// With `full`, a surname alone is not enough (the cue follows full names: 本人, ，男).
+    fn name_before(&self, text: &str, end: usize, full: bool) -> Option<(usize, usize)> {
         let head = &text[..end];
         let chars: Vec<(usize, char)> = head.char_indices().rev().take(5).collect();
         // Candidates: 4 (compound surnames only), 3, 2 and 1 characters before the cue.
         for n in [4usize, 3, 2, 1] {
-            if chars.len() < n {
+            if chars.len() < n || (full && n == 1) {
                 continue;
             }
             let (start, _) = chars[n - 1];
@@ -161,23 +189,27 @@ impl NameFinder {
                 continue;
             }
             let Some(sl) = self.surname_len(cand) else { continue };
-            if n == 4 && sl != 6 {
+            if (n == 4 && sl != 6) || (full && sl == cand.len()) {
                 continue;
             }
+            let prev = chars.get(n).map(|x| x.1);
+            // A full name bounded by punctuation before and a full-name cue after (。顾春生之女,
+            // ，丁家豪，女) may hold characters that elsewhere end a name (生, 家) or be a
+            // function-word surname (于少华); so may 常某某 (某 marks an anonymised name).
+            let fenced = (full || text[end..].starts_with('某')) && prev.is_none_or(|p| !is_han(p));
             let given: Vec<char> = cand[sl..].chars().collect();
-            if given.iter().any(|c| self.stop.contains(c)) {
+            if given.iter().any(|c| self.stop.contains(c)) && !(full && fenced) {
                 continue;
             }
             if given.first().is_some_and(|g| self.deny.contains(&cand[..sl + g.len_utf8()])) {
                 continue;
             }
             // A lone surname character that is also a function word (向医生, 和医生) is not a name.
-            if sl == 3 && cand.chars().next().is_some_and(|c| FUNCTION.contains(c)) {
+            if sl == 3 && cand.chars().next().is_some_and(|c| FUNCTION.contains(c)) && !fenced {
                 continue;
             }
             // A single surname, or an everyday-word surname, must start after punctuation or a
             // boundary word (谢谢李医生, 找王医生), not inside a word (检查医生, 及时向医生).
-            let prev = chars.get(n).map(|x| x.1);
             let starts_clean = prev.is_none_or(|p| !is_han(p) || BOUNDARY.contains(p));
             let ambiguous = cand.chars().next().is_some_and(|c| AMBIGUOUS.contains(c)) && sl == 3;
             if (n == 1 || ambiguous) && !starts_clean || (n == 1 && prev.is_some_and(|p| cand.starts_with(p))) {
@@ -186,6 +218,31 @@ impl NameFinder {
             return Some((start, end));
         }
         None
+    }
+
+    /// Surnames used as names after 小 or 老 (小王今天…, 老李的…), when the next character
+    /// ends the name (punctuation or a function word), so that 小叶增生 or 老陈醋 stay.
+    fn familiar(&self, text: &str) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (i, c) in text.char_indices() {
+            if c != '小' && c != '老' {
+                continue;
+            }
+            let rest = &text[i + c.len_utf8()..];
+            let Some(sl) = self.surname_len(rest) else { continue };
+            if rest[..sl].chars().count() == 1 && FAMILIAR_DENY.contains(&rest[..sl]) {
+                continue;
+            }
+            let ok = match rest[sl..].chars().next() {
+                None => true,
+                Some(n) => (!is_han(n) && !n.is_ascii_alphanumeric()) || FAMILIAR_NEXT.contains(n),
+            };
+            if ok {
+                let start = i + c.len_utf8();
+                out.push((start, start + sl));
+            }
+        }
+        out
     }
 
     /// All name spans in `text`, in order, not overlapping.
@@ -221,10 +278,16 @@ impl NameFinder {
             }
         }
         for m in self.after.find_iter(text) {
-            if let Some(span) = self.name_before(text, m.start()) {
+            if let Some(span) = self.name_before(text, m.start(), false) {
                 spans.push(span);
             }
         }
+        for start in self.after_full.find_iter(text).map(|m| m.start()).chain(self.demographic.find_iter(text).map(|m| m.start())) {
+            if let Some(span) = self.name_before(text, start, true) {
+                spans.push(span);
+            }
+        }
+        spans.extend(self.familiar(text));
         spans.sort();
         let mut out: Vec<(usize, usize)> = Vec::new();
         for s in spans {
