@@ -1,26 +1,17 @@
 //! ChatGLM2-6B, ChatGLM3-6B and GLM-4: multi-query (grouped) attention with a fused qkv
 //! projection, RoPE on the first half of each head in interleaved pairs (base 10000·rope_ratio),
 //! RMSNorm, SwiGLU MLP, causal mask.
-use crate::arch::{Loader, Step};
+use crate::arch::{Block, Loader, Step};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::kv_cache::LayerKv;
-use crate::layers::{attention, build_mask, rope_angles, rope_pairs, LoraLinear, Norm};
+use crate::layers::{attention, build_mask, rope_angles, rope_pairs, Embedding, LoraLinear, Norm};
 use candle_core::{DType, Device, Tensor};
-
-struct Block {
-    input_norm: Norm,
-    qkv: LoraLinear,
-    dense: LoraLinear,
-    post_norm: Norm,
-    h_to_4h: LoraLinear,
-    four_h_to_h: LoraLinear,
-}
 
 /// The ChatGLM2-family transformer.
 pub struct ChatGlm2 {
     cfg: ModelConfig,
-    embeddings: Tensor,
+    embeddings: Embedding,
     blocks: Vec<Block>,
     final_norm: Option<Norm>,
     output: LoraLinear,
@@ -53,7 +44,7 @@ impl ChatGlm2 {
             if cfg.post_layer_norm { Some(norm("transformer.encoder.final_layernorm")?) } else { None };
         Ok(Self {
             cfg: cfg.clone(),
-            embeddings: ld.tensor("transformer.embedding.word_embeddings.weight", &[cfg.vocab_size, h])?,
+            embeddings: ld.embedding("transformer.embedding.word_embeddings.weight", cfg.vocab_size, h)?,
             blocks,
             final_norm,
             output: ld.linear("transformer.output_layer", h, cfg.vocab_size, false)?,
@@ -71,7 +62,7 @@ impl ChatGlm2 {
         let t = step.prefix_len + step.past + n;
         let offset = step.prefix_len + step.past;
         let mask = if n > 1 { Some(build_mask(b, n, t, device, |_, i, j| j <= offset + i)?) } else { None };
-        let mut x = self.embeddings.embedding(&step.ids.flatten_all()?)?.reshape((b, n, ()))?;
+        let mut x = self.embeddings.forward(step.ids)?.reshape((b, n, ()))?;
         for (block, kv) in self.blocks.iter().zip(cache.iter_mut()) {
             x = self.block(block, &x, &cos, &sin, mask.as_ref(), kv, step.adapter)?;
         }
@@ -133,22 +124,12 @@ impl ChatGlm2 {
 
     /// Every linear layer, for adapters.
     pub fn linears(&self) -> Vec<&LoraLinear> {
-        let mut all: Vec<&LoraLinear> = Vec::new();
-        for b in &self.blocks {
-            all.extend([&b.qkv, &b.dense, &b.h_to_4h, &b.four_h_to_h]);
-        }
-        all.push(&self.output);
-        all
+        crate::arch::linears(&self.blocks, &self.output)
     }
 
     /// Every linear layer, mutable.
     pub fn linears_mut(&mut self) -> Vec<&mut LoraLinear> {
-        let mut all: Vec<&mut LoraLinear> = Vec::new();
-        for b in &mut self.blocks {
-            all.extend([&mut b.qkv, &mut b.dense, &mut b.h_to_4h, &mut b.four_h_to_h]);
-        }
-        all.push(&mut self.output);
-        all
+        crate::arch::linears_mut(&mut self.blocks, &mut self.output)
     }
 }
 

@@ -2,30 +2,21 @@
 //! positions in the other, `inv_freq` rounded to fp16), GeLU MLP, LayerNorm, DeepNorm residual
 //! `norm(x)·sqrt(2·28) + f(norm(x))`, query scaling by `1/(sqrt(d)(layer+1))` with the scores
 //! multiplied back by `layer+1`, and a prefix-LM mask: bidirectional up to `<sop>`, causal after.
-use crate::arch::{Loader, Step};
+use crate::arch::{Block, Loader, Step};
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::kv_cache::LayerKv;
-use crate::layers::{attention, build_mask, rope_angles, rope_halves, LoraLinear, Norm};
+use crate::layers::{attention, build_mask, rope_angles, rope_halves, Embedding, LoraLinear, Norm};
 use candle_core::{Device, Tensor};
 
 /// THUDM's `GLMBlock` takes `num_layers` with a default of 28 that `ChatGLMModel` never
 /// overrides, so the DeepNorm residual factor is `sqrt(2·28)` whatever the config says.
 const DEEPNORM_LAYERS: f64 = 28.0;
 
-struct Block {
-    input_norm: Norm,
-    qkv: LoraLinear,
-    dense: LoraLinear,
-    post_norm: Norm,
-    h_to_4h: LoraLinear,
-    four_h_to_h: LoraLinear,
-}
-
 /// The ChatGLM-6B transformer.
 pub struct ChatGlm6b {
     cfg: ModelConfig,
-    embeddings: Tensor,
+    embeddings: Embedding,
     blocks: Vec<Block>,
     final_norm: Norm,
     lm_head: LoraLinear,
@@ -57,7 +48,7 @@ impl ChatGlm6b {
         }
         Ok(Self {
             cfg: cfg.clone(),
-            embeddings: ld.tensor("transformer.word_embeddings.weight", &[cfg.vocab_size, h])?,
+            embeddings: ld.embedding("transformer.word_embeddings.weight", cfg.vocab_size, h)?,
             blocks,
             final_norm: norm("transformer.final_layernorm")?,
             lm_head: ld.linear("lm_head", h, cfg.vocab_size, false)?,
@@ -105,7 +96,7 @@ impl ChatGlm6b {
             None
         };
         let angles = [&cos1, &sin1, &cos2, &sin2];
-        let mut x = self.embeddings.embedding(&step.ids.flatten_all()?)?.reshape((b, n, ()))?;
+        let mut x = self.embeddings.forward(step.ids)?.reshape((b, n, ()))?;
         for (layer, (block, kv)) in self.blocks.iter().zip(cache.iter_mut()).enumerate() {
             x = self.block(layer, block, &x, angles, mask.as_ref(), kv, step.adapter)?;
         }
@@ -152,22 +143,12 @@ impl ChatGlm6b {
 
     /// Every linear layer, for adapters.
     pub fn linears(&self) -> Vec<&LoraLinear> {
-        let mut all: Vec<&LoraLinear> = Vec::new();
-        for b in &self.blocks {
-            all.extend([&b.qkv, &b.dense, &b.h_to_4h, &b.four_h_to_h]);
-        }
-        all.push(&self.lm_head);
-        all
+        crate::arch::linears(&self.blocks, &self.lm_head)
     }
 
     /// Every linear layer, mutable.
     pub fn linears_mut(&mut self) -> Vec<&mut LoraLinear> {
-        let mut all: Vec<&mut LoraLinear> = Vec::new();
-        for b in &mut self.blocks {
-            all.extend([&mut b.qkv, &mut b.dense, &mut b.h_to_4h, &mut b.four_h_to_h]);
-        }
-        all.push(&mut self.lm_head);
-        all
+        crate::arch::linears_mut(&mut self.blocks, &mut self.lm_head)
     }
 }
 

@@ -61,6 +61,59 @@ impl LoraLinear {
     }
 }
 
+/// The token embedding table: a tensor, or (quantized models) rows kept as f16/f32 bytes, owned
+/// or memory-mapped from the cache, of which a lookup converts only the rows it needs.
+pub enum Embedding {
+    /// A `[vocab, hidden]` tensor.
+    Dense(Tensor),
+    /// Rows as little-endian bytes.
+    Rows {
+        /// The bytes, row after row.
+        data: crate::quant::QBytes,
+        /// F16 or F32.
+        ty: crate::quant::gguf::GgufType,
+        /// Rows (vocabulary size).
+        rows: usize,
+        /// Values per row (hidden size).
+        cols: usize,
+        /// The dtype lookups return.
+        dtype: DType,
+    },
+}
+
+impl Embedding {
+    /// The rows of `ids` (u32, any shape): `[ids.elem_count(), hidden]`.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let ids = ids.flatten_all()?;
+        match self {
+            Embedding::Dense(t) => Ok(t.embedding(&ids)?),
+            Embedding::Rows { data, ty, rows, cols, dtype } => {
+                let ids = ids.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+                let bytes = data.as_slice();
+                let size = if *ty == crate::quant::gguf::GgufType::F16 { 2 } else { 4 };
+                let mut out = vec![0f32; ids.len() * cols];
+                for (&id, o) in ids.iter().zip(out.chunks_exact_mut(*cols)) {
+                    let id = id as usize;
+                    if id >= *rows {
+                        return Err(crate::error::ModelError::Input(format!("token id {id} is outside the vocabulary of {rows}")));
+                    }
+                    let row = &bytes[id * cols * size..(id + 1) * cols * size];
+                    if size == 2 {
+                        for (o, b) in o.iter_mut().zip(row.chunks_exact(2)) {
+                            *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                        }
+                    } else {
+                        for (o, b) in o.iter_mut().zip(row.chunks_exact(4)) {
+                            *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                        }
+                    }
+                }
+                Ok(Tensor::from_vec(out, (ids.len(), *cols), &candle_core::Device::Cpu)?.to_dtype(*dtype)?)
+            }
+        }
+    }
+}
+
 /// LayerNorm (ChatGLM-6B) or RMSNorm (ChatGLM2/3, GLM-4).
 pub enum Norm {
     /// `(x - mean) / sqrt(var + eps) * w + b`.

@@ -43,6 +43,6 @@ pub use error::{ModelError, Result};
 pub use generate::{generate, GenerationSettings, Generated, Request, StopReason};
 pub use kv_cache::KvCache;
 pub use lora::{LoraConfig, PeftAdapter};
-pub use model::{LoadOptions, Model};
+pub use model::{CacheUse, LoadOptions, Model, QuantizeOptions};
 pub use ptuning::PrefixAdapter;
 pub use sampling::{Preset, Sampler, SamplingConfig};

@@ -7,7 +7,7 @@
 //! [`Model::add_lora_tensors`] under PEFT names (`base_model.model.<module>.lora_A.weight`, see
 //! [`crate::lora::peft_name`]), then [`Model::forward_batch`] gives logits `[b, seq, vocab]`
 //! through which gradients flow to the `Var`s (the base weights are plain tensors, frozen).
-use crate::arch::{Loader, Step};
+use crate::arch::{LoadMode, Loader, Step};
 use crate::chatglm2::ChatGlm2;
 use crate::chatglm6b::ChatGlm6b;
 use crate::config::{Family, ModelConfig};
@@ -19,7 +19,8 @@ use crate::ptuning::PrefixAdapter;
 use crate::weights::WeightStore;
 use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 /// How to load a model.
@@ -35,6 +36,27 @@ impl Default for LoadOptions {
     fn default() -> Self {
         Self { dtype: DType::F32, device: Device::Cpu }
     }
+}
+
+/// How to quantize a model while it loads ([`Model::load_quantized`]).
+#[derive(Debug, Clone)]
+pub struct QuantizeOptions {
+    /// Format of the linear weights.
+    pub format: crate::quant::QuantFormat,
+    /// The cache file (GGUF): reused when it was written for the same source files, format and
+    /// engine version, else (re)written during the load. `None`: quantize in memory only.
+    pub cache: Option<PathBuf>,
+}
+
+/// Where the weights of a quantized load came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUse {
+    /// No cache file was asked for: quantized in memory.
+    NoCache,
+    /// The checkpoint was converted into a new cache file, which the model now maps.
+    Written,
+    /// A valid cache file was memory-mapped; the checkpoint's tensors were not read.
+    Reused,
 }
 
 enum Arch {
@@ -78,20 +100,106 @@ impl Model {
         progress: &dyn Fn(usize, usize),
         cancel: &AtomicBool,
     ) -> Result<Self> {
-        let loader = Loader {
-            store,
+        // Every tensor but the RoPE `inv_freq` buffers, which are recomputed.
+        let total = store.names().iter().filter(|n| !n.ends_with("inv_freq")).count();
+        let mode = LoadMode::Checkpoint { store, quant: None };
+        Self::build(config, mode, total, options, progress, cancel)
+    }
+
+    fn build(
+        config: ModelConfig,
+        mode: LoadMode,
+        total: usize,
+        options: &LoadOptions,
+        progress: &dyn Fn(usize, usize),
+        cancel: &AtomicBool,
+    ) -> Result<Self> {
+        let loader = Loader { mode, dtype: options.dtype, device: &options.device, progress, cancel, done: Default::default(), total };
+        tracing::info!(family = ?config.family, layers = config.num_layers, "loading model");
+        let arch = Self::load_arch(&config, &loader)?;
+        Ok(Self { config, arch, dtype: options.dtype, device: options.device.clone(), adapters: BTreeMap::new() })
+    }
+
+    fn load_arch(config: &ModelConfig, loader: &Loader) -> Result<Arch> {
+        Ok(match config.family {
+            Family::ChatGlm6b => Arch::V1(ChatGlm6b::load(config, loader)?),
+            Family::ChatGlm2 => Arch::V2(ChatGlm2::load(config, loader)?),
+        })
+    }
+
+    /// Loads a model folder with its linear weights quantized as they are read, on the CPU in f32,
+    /// never holding a full-precision copy of the model: the checkpoint is streamed tensor by
+    /// tensor (a few rows at a time) into the quantized format. With a cache file, a valid cache
+    /// is memory-mapped instead, else the conversion is written to it (then mapped), so the peak
+    /// memory is about one piece of one tensor and the steady state the quantized model.
+    /// `progress(done, total)` counts tensors; `cancel` stops with [`ModelError::Cancelled`] and
+    /// leaves no cache file behind. Gives the same weights as [`Model::load`] then [`Model::quantize`].
+    pub fn load_quantized(
+        dir: &Path,
+        quant: &QuantizeOptions,
+        progress: &dyn Fn(usize, usize),
+        cancel: &AtomicBool,
+    ) -> Result<(Self, CacheUse)> {
+        use crate::quant::{cache, gguf};
+        let config = ModelConfig::from_path(dir)?;
+        let store = WeightStore::open_dir(dir)?;
+        let options = LoadOptions::default();
+        let format = quant.format;
+        let Some(path) = &quant.cache else {
+            let total = store.names().iter().filter(|n| !n.ends_with("inv_freq")).count();
+            let mode = LoadMode::Checkpoint { store: &store, quant: Some(format) };
+            return Ok((Self::build(config, mode, total, &options, progress, cancel)?, CacheUse::NoCache));
+        };
+        let fingerprint = crate::quant::linear::source_fingerprint(dir)?;
+        if let Some(file) = cache::open_valid(path, &fingerprint, format) {
+            let total = file.tensors.len();
+            match Self::build(config.clone(), LoadMode::Cache(&file), total, &options, progress, cancel) {
+                Ok(model) => return Ok((model, CacheUse::Reused)),
+                Err(ModelError::Cancelled) => return Err(ModelError::Cancelled),
+                Err(e) => tracing::warn!("quantization cache {} does not fit the model ({e}); rebuilding", path.display()),
+            }
+        }
+        // Pass 1: what the cache will hold (names, shapes, types), checked against the checkpoint.
+        let specs = RefCell::new(Vec::new());
+        let never = AtomicBool::new(false);
+        let plan = Loader {
+            mode: LoadMode::Plan { store: &store, quant: format, specs: &specs },
+            dtype: options.dtype,
+            device: &options.device,
+            progress: &|_, _| {},
+            cancel: &never,
+            done: Default::default(),
+            total: 0,
+        };
+        Self::load_arch(&config, &plan)?;
+        let specs = specs.into_inner();
+        let total = specs.len();
+        // Pass 2: convert and write, one piece at a time.
+        let meta = cache::metadata(&fingerprint, format);
+        let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let writer = RefCell::new(gguf::GgufWriter::create(path, &meta, specs)?);
+        let convert = Loader {
+            mode: LoadMode::Convert { store: &store, quant: format, writer: &writer },
             dtype: options.dtype,
             device: &options.device,
             progress,
             cancel,
             done: Default::default(),
+            total,
         };
-        tracing::info!(family = ?config.family, layers = config.num_layers, "loading model");
-        let arch = match config.family {
-            Family::ChatGlm6b => Arch::V1(ChatGlm6b::load(&config, &loader)?),
-            Family::ChatGlm2 => Arch::V2(ChatGlm2::load(&config, &loader)?),
-        };
-        Ok(Self { config, arch, dtype: options.dtype, device: options.device.clone(), adapters: BTreeMap::new() })
+        let converted = Self::load_arch(&config, &convert);
+        let writer = writer.into_inner();
+        match converted {
+            Ok(_) => writer.finish()?,
+            Err(e) => {
+                writer.abandon();
+                return Err(e);
+            }
+        }
+        // Pass 3: map what was written.
+        let file = gguf::open(path)?;
+        let model = Self::build(config, LoadMode::Cache(&file), total, &options, &|_, _| {}, &never)?;
+        Ok((model, CacheUse::Written))
     }
 
     /// The model's config.
@@ -263,6 +371,21 @@ impl Model {
             linear::save_cache(file, &fp, format, &self.linears())?;
         }
         Ok(false)
+    }
+
+    /// Bytes of weights one generated token reads: every linear weight as stored (quantized
+    /// blocks, or the tensor's elements) plus one embedding row. The numerator of the
+    /// memory-bandwidth roofline of decoding.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let linear: usize = self
+            .linears()
+            .iter()
+            .map(|l| match &l.quant {
+                Some(q) => q.bytes().len(),
+                None => l.weight.elem_count() * l.weight.dtype().size_in_bytes(),
+            })
+            .sum();
+        linear + self.config.hidden_size * self.dtype.size_in_bytes()
     }
 
     /// Every linear layer as `(module name, in features, out features)`: the layers a LoRA

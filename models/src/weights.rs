@@ -16,6 +16,95 @@ enum Backend {
 struct WeightFile {
     path: PathBuf,
     backend: Backend,
+    /// Byte ranges of a safetensors file's tensors, read from its header on first use.
+    raw: std::sync::OnceLock<std::result::Result<HashMap<String, RawTensor>, String>>,
+}
+
+/// Where a safetensors tensor's bytes are in its file.
+#[derive(Debug, Clone)]
+struct RawTensor {
+    dtype: DType,
+    start: u64,
+    len: u64,
+}
+
+/// Reads a tensor's rows as f32, a few at a time, without holding the whole tensor (safetensors
+/// files are read with positioned reads, so the mapping's pages never count as this process's
+/// memory); PyTorch `.bin` tensors are read whole once, then converted row by row.
+pub struct RowReader {
+    rows: usize,
+    cols: usize,
+    source: RowSource,
+}
+
+enum RowSource {
+    File { file: std::fs::File, path: PathBuf, name: String, dtype: DType, start: u64, buf: Vec<u8> },
+    Tensor(Tensor),
+}
+
+impl RowReader {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Values per row.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Rows `first..first + n` as row-major f32 values in `out` (replacing its contents).
+    pub fn read(&mut self, first: usize, n: usize, out: &mut Vec<f32>) -> Result<()> {
+        let cols = self.cols;
+        if first + n > self.rows {
+            return Err(ModelError::Input(format!("rows {first}..{} of a tensor of {} rows", first + n, self.rows)));
+        }
+        out.clear();
+        out.resize(n * cols, 0.0);
+        match &mut self.source {
+            RowSource::Tensor(t) => {
+                let part = t.narrow(0, first, n)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                out.copy_from_slice(&part);
+            }
+            RowSource::File { file, path, name, dtype, start, buf } => {
+                use std::io::{Read, Seek, SeekFrom};
+                let size = dtype.size_in_bytes();
+                buf.resize(n * cols * size, 0);
+                let io = |source| ModelError::Io { path: path.clone(), source };
+                file.seek(SeekFrom::Start(*start + (first * cols * size) as u64)).map_err(io)?;
+                file.read_exact(buf).map_err(|e| ModelError::BadTensor {
+                    name: name.clone(),
+                    file: path.clone(),
+                    reason: format!("reading its bytes failed ({e}); the file may be truncated"),
+                })?;
+                convert_to_f32(*dtype, buf, out);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Little-endian f16 / bf16 / f32 bytes to f32 values.
+fn convert_to_f32(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+    use rayon::prelude::*;
+    const PAR: usize = 1 << 16;
+    match dtype {
+        DType::F16 => out.par_chunks_mut(PAR).zip(bytes.par_chunks(2 * PAR)).for_each(|(o, b)| {
+            for (o, b) in o.iter_mut().zip(b.chunks_exact(2)) {
+                *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }),
+        DType::BF16 => out.par_chunks_mut(PAR).zip(bytes.par_chunks(2 * PAR)).for_each(|(o, b)| {
+            for (o, b) in o.iter_mut().zip(b.chunks_exact(2)) {
+                *o = half::bf16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }),
+        _ => out.par_chunks_mut(PAR).zip(bytes.par_chunks(4 * PAR)).for_each(|(o, b)| {
+            for (o, b) in o.iter_mut().zip(b.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }),
+    }
 }
 
 /// The tensors of a model folder, opened lazily per tensor.
@@ -155,6 +244,73 @@ impl WeightStore {
         self.get_any_shape(name, dtype, device)
     }
 
+    /// The dtype a tensor is stored in.
+    pub fn dtype_of(&self, name: &str) -> Result<DType> {
+        let idx = *self.routing.get(name).ok_or_else(|| ModelError::MissingTensor {
+            name: name.to_string(),
+            file: self.dir.clone(),
+        })?;
+        let file = &self.files[idx];
+        match &file.backend {
+            Backend::Safetensors(_) => {
+                let raw = file.raw.get_or_init(|| safetensors_ranges(&file.path));
+                let raw = raw.as_ref().map_err(|reason| ModelError::BadWeightFile { path: file.path.clone(), reason: reason.clone() })?;
+                Ok(raw.get(name).map_or(DType::F32, |r| r.dtype))
+            }
+            Backend::Pth(pth) => Ok(pth
+                .tensor_infos()
+                .get(name)
+                .map(|i| i.dtype)
+                .unwrap_or(DType::F32)),
+        }
+    }
+
+    /// A reader of the rows of a 2-D tensor of the given shape (checked), for converting a large
+    /// tensor a few rows at a time.
+    pub fn rows(&self, name: &str, shape: [usize; 2]) -> Result<RowReader> {
+        let found = self.shape_of(name)?;
+        if found != shape {
+            return Err(ModelError::ShapeMismatch {
+                name: name.to_string(),
+                file: self.file_of(name),
+                expected: shape.to_vec(),
+                found,
+            });
+        }
+        let [rows, cols] = shape;
+        let idx = self.routing[name];
+        let file = &self.files[idx];
+        if let Backend::Safetensors(_) = file.backend {
+            let raw = file.raw.get_or_init(|| safetensors_ranges(&file.path));
+            let raw = raw.as_ref().map_err(|reason| ModelError::BadWeightFile { path: file.path.clone(), reason: reason.clone() })?;
+            if let Some(r) = raw.get(name).filter(|r| matches!(r.dtype, DType::F16 | DType::BF16 | DType::F32)) {
+                if r.len != (rows * cols * r.dtype.size_in_bytes()) as u64 {
+                    return Err(ModelError::BadTensor {
+                        name: name.to_string(),
+                        file: file.path.clone(),
+                        reason: format!("{} bytes for a {rows}×{cols} tensor of {:?}", r.len, r.dtype),
+                    });
+                }
+                let f = std::fs::File::open(&file.path).map_err(|source| ModelError::Io { path: file.path.clone(), source })?;
+                let source = RowSource::File {
+                    file: f,
+                    path: file.path.clone(),
+                    name: name.to_string(),
+                    dtype: r.dtype,
+                    start: r.start,
+                    buf: Vec::new(),
+                };
+                return Ok(RowReader { rows, cols, source });
+            }
+        }
+        let keep = match self.dtype_of(name)? {
+            d @ (DType::F16 | DType::BF16) => d,
+            _ => DType::F32,
+        };
+        let t = self.get_any_shape(name, keep, &Device::Cpu)?;
+        Ok(RowReader { rows, cols, source: RowSource::Tensor(t) })
+    }
+
     /// Loads a tensor whatever its shape, converted to `dtype`, onto `device`.
     pub fn get_any_shape(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor> {
         let idx = *self.routing.get(name).ok_or_else(|| ModelError::MissingTensor {
@@ -227,5 +383,45 @@ fn open_file(path: &Path) -> Result<WeightFile> {
         Ok(Err(e)) => return Err(bad(e.to_string())),
         Err(_) => return Err(bad("the file could not be parsed".into())),
     };
-    Ok(WeightFile { path: path.to_path_buf(), backend })
+    Ok(WeightFile { path: path.to_path_buf(), backend, raw: Default::default() })
+}
+
+/// Reads a safetensors header: each tensor's dtype and absolute byte range in the file.
+fn safetensors_ranges(path: &Path) -> std::result::Result<HashMap<String, RawTensor>, String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file_len = f.metadata().map_err(|e| e.to_string())?.len();
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|e| format!("no safetensors header ({e})"))?;
+    let n = u64::from_le_bytes(len);
+    if n > file_len.saturating_sub(8) || n > 100 << 20 {
+        return Err(format!("safetensors header of {n} bytes does not fit the file"));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(|e| format!("truncated safetensors header ({e})"))?;
+    let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| format!("safetensors header is not JSON ({e})"))?;
+    let obj = json.as_object().ok_or("safetensors header is not a JSON object")?;
+    let base = 8 + n;
+    let mut out = HashMap::new();
+    for (name, v) in obj {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = match v.get("dtype").and_then(|d| d.as_str()) {
+            Some("F16") => DType::F16,
+            Some("BF16") => DType::BF16,
+            Some("F32") => DType::F32,
+            _ => DType::F64, // another dtype: read through candle instead
+        };
+        let offsets = v
+            .get("data_offsets")
+            .and_then(|o| o.as_array())
+            .and_then(|o| Some((o.first()?.as_u64()?, o.get(1)?.as_u64()?)))
+            .ok_or_else(|| format!("tensor {name} has no data_offsets"))?;
+        if offsets.1 < offsets.0 || base + offsets.1 > file_len {
+            return Err(format!("tensor {name} lies outside the file (truncated?)"));
+        }
+        out.insert(name.clone(), RawTensor { dtype, start: base + offsets.0, len: offsets.1 - offsets.0 });
+    }
+    Ok(out)
 }

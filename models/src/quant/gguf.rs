@@ -73,6 +73,8 @@ pub struct GgufWriter {
     specs: Vec<TensorSpec>,
     lens: Vec<usize>,
     next: usize,
+    /// Bytes of the current tensor written so far (by [`GgufWriter::write_part`]).
+    filled: usize,
     data_start: u64,
 }
 
@@ -126,7 +128,7 @@ impl GgufWriter {
             out.stream_position()
         })()
         .map_err(io(&partial))?;
-        Ok(GgufWriter { out, partial, path: path.to_path_buf(), specs, lens, next: 0, data_start: header })
+        Ok(GgufWriter { out, partial, path: path.to_path_buf(), specs, lens, next: 0, filled: 0, data_start: header })
     }
 
     /// Name of the next tensor expected, if any.
@@ -136,20 +138,41 @@ impl GgufWriter {
 
     /// Writes the next tensor's bytes (quantized blocks, or little-endian f32/f16 values).
     pub fn write_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        let Some(spec) = self.specs.get(self.next) else {
-            return Err(QuantError::BadFile { path: self.partial.display().to_string(), reason: format!("tensor {name} was not announced") });
-        };
-        if spec.name != name || bytes.len() != self.lens[self.next] {
-            return Err(QuantError::BadFile {
-                path: self.partial.display().to_string(),
-                reason: format!("expected tensor {} of {} bytes, got {name} of {}", spec.name, self.lens[self.next], bytes.len()),
-            });
+        let expected = self.lens.get(self.next).copied().unwrap_or(0);
+        if self.filled != 0 || bytes.len() != expected {
+            return Err(self.unexpected(name, bytes.len()));
+        }
+        self.write_part(name, bytes)
+    }
+
+    /// Writes the next piece of the current tensor's bytes; the tensor is complete (and the next
+    /// one starts) once its whole length has been written. Lets a large tensor be converted and
+    /// written a few rows at a time.
+    pub fn write_part(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let fits = self.specs.get(self.next).is_some_and(|s| s.name == name) && self.filled + bytes.len() <= self.lens[self.next];
+        if !fits {
+            return Err(self.unexpected(name, bytes.len()));
         }
         let err = io(&self.partial);
         self.out.write_all(bytes).map_err(&err)?;
-        pad(&mut self.out).map_err(&err)?;
-        self.next += 1;
+        self.filled += bytes.len();
+        if self.filled == self.lens[self.next] {
+            pad(&mut self.out).map_err(&err)?;
+            self.next += 1;
+            self.filled = 0;
+        }
         Ok(())
+    }
+
+    fn unexpected(&self, name: &str, len: usize) -> QuantError {
+        let reason = match self.specs.get(self.next) {
+            Some(spec) => format!(
+                "expected tensor {} of {} bytes ({} written), got {name} of {len}",
+                spec.name, self.lens[self.next], self.filled
+            ),
+            None => format!("tensor {name} was not announced"),
+        };
+        QuantError::BadFile { path: self.partial.display().to_string(), reason }
     }
 
     /// Checks every tensor was written, flushes and moves the file to its final name.
@@ -161,11 +184,17 @@ impl GgufWriter {
             });
         }
         let err = io(&self.partial);
-        self.out.flush().map_err(&err)?;
-        self.out.get_ref().sync_all().map_err(&err)?;
+        let done = self
+            .out
+            .flush()
+            .and_then(|_| self.out.get_ref().sync_all())
+            .map_err(&err)
+            .and_then(|_| std::fs::rename(&self.partial, &self.path).map_err(io(&self.path)));
+        if done.is_err() {
+            let _ = std::fs::remove_file(&self.partial);
+        }
         let _ = self.data_start;
-        std::fs::rename(&self.partial, &self.path).map_err(io(&self.path))?;
-        Ok(())
+        done
     }
 
     /// Abandons the file (removes the partial file).

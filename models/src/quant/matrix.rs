@@ -56,6 +56,23 @@ fn rows_per_task(rows: usize) -> usize {
     rows.div_ceil(tasks).max(1)
 }
 
+/// Quantizes the row-major rows `w` (`cols` values each) into `out` (their bytes in `format`),
+/// on all cores. `first_row` only numbers the rows in errors (for matrices done in pieces).
+pub fn quantize_rows_into(format: QuantFormat, w: &[f32], cols: usize, out: &mut [u8], first_row: usize) -> Result<()> {
+    let row_bytes = format.row_bytes(cols)?;
+    let rows = w.len() / cols;
+    if w.len() != rows * cols || out.len() != rows * row_bytes {
+        return Err(QuantError::Size { what: "quantized rows", expected: rows * row_bytes, got: out.len() });
+    }
+    if let Some(bad) = w.par_chunks(cols).position_any(|r| r.iter().any(|v| !v.is_finite())) {
+        return Err(QuantError::NonFinite { row: first_row + bad });
+    }
+    out.par_chunks_mut(row_bytes)
+        .zip(w.par_chunks(cols))
+        .for_each(|(o, x)| reference::quantize_row(format, x, o));
+    Ok(())
+}
+
 impl QMatrix {
     /// Quantizes a row-major `rows × cols` f32 matrix (all cores).
     pub fn quantize(w: &[f32], rows: usize, cols: usize, format: QuantFormat) -> Result<QMatrix> {
@@ -63,13 +80,8 @@ impl QMatrix {
             return Err(QuantError::Size { what: "weights", expected: rows * cols, got: w.len() });
         }
         let row_bytes = format.row_bytes(cols)?;
-        if let Some(bad) = w.par_chunks(cols).position_any(|r| r.iter().any(|v| !v.is_finite())) {
-            return Err(QuantError::NonFinite { row: bad });
-        }
         let mut data = vec![0u8; rows * row_bytes];
-        data.par_chunks_mut(row_bytes)
-            .zip(w.par_chunks(cols))
-            .for_each(|(out, x)| reference::quantize_row(format, x, out));
+        quantize_rows_into(format, w, cols, &mut data, 0)?;
         Ok(QMatrix { format, rows, cols, row_bytes, data: QBytes::Owned(data) })
     }
 

@@ -8,10 +8,12 @@
 //! - `x86`, `neon`: the SIMD kernels.
 //! - `matrix`: [`QMatrix`], a quantized matrix with multi-threaded matrix-vector and small-matrix products.
 //! - `gguf`: streaming GGUF writer and memory-mapped reader (the quantization cache format).
+//! - `cache`: the quantized model cache (every tensor of a quantized model, memory-mapped on later starts).
 //! - `linear`: quantizing the engine's linear layers in place, and the cache file of the result.
 //! - `error`: [`QuantError`].
 
 pub mod activation;
+pub mod cache;
 pub mod error;
 pub mod format;
 pub mod gguf;
