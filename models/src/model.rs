@@ -267,6 +267,19 @@ impl Model {
         adapter: Option<&str>,
         prefix: Option<&PrefixAdapter>,
     ) -> Result<Tensor> {
+        let hidden = self.forward_batch_hidden(ids, adapter, prefix)?;
+        self.output().forward(&hidden, adapter)
+    }
+
+    /// The final hidden states `[b, seq, hidden]` of [`Model::forward_batch_with_prefix`],
+    /// before the output layer: training applies [`Model::output_logits`] to the scored
+    /// positions only, which saves most of the work when the vocabulary is large.
+    pub fn forward_batch_hidden(
+        &self,
+        ids: &Tensor,
+        adapter: Option<&str>,
+        prefix: Option<&PrefixAdapter>,
+    ) -> Result<Tensor> {
         self.check_adapter(adapter)?;
         let (b, _) = ids.dims2()?;
         let rows: Vec<Vec<u32>> = ids.to_dtype(DType::U32)?.to_vec2()?;
@@ -286,8 +299,14 @@ impl Model {
         };
         let ids = ids.to_dtype(DType::U32)?;
         let step = Step { ids: &ids, rows: &rows, past: 0, prefix_len: cache.prefix_len, adapter };
-        let hidden = self.run(&step, &mut cache)?;
-        self.output().forward(&hidden, adapter)
+        self.run(&step, &mut cache)
+    }
+
+    /// The output layer (with `adapter`'s LoRA on it, if any) on hidden states `[.., hidden]`:
+    /// logits `[.., vocab]` in the compute dtype.
+    pub fn output_logits(&self, hidden: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
+        self.check_adapter(adapter)?;
+        self.output().forward(hidden, adapter)
     }
 
     fn run(&self, step: &Step, cache: &mut KvCache) -> Result<Tensor> {

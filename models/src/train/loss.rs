@@ -17,6 +17,15 @@ pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Result<Tensor, TrainE
         expected: "[batch, seq, vocab]".into(),
         got: logits.dims().to_vec(),
     })?;
+    let (rows, targets) = scored_positions(labels, batch, seq, vocab)?;
+    let picked = logits.reshape((batch * seq, vocab))?.index_select(&rows, 0)?;
+    cross_entropy(&picked, &targets)
+}
+
+/// The rows (`b * seq + t`, u32 `[n]`) whose next label is scored, and those labels (u32
+/// `[n, 1]`), for `labels` `[batch, seq]` (-100 = ignore); errors for labels outside the
+/// vocabulary or when nothing is scored.
+pub fn scored_positions(labels: &Tensor, batch: usize, seq: usize, vocab: usize) -> Result<(Tensor, Tensor), TrainError> {
     if labels.dims() != [batch, seq] {
         return Err(TrainError::Shape {
             what: "labels",
@@ -24,6 +33,7 @@ pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Result<Tensor, TrainE
             got: labels.dims().to_vec(),
         });
     }
+    let device = labels.device();
     let labels = labels.to_dtype(DType::I64)?.to_vec2::<i64>()?;
     let mut rows = Vec::new();
     let mut targets = Vec::new();
@@ -48,19 +58,18 @@ pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Result<Tensor, TrainE
     if rows.is_empty() {
         return Err(TrainError::NoLabels);
     }
-    let device = logits.device();
     let n = rows.len();
-    let rows = Tensor::from_vec(rows, n, device)?;
-    let targets = Tensor::from_vec(targets, (n, 1), device)?;
-    let picked = logits
-        .reshape((batch * seq, vocab))?
-        .index_select(&rows, 0)?
-        .to_dtype(DType::F32)?;
+    Ok((Tensor::from_vec(rows, n, device)?, Tensor::from_vec(targets, (n, 1), device)?))
+}
+
+/// Mean cross-entropy of logits `[n, vocab]` (the scored rows) against targets u32 `[n, 1]`.
+pub fn cross_entropy(picked: &Tensor, targets: &Tensor) -> Result<Tensor, TrainError> {
+    let picked = picked.to_dtype(DType::F32)?;
     // log-softmax with the row maximum held constant (it cancels in the gradient).
     let max = picked.max_keepdim(D::Minus1)?.detach();
     let shifted = picked.broadcast_sub(&max)?;
     let log_norm = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    let target_logit = shifted.gather(&targets, D::Minus1)?;
+    let target_logit = shifted.gather(targets, D::Minus1)?;
     let nll = (log_norm - target_logit)?;
     Ok(nll.mean_all()?)
 }

@@ -13,7 +13,7 @@ pub mod optim;
 pub mod trainer;
 
 pub use lora::LoraParams;
-pub use loss::{causal_lm_loss, IGNORE_INDEX};
+pub use loss::{causal_lm_loss, cross_entropy, scored_positions, IGNORE_INDEX};
 pub use optim::{clip_grad_norm, LrSchedule, OptimizerConfig, OptimizerState, ScheduleKind, TrainOptimizer};
 pub use trainer::{Batch, LoraTrainer, StepStats, TrainSettings};
 

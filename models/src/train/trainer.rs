@@ -1,6 +1,6 @@
 //! One LoRA training step over a frozen base: forward, loss, backward, clipping, update.
 use super::lora::LoraParams;
-use super::loss::{causal_lm_loss, IGNORE_INDEX};
+use super::loss::{cross_entropy, scored_positions, IGNORE_INDEX};
 use super::optim::{clip_grad_norm, global_grad_norm, LrSchedule, OptimizerConfig, OptimizerState, TrainOptimizer};
 use super::TrainError;
 use crate::model::Model;
@@ -142,9 +142,17 @@ impl LoraTrainer {
     }
 
     /// The loss of a batch with the current parameters (a graph that can be back-propagated).
+    ///
+    /// The output layer runs on the scored positions only (the answer tokens), not on every
+    /// position: with a 65k vocabulary it is most of the forward's work and memory otherwise.
     pub fn loss(&self, model: &Model, batch: &Batch) -> Result<Tensor, TrainError> {
-        let logits = model.forward_batch(&batch.input_ids, Some(&self.adapter))?;
-        causal_lm_loss(&logits, &batch.labels)
+        let adapter = Some(self.adapter.as_str());
+        let hidden = model.forward_batch_hidden(&batch.input_ids, adapter, None)?;
+        let (b, seq, h) = hidden.dims3()?;
+        let (rows, targets) = scored_positions(&batch.labels, b, seq, model.config().vocab_size)?;
+        let picked = hidden.reshape((b * seq, h))?.index_select(&rows, 0)?.unsqueeze(0)?;
+        let logits = model.output_logits(&picked, adapter)?.squeeze(0)?;
+        cross_entropy(&logits, &targets)
     }
 
     /// Loss and gradients of a batch, without updating anything.
