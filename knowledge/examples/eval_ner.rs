@@ -1,19 +1,24 @@
 //! Keyword extraction on CMeEE (CBLUE) dev: P/R/F1 for dis and sym, with the starter library
-//! alone and with the QASystemOnMedicalKG lexicon added.
+//! alone and with the QASystemOnMedicalKG lexicon added, on the first half of the file (where
+//! the rules were developed), the second half (held out) and all of it.
 //!
-//! `cargo run --release -p doctorglm-knowledge --example eval_ner [-- FILE]`
+//! `cargo run --release -p doctorglm-knowledge --example eval_ner [-- FILE] [--dump OUT.jsonl]`
+//!
+//! `--dump` writes, for the configuration with the extra lexicon, one JSON line a text with
+//! the gold and predicted dis/sym spans (for error analysis on the first half).
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use doctorglm_knowledge::keywords::ExtractOptions;
 use doctorglm_knowledge::library::starter_library_dir;
-use doctorglm_knowledge::ner_eval::{evaluate_file, NerReport};
+use doctorglm_knowledge::ner_eval::{evaluate_records, read_records, NerRecord, NerReport};
 use doctorglm_knowledge::{KeywordExtractor, LexiconBuilder, Library, TermKind};
 
-fn print(label: &str, terms: usize, r: &NerReport) {
-    println!("{label} ({terms} terms, {} texts)", r.texts);
+fn print(label: &str, r: &NerReport) {
+    println!("  {label} ({} texts)", r.texts);
     for (name, s) in [("dis", r.dis), ("sym", r.sym), ("dis+sym", r.all)] {
         println!(
-            "  {name:<8} P {:.3}  R {:.3}  F1 {:.3}  (tp {} / predicted {} / gold {})",
+            "    {name:<8} P {:.3}  R {:.3}  F1 {:.3}  (tp {} / predicted {} / gold {})",
             s.precision(),
             s.recall(),
             s.f1(),
@@ -24,9 +29,39 @@ fn print(label: &str, terms: usize, r: &NerReport) {
     }
 }
 
+fn dump(x: &KeywordExtractor, records: &[NerRecord], out: &Path) -> std::io::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(out)?);
+    for (i, r) in records.iter().enumerate() {
+        let gold: Vec<_> = r
+            .entities
+            .iter()
+            .filter(|e| e.kind == "dis" || e.kind == "sym")
+            .map(|e| serde_json::json!([e.start_idx, e.end_idx + 1, e.kind]))
+            .collect();
+        let pred: Vec<_> = x
+            .extract(&r.text)
+            .into_iter()
+            .map(|k| serde_json::json!([k.start, k.end, if k.kind == TermKind::Disease { "dis" } else { "sym" }, k.negated]))
+            .collect();
+        writeln!(f, "{}", serde_json::json!({"i": i, "text": r.text, "gold": gold, "pred": pred}))?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-    let file = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| shared.join("eval/cmeee-dev-500.cblue.json"));
+    let mut file = shared.join("eval/cmeee-dev-500.cblue.json");
+    let mut dump_to: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--dump" {
+            dump_to = args.next().map(PathBuf::from);
+        } else {
+            file = PathBuf::from(a);
+        }
+    }
+    let records = read_records(&file)?;
+    let half = records.len() / 2;
     let library = Library::load(starter_library_dir())?;
     println!("starter library: {} documents ({} files skipped)", library.len(), library.skipped.len());
     let lexicon_dir = shared.join("knowledge/qasystem-lexicon");
@@ -44,10 +79,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             b.add_file(&lexicon_dir.join("symptom.txt"), TermKind::Symptom)?;
         }
         let lexicon = b.build()?;
-        let terms = lexicon.len();
+        println!("{label} ({} terms)", lexicon.len());
         let x = KeywordExtractor::new(lexicon).with_options(ExtractOptions { segmentation: seg });
-        let r = evaluate_file(&x, &file)?;
-        print(label, terms, &r);
+        print("first half (development)", &evaluate_records(&x, &records[..half]));
+        print("second half (held out)", &evaluate_records(&x, &records[half..]));
+        print("all", &evaluate_records(&x, &records));
+        if extra && seg {
+            if let Some(out) = &dump_to {
+                dump(&x, &records[..half], out)?;
+                println!("  predictions on the first half written to {}", out.display());
+            }
+        }
     }
     Ok(())
 }

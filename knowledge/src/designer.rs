@@ -170,6 +170,11 @@ impl PromptDesigner {
         &self.library
     }
 
+    /// The search index, if the designer has one.
+    pub fn index(&self) -> Option<&KnowledgeIndex> {
+        self.index.as_ref()
+    }
+
     /// The keyword extractor.
     pub fn extractor(&self) -> &KeywordExtractor {
         &self.extractor

@@ -41,9 +41,50 @@ const CLAUSE_ENDS: &[char] = &['，', ',', '。', '.', '；', ';', '！', '!', '
 const DISEASE_SUFFIXES: [&str; 14] =
     ["炎", "病", "综合征", "综合症", "癌", "瘤", "感染", "中毒", "骨折", "畸形", "缺乏症", "结石", "梗死", "衰竭"];
 
-/// Modifiers that belong to a disease name when they precede it (急性 + 扁桃体炎).
-const MODIFIERS: [&str; 16] =
-    ["急性", "慢性", "亚急性", "重症", "重度", "轻度", "中度", "先天性", "原发性", "继发性", "难治性", "复发性", "小儿", "儿童", "新生儿", "婴儿"];
+/// Modifiers that belong to a disease or symptom when they precede it (急性 + 扁桃体炎,
+/// 新生儿 + 低血糖, 阵发性 + 黑蒙): onset, course, severity, age group.
+const MODIFIERS: [&str; 29] = [
+    "急性", "慢性", "亚急性", "重症", "重度", "轻度", "中度", "先天性", "原发性", "继发性", "难治性", "复发性", "反复发作性", "小儿", "儿童",
+    "新生儿", "婴儿", "婴幼儿", "幼儿", "成人", "老年", "晚期", "早期", "持续", "阵发性", "间歇性", "进行性", "严重", "频繁",
+];
+
+/// Words after a symptom that belong to it (咳嗽 + 剧烈, 黄疸 + 不退).
+const SYMPTOM_TAILS: [&str; 4] = ["剧烈", "加重", "不退", "频繁"];
+
+/// Words right after a term that make it part of a microbe or test name (流感 + 病毒,
+/// 肺炎 + 衣原体, 沙眼 + 衣原体): such a match is not a disease or symptom.
+const MICROBE_TAILS: [&str; 12] = ["病毒", "杆菌", "球菌", "衣原体", "支原体", "螺旋体", "抗体", "抗原", "疫苗", "病原", "真菌", "链球菌"];
+
+/// Endings that make a term a disease whatever list it came from (遗尿症, 支气管哮喘).
+const DISEASE_FORMS: [&str; 12] = ["综合征", "综合症", "血症", "缺损", "哮喘", "畸形", "症", "病", "瘤", "炎", "疝", "癌"];
+/// Endings of findings: a term ending so is a symptom (电解质紊乱, 智力低下, 呼吸衰竭).
+const SYMPTOM_FORMS: [&str; 30] = [
+    "紊乱", "低下", "失常", "衰竭", "休克", "异常", "增高", "升高", "降低", "减少", "增多", "增大", "肿大", "缺乏", "不良", "困难", "改变", "减弱",
+    "消失", "出血", "疼痛", "啰音", "不适", "减退", "障碍", "亢进", "延迟", "下降", "麻木", "肿胀",
+];
+/// Endings that keep a lexicon disease a disease even when a symptom list has it too.
+const STRONG_DISEASE_FORMS: [&str; 8] = ["感染", "中毒", "损伤", "伤", "结石", "梗死", "骨折", "障碍"];
+/// Words never joined to the left of a disease (所有 + 先天性心脏病).
+const NOT_JOINED: [&str; 12] = ["所有", "国际", "各种", "多种", "其他", "一些", "部分", "常见", "主要", "本症", "该病", "上述"];
+
+/// The kind a term's form says (CMeEE's convention: named conditions are diseases, findings
+/// are symptoms): a disease ending (症, 病, 炎 ...) makes a disease, a finding ending (紊乱,
+/// 低下, 衰竭 ...) a symptom; a disease term that a symptom list also has and that has no
+/// disease ending is a symptom (遗尿, 休克 as listed by both). Terms naming a library
+/// document keep their kind (the designer ranks them).
+fn kind_by_form(word: &str, kind: TermKind, listed_as_symptom: bool) -> TermKind {
+    if word.ends_with("症状") {
+        kind
+    } else if DISEASE_FORMS.iter().any(|s| word.ends_with(s)) {
+        TermKind::Disease
+    } else if SYMPTOM_FORMS.iter().any(|s| word.ends_with(s)) {
+        TermKind::Symptom
+    } else if kind == TermKind::Disease && listed_as_symptom && !STRONG_DISEASE_FORMS.iter().any(|s| word.ends_with(s)) {
+        TermKind::Symptom
+    } else {
+        kind
+    }
+}
 
 type Span = (usize, usize, TermKind, Vec<String>);
 
@@ -59,21 +100,66 @@ fn is_han(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
 }
 
-/// Extends lexicon diseases to the left over modifiers (急性, 先天性, 细菌性 ...).
+/// End of the span before `i` (0 for the first), the limit of extensions to the left.
+fn floor(spans: &[Span], i: usize) -> usize {
+    spans[..i].iter().map(|s| s.1).filter(|&e| e <= spans[i].0).max().unwrap_or(0)
+}
+
+/// Extends spans to the left over modifiers (急性, 新生儿, 阵发性, any 2+ character …性 word,
+/// distinguishing words), and symptoms to the right over intensity words (剧烈, 不退).
 fn extend_with_modifiers(text: &str, tagged: &[(usize, usize, &str)], spans: &mut [Span]) {
+    for i in 0..spans.len() {
+        let floor = floor(spans, i);
+        let mut start = spans[i].0;
+        loop {
+            if let Some(m) = MODIFIERS.iter().find(|m| start >= floor + m.len() && text[..start].ends_with(*m)) {
+                start -= m.len();
+                continue;
+            }
+            match tagged.iter().find(|t| t.1 == start) {
+                Some(&(ps, pe, tag)) if ps >= floor => {
+                    let w = &text[ps..pe];
+                    if !NOT_JOINED.contains(&w) && (tag == "b" || (w.ends_with('性') && w.chars().count() >= 2 && is_han(w))) {
+                        start = ps;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            break;
+        }
+        spans[i].0 = start;
+        if spans[i].2 == TermKind::Symptom {
+            let end = spans[i].1;
+            let next = spans.get(i + 1).map_or(text.len(), |s| s.0);
+            if let Some(t) = SYMPTOM_TAILS.iter().find(|t| text[end..].starts_with(*t) && end + t.len() <= next) {
+                spans[i].1 = end + t.len();
+            }
+        }
+    }
+}
+
+/// Extends diseases to the left over nouns (胸壁 + 肿瘤, 冠状动脉 + 畸形) and over Latin
+/// letters before 综合征/病/症 (Reye + 综合征).
+fn join_nouns_left(text: &str, tagged: &[(usize, usize, &str)], spans: &mut [Span]) {
     for i in 0..spans.len() {
         if spans[i].2 != TermKind::Disease {
             continue;
         }
-        let floor = if i > 0 { spans[i - 1].1 } else { 0 };
+        let floor = floor(spans, i);
         let mut start = spans[i].0;
         while let Some(&(ps, pe, tag)) = tagged.iter().find(|t| t.1 == start) {
             let w = &text[ps..pe];
-            let modifier = MODIFIERS.contains(&w) || tag == "b" || (w.ends_with('性') && w.chars().count() >= 2 && is_han(w));
-            if ps < floor || !modifier {
+            if ps < floor || NOT_JOINED.contains(&w) || !joins_left(w, tag) || spans[i].1 - ps > 60 {
                 break;
             }
             start = ps;
+        }
+        if ["综合征", "病", "症"].iter().any(|s| text[start..].starts_with(s)) {
+            let letters = text[floor..start].chars().rev().take_while(char::is_ascii_alphabetic).count();
+            if letters >= 2 {
+                start -= letters;
+            }
         }
         spans[i].0 = start;
     }
@@ -139,8 +225,10 @@ fn acronyms(text: &str, spans: &[Span]) -> Vec<Span> {
 /// Options of the extractor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtractOptions {
-    /// Also use segmentation: jieba words ending in a disease suffix (炎, 病, 综合征 ...),
-    /// modifiers joined to diseases (急性 ...), nouns + symptom heads (呼吸音减弱), and
+    /// Also use the clinical phrase rules: kinds by form (症/病/炎 … diseases, 紊乱/低下/衰竭 …
+    /// symptoms), microbe names dropped (流感病毒), modifiers joined (急性, 新生儿, 阵发性,
+    /// …性) and intensity words (剧烈, 不退), jieba words ending in a disease suffix (炎, 病,
+    /// 综合征 …) with nouns joined on the left, nouns + symptom heads (呼吸音减弱), and
     /// bracketed acronyms after a disease.
     pub segmentation: bool,
 }
@@ -186,9 +274,22 @@ impl KeywordExtractor {
             n += 1;
         }
         char_at[text.len()] = n;
-        let mut spans: Vec<Span> =
-            self.lexicon.find(text).into_iter().map(|m| (m.start, m.end, m.term.kind, m.term.doc_ids.clone())).collect();
-        if self.options.segmentation {
+        let rules = self.options.segmentation;
+        let mut spans: Vec<Span> = self
+            .lexicon
+            .find(text)
+            .into_iter()
+            .filter(|m| !rules || !MICROBE_TAILS.iter().any(|t| text[m.end..].starts_with(t)))
+            .map(|m| {
+                let kind = if rules && m.term.doc_ids.is_empty() {
+                    kind_by_form(&text[m.start..m.end], m.term.kind, m.term.listed_as_symptom)
+                } else {
+                    m.term.kind
+                };
+                (m.start, m.end, kind, m.term.doc_ids.clone())
+            })
+            .collect();
+        if rules {
             // Words with their part-of-speech tags and byte offsets.
             let tagged: Vec<(usize, usize, &str)> =
                 self.jieba.tag(text, true).into_iter().map(|t| (t.byte_start, t.byte_end, t.tag)).collect();
@@ -218,13 +319,14 @@ impl KeywordExtractor {
                 if spans.iter().any(|&(a, b, _, _)| a < e && s < b) {
                     continue;
                 }
-                extra.push((s, e, TermKind::Disease, vec![]));
+                extra.push((s, e, kind_by_form(&text[s..e], TermKind::Disease, false), vec![]));
             }
             spans.extend(extra);
             spans.sort_by_key(|s| s.0);
             let found = symptom_phrases(text, &tagged, &spans);
             spans.extend(found);
             spans.sort_by_key(|s| s.0);
+            join_nouns_left(text, &tagged, &mut spans);
             spans.extend(acronyms(text, &spans));
             spans.sort_by_key(|s| s.0);
         }
@@ -334,5 +436,49 @@ mod tests {
         assert!(k.iter().any(|(t, kind, _)| t.ends_with("肺炎") && *kind == TermKind::Disease), "{k:?}");
         let off = extractor().with_options(ExtractOptions { segmentation: false }).extract("医生说是支气管肺炎");
         assert!(off.is_empty());
+    }
+
+    fn clinical() -> KeywordExtractor {
+        let mut b = LexiconBuilder::new();
+        for d in ["遗尿", "遗尿症", "电解质紊乱", "流感", "肺炎", "低血糖", "休克"] {
+            b.add(d, TermKind::Disease, None, false);
+        }
+        for s in ["咳嗽", "黄疸", "遗尿", "低血糖"] {
+            b.add(s, TermKind::Symptom, None, false);
+        }
+        b.add("高血压", TermKind::Disease, Some("hypertension"), true);
+        KeywordExtractor::new(b.build().unwrap())
+    }
+
+    fn clinical_found(text: &str) -> Vec<(String, TermKind)> {
+        clinical().extract(text).into_iter().map(|k| (k.text, k.kind)).collect()
+    }
+
+    #[test]
+    fn the_form_of_a_term_decides_its_kind() {
+        let (d, s) = (TermKind::Disease, TermKind::Symptom);
+        // Listed as a disease and a symptom, no disease ending: a symptom; with 症: a disease.
+        assert_eq!(clinical_found("夜间遗尿"), vec![("遗尿".into(), s)]);
+        assert_eq!(clinical_found("原发性遗尿症"), vec![("原发性遗尿症".into(), d)]);
+        // A finding ending makes a symptom whatever the list said.
+        assert_eq!(clinical_found("电解质紊乱"), vec![("电解质紊乱".into(), s)]);
+        // A library document's name keeps its kind (the designer ranks it).
+        assert_eq!(clinical_found("高血压"), vec![("高血压".into(), d)]);
+        assert_eq!(clinical().extract("高血压")[0].doc_ids, vec!["hypertension"]);
+    }
+
+    #[test]
+    fn microbe_names_are_not_diseases() {
+        assert_eq!(clinical_found("A型流感病毒和肺炎衣原体"), vec![]);
+        assert_eq!(clinical_found("得了流感"), vec![("流感".into(), TermKind::Disease)]);
+    }
+
+    #[test]
+    fn phrases_extend_over_modifiers_and_intensity_words() {
+        let (d, s) = (TermKind::Disease, TermKind::Symptom);
+        assert_eq!(clinical_found("真菌性肺炎"), vec![("真菌性肺炎".into(), d)]);
+        assert_eq!(clinical_found("新生儿低血糖"), vec![("新生儿低血糖".into(), s)]);
+        assert_eq!(clinical_found("咳嗽剧烈，黄疸不退"), vec![("咳嗽剧烈".into(), s), ("黄疸不退".into(), s)]);
+        assert_eq!(clinical_found("可引起Reye综合征"), vec![("Reye综合征".into(), d)]);
     }
 }

@@ -45,6 +45,8 @@ pub struct Term {
     pub doc_ids: Vec<String>,
     /// Whether the term comes from the library (rather than an extra lexicon).
     pub from_library: bool,
+    /// Whether some source lists the term as a symptom (even when its kind is disease).
+    pub listed_as_symptom: bool,
 }
 
 /// A match of a term in a text (byte offsets).
@@ -79,7 +81,8 @@ impl LexiconBuilder {
             return;
         }
         let key = text.to_lowercase();
-        let entry = self.terms.entry(key).or_insert_with(|| Term { text: text.to_string(), kind, doc_ids: vec![], from_library });
+        let entry = self.terms.entry(key).or_insert_with(|| Term { text: text.to_string(), kind, doc_ids: vec![], from_library, listed_as_symptom: false });
+        entry.listed_as_symptom |= kind == TermKind::Symptom;
         let entry_strong = entry.from_library || !entry.doc_ids.is_empty();
         let new_strong = from_library || doc_id.is_some();
         if !entry_strong && new_strong {

@@ -93,7 +93,34 @@ impl Library {
         Ok(lib)
     }
 
-    /// The library folder.
+    /// Loads the starter library, then the user's library folder on top of it (a missing
+    /// folder is an empty user library). [`Library::add`] writes into the user's folder, never
+    /// into the starter library. A user document whose id a starter document already has is
+    /// skipped with the reason.
+    pub fn load_with_user(starter: impl Into<PathBuf>, user: impl Into<PathBuf>) -> Result<Library> {
+        let mut lib = Library::load(starter)?;
+        let user = user.into();
+        if user.is_dir() {
+            let mine = Library::load(&user)?;
+            lib.skipped.extend(mine.skipped);
+            for loaded in mine.docs {
+                if let Some(&i) = lib.by_id.get(&loaded.doc.id) {
+                    let first = lib.docs[i].path.display().to_string();
+                    lib.skipped.push(SkippedFile {
+                        path: loaded.path,
+                        reason: format!("id `{}` is already used by {first}", loaded.doc.id),
+                    });
+                    continue;
+                }
+                lib.by_id.insert(loaded.doc.id.clone(), lib.docs.len());
+                lib.docs.push(loaded);
+            }
+        }
+        lib.root = user;
+        Ok(lib)
+    }
+
+    /// The folder new documents are written to (the user's library for a layered library).
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -156,18 +183,33 @@ impl Library {
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create folder {}: {e}", dir.display()))?;
         let path = dir.join(format!("{}.md", doc.id));
         let text = doc.to_markdown();
-        // create_new: never replace a file that appeared meanwhile.
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| format!("cannot create {} (not overwriting): {e}", path.display()))?;
-        std::io::Write::write_all(&mut file, text.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        write_new_file(&dir.join(format!(".{}.md.partial", doc.id)), &path, text.as_bytes())?;
         self.by_id.insert(doc.id.clone(), self.docs.len());
         self.docs.push(LoadedDocument { doc, path: path.clone(), hash: hash_hex(text.as_bytes()) });
         Ok(path)
     }
+}
+
+/// Writes `bytes` to `path` whole or not at all, never replacing an existing file: the bytes go
+/// to `tmp` (a hidden name the loader ignores), which is then hard-linked to `path` (fails if
+/// `path` exists) and removed. A process killed meanwhile leaves at most the hidden `tmp`.
+fn write_new_file(tmp: &Path, path: &Path, bytes: &[u8]) -> std::result::Result<(), String> {
+    if path.exists() {
+        return Err(format!("{} already exists (not overwriting)", path.display()));
+    }
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(tmp)?;
+        std::io::Write::write_all(&mut f, bytes)
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    let linked = match std::fs::hard_link(tmp, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(format!("{} already exists (not overwriting)", path.display())),
+        // File systems without hard links: rename (the existence check above guards it).
+        Err(_) => std::fs::rename(tmp, path).map_err(|e| format!("cannot create {}: {e}", path.display())),
+    };
+    let _ = std::fs::remove_file(tmp);
+    linked
 }
 
 fn load_file(path: &Path) -> std::result::Result<LoadedDocument, String> {
@@ -241,5 +283,32 @@ pub(crate) mod tests {
         assert_eq!(lib.skipped.len(), 2, "{:?}", lib.skipped);
         assert!(lib.skipped.iter().any(|s| s.reason.contains("differs from the file name")));
         assert!(Library::load(dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_layered_library_writes_only_into_the_user_folder() {
+        let starter = tempfile::tempdir().unwrap();
+        let user = tempfile::tempdir().unwrap();
+        let user_dir = user.path().join("knowledge-library");
+        Library::load(starter.path()).unwrap().add(doc("flu", "流行性感冒", &["流感"], &["发热"], "高热"), "x").unwrap();
+        let before: Vec<_> = walkdir::WalkDir::new(starter.path()).into_iter().filter_map(|e| e.ok()).map(|e| e.into_path()).collect();
+        // No user folder yet: the starter documents alone.
+        let mut lib = Library::load_with_user(starter.path(), &user_dir).unwrap();
+        assert_eq!((lib.len(), lib.root()), (1, user_dir.as_path()));
+        let err = lib.add(doc("flu-2", "流行性感冒", &[], &[], ""), "x").unwrap_err();
+        assert!(err.contains("named"), "a starter name is taken: {err}");
+        let path = lib.add(doc("cold", "普通感冒", &[], &["鼻塞"], "鼻塞"), "imported").unwrap();
+        assert!(path.starts_with(&user_dir), "{}", path.display());
+        let after: Vec<_> = walkdir::WalkDir::new(starter.path()).into_iter().filter_map(|e| e.ok()).map(|e| e.into_path()).collect();
+        assert_eq!(before, after, "the starter library is never written");
+        // No temporary file is left beside the document.
+        let names: Vec<String> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec!["cold.md"]);
+        // A user document reusing a starter id is skipped with the reason.
+        std::fs::write(user_dir.join("flu.md"), doc("flu", "别的", &[], &[], "").to_markdown()).unwrap();
+        let lib = Library::load_with_user(starter.path(), &user_dir).unwrap();
+        assert_eq!(lib.len(), 2);
+        assert_eq!(lib.get("cold").unwrap().name, "普通感冒");
+        assert!(lib.skipped.iter().any(|s| s.reason.contains("already used")), "{:?}", lib.skipped);
     }
 }

@@ -9,19 +9,26 @@ use crate::error::{KnowledgeError, Result};
 use crate::keywords::KeywordExtractor;
 use crate::lexicon::TermKind;
 
-#[derive(Debug, Deserialize)]
-struct Record {
-    text: String,
+/// One text of a CBLUE NER file with its gold entities.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NerRecord {
+    /// The text.
+    pub text: String,
+    /// Gold entities.
     #[serde(default)]
-    entities: Vec<Entity>,
+    pub entities: Vec<NerEntity>,
 }
 
-#[derive(Debug, Deserialize)]
-struct Entity {
-    start_idx: usize,
-    end_idx: usize,
+/// A gold entity: character offsets, `end_idx` inclusive.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NerEntity {
+    /// First character.
+    pub start_idx: usize,
+    /// Last character (inclusive).
+    pub end_idx: usize,
+    /// CBLUE type (`dis`, `sym`, `bod`, ...).
     #[serde(rename = "type")]
-    kind: String,
+    pub kind: String,
 }
 
 /// Counts and scores of one entity type.
@@ -72,13 +79,23 @@ pub struct NerReport {
 /// Reads a CBLUE NER file (a JSON array of `{text, entities:[{start_idx, end_idx (inclusive),
 /// type, entity}]}`) and scores the extractor on `dis` and `sym`.
 pub fn evaluate_file(extractor: &KeywordExtractor, path: &Path) -> Result<NerReport> {
+    Ok(evaluate_records(extractor, &read_records(path)?))
+}
+
+/// Scores the extractor on records read by [`read_records`].
+pub fn evaluate_records(extractor: &KeywordExtractor, records: &[NerRecord]) -> NerReport {
+    evaluate(extractor, records.iter().map(|r| (r.text.as_str(), r.entities.iter().map(|e| (e.start_idx, e.end_idx, e.kind.as_str())))))
+}
+
+/// Reads a CBLUE NER file: a JSON array of `{text, entities:[{start_idx, end_idx (inclusive),
+/// type, entity}]}`.
+pub fn read_records(path: &Path) -> Result<Vec<NerRecord>> {
     let bytes = std::fs::read(path).map_err(|e| KnowledgeError::io("read", path, e))?;
     let text = crate::encoding::decode(&bytes).map_err(|e| KnowledgeError::Encoding { path: path.to_path_buf(), reason: e.to_string() })?.text;
-    let records: Vec<Record> = serde_json::from_str(&text).map_err(|e| KnowledgeError::EvalFormat {
+    serde_json::from_str(&text).map_err(|e| KnowledgeError::EvalFormat {
         path: path.to_path_buf(),
         reason: format!("not a CBLUE NER file (a JSON array of {{text, entities}}): {e}"),
-    })?;
-    Ok(evaluate(extractor, records.iter().map(|r| (r.text.as_str(), r.entities.iter().map(|e| (e.start_idx, e.end_idx, e.kind.as_str()))))))
+    })
 }
 
 /// Scores the extractor on texts with gold entities `(start, end inclusive, type)` in characters.

@@ -234,14 +234,16 @@ pub fn about_info(state: State<'_, AppState>) -> about::About {
 
 /// Library documents matching a query (all for an empty one).
 #[tauri::command]
-pub async fn knowledge_search(query: String) -> AppResult<Vec<DocumentSummary>> {
-    blocking(move || knowledge::search(&query, 500)).await
+pub async fn knowledge_search(state: State<'_, AppState>, query: String) -> AppResult<Vec<DocumentSummary>> {
+    let ctx = state.ctx.clone();
+    blocking(move || knowledge::search(&ctx, &query, 500)).await
 }
 
 /// One library document with its sections.
 #[tauri::command]
-pub async fn knowledge_document(id: String) -> AppResult<doctorglm_knowledge::Document> {
-    blocking(move || knowledge::document(&id)).await
+pub async fn knowledge_document(state: State<'_, AppState>, id: String) -> AppResult<doctorglm_knowledge::Document> {
+    let ctx = state.ctx.clone();
+    blocking(move || knowledge::document(&ctx, &id)).await
 }
 
 /// Starts importing documents; returns the job id (`progress` then `job-done` events).

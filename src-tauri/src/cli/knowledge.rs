@@ -5,16 +5,18 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use doctorglm_knowledge::import::import_path;
-use doctorglm_knowledge::ner_eval::evaluate_file;
+use doctorglm_knowledge::ner_eval::{evaluate_records, read_records};
 use doctorglm_knowledge::{CancelToken, KeywordExtractor, KnowledgeIndex, LexiconBuilder, Library, Progress, TermKind};
 
 /// Where the library and its index are, and extra lexicons.
 #[derive(Debug, Clone, Args)]
 pub struct LibraryArgs {
-    /// Library folder of Markdown documents (default: the starter library).
+    /// Use this library folder alone (imports are written into it). Default: the starter
+    /// library plus your own library (`knowledge-library` in the data folder), where imports go.
     #[arg(long, value_name = "DIR")]
     pub library: Option<PathBuf>,
-    /// Index folder (default: `knowledge-index` under the user's data folder).
+    /// Index folder (default: `knowledge-index` in the data folder, `$DOCTORGLM_DATA_DIR` or
+    /// the platform's).
     #[arg(long, value_name = "DIR")]
     pub index: Option<PathBuf>,
     /// Extra lexicon file, one term a line; its kind comes from a `dis:` / `sym:` prefix or
@@ -24,9 +26,12 @@ pub struct LibraryArgs {
 }
 
 impl LibraryArgs {
-    /// The library folder to use.
-    pub fn library_dir(&self) -> PathBuf {
-        self.library.clone().unwrap_or_else(default_library_dir)
+    /// The folder imports are written to: `--library`, else the user's library.
+    pub fn library_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.library {
+            Some(d) => Ok(d.clone()),
+            None => user_library_dir(),
+        }
     }
 
     /// The index folder to use.
@@ -37,26 +42,43 @@ impl LibraryArgs {
         }
     }
 
-    /// Extra lexicons with their kinds.
+    /// Extra lexicons with their kinds; a missing file is an error that names it.
     pub fn lexicon_files(&self) -> anyhow::Result<Vec<(PathBuf, TermKind)>> {
-        self.lexicons.iter().map(|s| parse_lexicon_arg(s)).collect()
+        let files: Vec<(PathBuf, TermKind)> = self.lexicons.iter().map(|s| parse_lexicon_arg(s)).collect::<anyhow::Result<_>>()?;
+        for (path, _) in &files {
+            anyhow::ensure!(path.is_file(), "lexicon file {} does not exist", path.display());
+        }
+        Ok(files)
     }
 
-    /// Loads the library, reporting files it skipped.
+    /// Loads the library (`--library` alone, else the starter library plus the user's),
+    /// reporting files it skipped.
     pub fn load_library(&self) -> anyhow::Result<Library> {
-        let dir = self.library_dir();
-        let lib = Library::load(&dir).with_context(|| format!("cannot load the library at {}", dir.display()))?;
+        let lib = match &self.library {
+            Some(dir) => Library::load(dir).with_context(|| format!("cannot load the library at {}", dir.display()))?,
+            None => {
+                let starter = default_library_dir();
+                let user = user_library_dir()?;
+                Library::load_with_user(&starter, &user).with_context(|| {
+                    format!("cannot load the starter library at {} with your library at {}", starter.display(), user.display())
+                })?
+            }
+        };
         for s in &lib.skipped {
             eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
         }
         Ok(lib)
     }
 
-    /// Opens the index and brings it up to date with the library.
+    /// Opens the index and brings it up to date with the library (incrementally), with a
+    /// progress bar when there is work; Ctrl-C stops it and leaves the index as it was.
     pub fn synced_index(&self, library: &Library) -> anyhow::Result<KnowledgeIndex> {
         let dir = self.index_dir()?;
         let mut index = KnowledgeIndex::open(&dir).with_context(|| format!("cannot open the index at {}", dir.display()))?;
-        let report = index.sync(library, &mut |p: Progress| tracing::debug!(done = p.done, "indexing"), &CancelToken::new())?;
+        let bar = progress_bar("indexing");
+        let report = index.sync(library, &mut |p: Progress| update_bar(&bar, &p), &ctrl_c_token());
+        bar.finish_and_clear();
+        let report = report.map_err(cancelled_or)?;
         tracing::info!(?report, "index ready");
         Ok(index)
     }
@@ -82,7 +104,7 @@ fn parse_lexicon_arg(arg: &str) -> anyhow::Result<(PathBuf, TermKind)> {
 }
 
 /// The starter library: `$DOCTORGLM_LIBRARY`, else `knowledge/library` beside the executable
-/// (or a parent of it), else the source tree's.
+/// (or a parent of it), else the source tree's. It is only read, never written.
 pub fn default_library_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DOCTORGLM_LIBRARY") {
         return PathBuf::from(dir);
@@ -98,11 +120,63 @@ pub fn default_library_dir() -> PathBuf {
     doctorglm_knowledge::library::starter_library_dir()
 }
 
-/// `knowledge-index` under the user's data folder.
+/// The data folder: `$DOCTORGLM_DATA_DIR`, else the platform's per-user folder.
+pub fn data_dir() -> anyhow::Result<PathBuf> {
+    Ok(crate::store::AppPaths::resolve(None)?.data_dir)
+}
+
+/// Name of the user's library folder inside the data folder.
+pub const USER_LIBRARY: &str = "knowledge-library";
+/// Name of the index folder inside the data folder.
+pub const INDEX: &str = "knowledge-index";
+
+/// The user's own library (imports go here): `knowledge-library` in the data folder.
+pub fn user_library_dir() -> anyhow::Result<PathBuf> {
+    Ok(data_dir()?.join(USER_LIBRARY))
+}
+
+/// `knowledge-index` in the data folder.
 pub fn default_index_dir() -> anyhow::Result<PathBuf> {
-    let dirs = directories::ProjectDirs::from("org", "DoctorGLM", "DoctorGLM")
-        .context("cannot find the user's data folder; pass --index DIR")?;
-    Ok(dirs.data_dir().join("knowledge-index"))
+    Ok(data_dir()?.join(INDEX))
+}
+
+/// A token that Ctrl-C cancels (the handler is installed once per process).
+fn ctrl_c_token() -> CancelToken {
+    static TOKEN: std::sync::OnceLock<CancelToken> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let token = CancelToken::new();
+            let t = token.clone();
+            if let Err(e) = ctrlc::set_handler(move || t.cancel()) {
+                tracing::warn!("Ctrl-C will not stop the work cleanly: {e}");
+            }
+            token
+        })
+        .clone()
+}
+
+fn cancelled_or(e: doctorglm_knowledge::KnowledgeError) -> anyhow::Error {
+    match e {
+        doctorglm_knowledge::KnowledgeError::Cancelled => anyhow::anyhow!("cancelled (Ctrl-C); the index is as it was"),
+        e => e.into(),
+    }
+}
+
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix} {bar:40} {pos}/{len} {wide_msg}") {
+        bar.set_style(style);
+    }
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+fn update_bar(bar: &indicatif::ProgressBar, p: &Progress) {
+    if let Some(total) = p.total {
+        bar.set_length(total as u64);
+    }
+    bar.set_position(p.done as u64);
+    bar.set_message(p.message.clone());
 }
 
 /// `doctorglm knowledge` subcommands.
@@ -136,6 +210,9 @@ pub enum KnowledgeCommand {
     EvalNer {
         /// The CBLUE JSON file.
         file: PathBuf,
+        /// Only the records START..END of the file (0-based, END excluded), e.g. `0..250`.
+        #[arg(long, value_name = "START..END")]
+        records: Option<String>,
         #[command(flatten)]
         lib: LibraryArgs,
         /// Print JSON.
@@ -171,15 +248,17 @@ pub fn run(command: KnowledgeCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        KnowledgeCommand::EvalNer { file, lib, json } => eval_ner(&file, &lib, json),
+        KnowledgeCommand::EvalNer { file, records, lib, json } => eval_ner(&file, records.as_deref(), &lib, json),
         KnowledgeCommand::Reindex { lib, rebuild } => {
             let library = lib.load_library()?;
             let dir = lib.index_dir()?;
-            let mut index = KnowledgeIndex::open(&dir)?;
-            let cancel = CancelToken::new();
-            let mut progress = |p: Progress| eprint!("\rindexing {}/{}", p.done, p.total.unwrap_or(0));
-            let report = if rebuild { index.rebuild(&library, &mut progress, &cancel)? } else { index.sync(&library, &mut progress, &cancel)? };
-            eprintln!();
+            let mut index = KnowledgeIndex::open(&dir).with_context(|| format!("cannot open the index at {}", dir.display()))?;
+            let cancel = ctrl_c_token();
+            let bar = progress_bar("indexing");
+            let mut progress = |p: Progress| update_bar(&bar, &p);
+            let report = if rebuild { index.rebuild(&library, &mut progress, &cancel) } else { index.sync(&library, &mut progress, &cancel) };
+            bar.finish_and_clear();
+            let report = report.map_err(cancelled_or)?;
             println!(
                 "index {}: {} added, {} updated, {} removed, {} unchanged{}",
                 dir.display(),
@@ -195,16 +274,15 @@ pub fn run(command: KnowledgeCommand) -> anyhow::Result<()> {
 }
 
 fn import(path: &Path, lib: &LibraryArgs, json: bool) -> anyhow::Result<()> {
-    let dir = lib.library_dir();
+    anyhow::ensure!(path.exists(), "{} does not exist: give a file or folder of documents to import", path.display());
+    let dir = lib.library_dir()?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the library folder {}", dir.display()))?;
     let mut library = lib.load_library()?;
-    let mut progress = |p: Progress| {
-        if p.done % 100 == 0 || Some(p.done) == p.total {
-            eprint!("\rimporting {}/{}", p.done, p.total.unwrap_or(0));
-        }
-    };
-    let report = import_path(&mut library, path, &mut progress, &CancelToken::new())?;
-    eprintln!();
+    let cancel = ctrl_c_token();
+    let bar = progress_bar("importing");
+    let report = import_path(&mut library, path, &mut |p: Progress| update_bar(&bar, &p), &cancel);
+    bar.finish_and_clear();
+    let report = report.with_context(|| format!("cannot import {}", path.display()))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -219,11 +297,29 @@ fn import(path: &Path, lib: &LibraryArgs, json: bool) -> anyhow::Result<()> {
         }
         println!("{} imported, {} skipped into {}", report.imported.len(), report.skipped.len(), dir.display());
     }
+    if report.cancelled {
+        anyhow::bail!(
+            "import cancelled (Ctrl-C): the {} documents written before it are complete and stay in {}; the index is updated on the next search",
+            report.imported.len(),
+            dir.display()
+        );
+    }
     lib.synced_index(&library)?;
     Ok(())
 }
 
-fn eval_ner(file: &Path, lib: &LibraryArgs, json: bool) -> anyhow::Result<()> {
+fn parse_range(range: &str, len: usize) -> anyhow::Result<std::ops::Range<usize>> {
+    let bad = || anyhow::anyhow!("--records takes START..END (0-based, END excluded, at most {len}), e.g. 0..250; got `{range}`");
+    let (a, b) = range.split_once("..").ok_or_else(bad)?;
+    let start: usize = if a.trim().is_empty() { 0 } else { a.trim().parse().map_err(|_| bad())? };
+    let end: usize = if b.trim().is_empty() { len } else { b.trim().parse().map_err(|_| bad())? };
+    if start >= end || end > len {
+        return Err(bad());
+    }
+    Ok(start..end)
+}
+
+fn eval_ner(file: &Path, records: Option<&str>, lib: &LibraryArgs, json: bool) -> anyhow::Result<()> {
     let library = lib.load_library()?;
     let mut b = LexiconBuilder::new();
     b.add_library(&library);
@@ -231,7 +327,12 @@ fn eval_ner(file: &Path, lib: &LibraryArgs, json: bool) -> anyhow::Result<()> {
         b.add_file(&path, kind)?;
     }
     let extractor = KeywordExtractor::new(b.build()?);
-    let r = evaluate_file(&extractor, file)?;
+    let all = read_records(file).with_context(|| format!("cannot evaluate on {}", file.display()))?;
+    let range = match records {
+        Some(r) => parse_range(r, all.len())?,
+        None => 0..all.len(),
+    };
+    let r = evaluate_records(&extractor, &all[range]);
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -52,12 +52,25 @@ pub struct DesignedPrompt {
     pub sources: Option<Sources>,
 }
 
-/// Builds the designer over the starter library (or `$DOCTORGLM_LIBRARY`) with its search
-/// index under the data folder, brought up to date with the library.
+/// The user's own library (where imports go): `knowledge-library` in the data folder.
+pub fn user_library_dir(ctx: &AppContext) -> std::path::PathBuf {
+    ctx.data_dir().join(crate::cli::knowledge::USER_LIBRARY)
+}
+
+/// Loads the starter library (or `$DOCTORGLM_LIBRARY`) with the user's library on top.
+pub fn load_library(ctx: &AppContext) -> AppResult<Library> {
+    let starter = crate::cli::knowledge::default_library_dir();
+    let user = user_library_dir(ctx);
+    Library::load_with_user(&starter, &user).map_err(|e| {
+        AppError::Designer(format!("cannot load the starter library at {} with your library at {}: {e}", starter.display(), user.display()))
+    })
+}
+
+/// Builds the designer over the starter library plus the user's library, with its search
+/// index under the data folder brought up to date with them (incrementally).
 fn build(ctx: &AppContext) -> AppResult<PromptDesigner> {
-    let dir = crate::cli::knowledge::default_library_dir();
-    let library = Library::load(&dir).map_err(|e| AppError::Designer(format!("cannot load the library at {}: {e}", dir.display())))?;
-    let index_dir = ctx.data_dir().join("knowledge-index");
+    let library = load_library(ctx)?;
+    let index_dir = ctx.data_dir().join(crate::cli::knowledge::INDEX);
     let index = match KnowledgeIndex::open(&index_dir) {
         Ok(mut index) => match index.sync(&library, &mut |_: doctorglm_knowledge::Progress| {}, &CancelToken::new()) {
             Ok(_) => Some(index),
@@ -74,17 +87,31 @@ fn build(ctx: &AppContext) -> AppResult<PromptDesigner> {
     PromptDesigner::new(library, index, &[]).map_err(|e| AppError::Designer(e.to_string()))
 }
 
+/// Runs `f` on the designer (library + index), building it on first use.
+pub fn with_designer<R>(ctx: &AppContext, f: impl FnOnce(&PromptDesigner) -> R) -> AppResult<R> {
+    let mut slot = ctx.designer.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.is_none() {
+        *slot = Some(build(ctx)?);
+    }
+    let designer = slot.as_ref().ok_or_else(|| AppError::Designer("no designer".into()))?;
+    Ok(f(designer))
+}
+
+/// Drops the designer so the next use reloads the library and syncs the index (after an import).
+pub fn invalidate(ctx: &AppContext) {
+    *ctx.designer.lock().unwrap_or_else(|p| p.into_inner()) = None;
+}
+
 /// Builds the prompt for a question; with `enabled` false the question is sent as it is.
 /// ChatGLM-6B has no system role, so its description leads the question.
 pub fn design(ctx: &AppContext, question: &str, enabled: bool, architecture: Architecture) -> AppResult<DesignedPrompt> {
     if !enabled {
         return Ok(DesignedPrompt { system: None, prompt: question.to_string(), sources: None });
     }
-    let mut slot = ctx.designer.lock().unwrap_or_else(|p| p.into_inner());
-    if slot.is_none() {
-        *slot = Some(build(ctx)?);
-    }
-    let designer = slot.as_ref().ok_or_else(|| AppError::Designer("no designer".into()))?;
+    with_designer(ctx, |designer| design_with(designer, question, architecture))?
+}
+
+fn design_with(designer: &PromptDesigner, question: &str, architecture: Architecture) -> AppResult<DesignedPrompt> {
     let options = DesignerOptions {
         style: match architecture {
             Architecture::Chatglm6b => PromptStyle::LeadingText,
