@@ -38,8 +38,8 @@ const EN_SCOPE_ENDS: [&str; 6] = ["but", "however", "although", "though", "yet",
 /// Characters that end a clause.
 const CLAUSE_ENDS: &[char] = &['，', ',', '。', '.', '；', ';', '！', '!', '？', '?', '\n', '：', ':', '（', '(', '）', ')'];
 /// Endings that make a segmented word a disease.
-const DISEASE_SUFFIXES: [&str; 14] =
-    ["炎", "病", "综合征", "综合症", "癌", "瘤", "感染", "中毒", "骨折", "畸形", "缺乏症", "结石", "梗死", "衰竭"];
+const DISEASE_SUFFIXES: [&str; 16] =
+    ["炎", "病", "综合征", "综合症", "癌", "瘤", "感染", "中毒", "骨折", "畸形", "缺乏症", "结石", "梗死", "衰竭", "疝", "血症"];
 
 /// Modifiers that belong to a disease or symptom when they precede it (急性 + 扁桃体炎,
 /// 新生儿 + 低血糖, 阵发性 + 黑蒙): onset, course, severity, age group.
@@ -166,9 +166,10 @@ fn join_nouns_left(text: &str, tagged: &[(usize, usize, &str)], spans: &mut [Spa
 }
 
 /// Words that make a body part or function into a symptom (呼吸音 + 减弱, 肝 + 肿大).
-const SYMPTOM_HEADS: [&str; 22] = [
+const SYMPTOM_HEADS: [&str; 40] = [
     "肿大", "减弱", "增高", "升高", "降低", "减少", "增多", "减退", "异常", "出血", "障碍", "困难", "疼痛", "肿胀", "麻木", "增大", "消失",
-    "延迟", "不适", "紊乱", "亢进", "下降",
+    "延迟", "不适", "紊乱", "亢进", "下降", "变慢", "减慢", "不足", "损害", "缺乏", "抵抗", "增宽", "突出", "阴影", "饱满", "变淡", "变薄",
+    "延长", "缩短", "扩大", "堆积", "委靡", "萎靡",
 ];
 
 /// Symptom phrases found by segmentation: nouns followed by a symptom head (呼吸音减弱).
