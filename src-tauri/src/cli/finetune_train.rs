@@ -285,6 +285,8 @@ fn report(result: &TrainResult, json: bool) -> anyhow::Result<()> {
         reason => {
             let why = if reason == StopReason::EarlyStopped { "stopped early (validation loss no longer falls)" } else { "completed" };
             println!("{why} after {}/{} steps{best}", result.steps, result.total_steps);
+            let speed = result.tokens_per_sec.map(|t| format!(", {t:.0} training tokens/s at the end")).unwrap_or_default();
+            println!("{} tokens seen in all; this run took {}{speed}", result.tokens_seen, duration(result.elapsed_secs));
             if result.collapse_seen {
                 println!("warning: a probe answer looked collapsed at some evaluation; check training_summary.json");
             }

@@ -331,6 +331,12 @@ pub struct TrainResult {
     pub base_id: String,
     /// The training run in the encrypted store.
     pub run_id: Option<i64>,
+    /// Training tokens per second at the last step (recent average), when a step ran.
+    pub tokens_per_sec: Option<f64>,
+    /// Seconds this run took (loading, training, evaluation, saving).
+    pub elapsed_secs: f64,
+    /// Training tokens seen in all (without padding).
+    pub tokens_seen: u64,
 }
 
 /// Finds a registered model by id, then name; a folder path is imported when new.
@@ -528,6 +534,8 @@ fn run_job(
         }
     };
     set_status(TrainingStatus::Running, None);
+    let started = std::time::Instant::now();
+    let mut tokens_per_sec: Option<f64> = None;
     let mut last_step: Option<TrainingMetric> = None;
     let mut record = |event: &Event| {
         let Some(id) = run_id else { return };
@@ -571,6 +579,9 @@ fn run_job(
         }
     };
     let outcome = doctorglm_finetune::run(&finetune_job, control, |e| {
+        if let Event::Step { tokens_per_sec: t, .. } = e {
+            tokens_per_sec = Some(*t);
+        }
         record(e);
         on_event(e);
     });
@@ -594,6 +605,9 @@ fn run_job(
         adapter_id: None,
         base_id: job.base_id.clone(),
         run_id,
+        tokens_per_sec,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        tokens_seen: outcome.summary.tokens_seen,
     };
     if outcome.reason == StopReason::Cancelled {
         set_status(TrainingStatus::Cancelled, None);

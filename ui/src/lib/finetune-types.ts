@@ -176,6 +176,9 @@ export interface TrainResult {
   adapterId: string | null;
   baseId: string;
   runId: number | null;
+  tokensPerSec: number | null;
+  elapsedSecs: number;
+  tokensSeen: number;
 }
 
 export type JobUpdate =

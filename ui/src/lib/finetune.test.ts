@@ -33,6 +33,7 @@ const prepared = (train: number): PrepareResult => ({
 const done = (reason: TrainResult["reason"]): TrainResult => ({
   reason, steps: 5, totalSteps: 5, best: null, collapseSeen: false, output: "/o", adapterDir: "/o/adapter", name: "a",
   adapterId: reason === "cancelled" ? null : "adapter-1", baseId: "model-1", runId: 1,
+  tokensPerSec: 100, elapsedSecs: 3, tokensSeen: 300,
 });
 
 describe("wizard steps", () => {
