@@ -31,6 +31,7 @@ pub fn run(ctx: AppContext) -> anyhow::Result<()> {
             commands::finetune_defaults,
             commands::finetune_start,
             commands::finetune_resume_job,
+            commands::finetune_unfinished,
             commands::finetune_pause,
             commands::finetune_continue,
             commands::finetune_cancel,

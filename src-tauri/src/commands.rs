@@ -340,6 +340,13 @@ pub fn finetune_resume_job(
     spawn_training(app, &state, start)
 }
 
+/// Training runs that stopped before their end and can be continued.
+#[tauri::command]
+pub async fn finetune_unfinished(state: State<'_, AppState>) -> AppResult<Vec<finetune::UnfinishedRun>> {
+    let ctx = state.ctx.clone();
+    blocking(move || finetune::unfinished_runs(&ctx)).await
+}
+
 /// Pauses a training job after its current step.
 #[tauri::command]
 pub fn finetune_pause(job_id: String) -> bool {

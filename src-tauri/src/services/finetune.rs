@@ -405,6 +405,8 @@ pub fn train(ctx: &AppContext, request: &TrainRequest, control: &JobControl, on_
         Some(o) => o.clone(),
         None => ctx.data_dir().join("adapters").join(safe_name(&name)),
     };
+    std::fs::create_dir_all(&out).map_err(|e| AppError::io(&out, e))?;
+    let _busy = BusyOutput::claim(&out)?;
     if has_checkpoint(&out) {
         return Err(AppError::Invalid(format!(
             "{} already holds a training checkpoint: resume it (`doctorglm finetune resume`) or choose another folder",
@@ -454,6 +456,7 @@ pub fn resume(
     control: &JobControl,
     on_event: &mut dyn FnMut(&Event),
 ) -> AppResult<TrainResult> {
+    let _busy = BusyOutput::claim(out)?;
     let mut job = read_job_file(out)?;
     if !has_checkpoint(out) {
         return Err(AppError::Invalid(format!("{} has no checkpoint to resume from yet; start the job again", out.display())));
@@ -624,6 +627,70 @@ fn run_job(
     }
     set_status(TrainingStatus::Completed, None);
     Ok(result)
+}
+
+/// Output folders with a job running in this process; a second job on one is refused.
+fn busy_outputs() -> std::sync::MutexGuard<'static, std::collections::HashSet<PathBuf>> {
+    static BUSY: OnceLock<Mutex<std::collections::HashSet<PathBuf>>> = OnceLock::new();
+    BUSY.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Marks an output folder busy while it lives.
+struct BusyOutput(PathBuf);
+
+impl BusyOutput {
+    fn claim(out: &Path) -> AppResult<Self> {
+        let key = std::fs::canonicalize(out).unwrap_or_else(|_| out.to_path_buf());
+        if !busy_outputs().insert(key.clone()) {
+            return Err(AppError::Invalid(format!("a training job is already running in {}", out.display())));
+        }
+        Ok(Self(key))
+    }
+}
+
+impl Drop for BusyOutput {
+    fn drop(&mut self) {
+        busy_outputs().remove(&self.0);
+    }
+}
+
+/// A training run that stopped before its end and can be continued from its checkpoint.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnfinishedRun {
+    /// The run in the encrypted store.
+    pub run_id: i64,
+    /// The adapter's name.
+    pub name: String,
+    /// The output folder (give it to `resume`).
+    pub output: PathBuf,
+    /// Its state (cancelled, interrupted, paused, failed).
+    pub status: TrainingStatus,
+    /// Steps done at the checkpoint.
+    pub step: usize,
+    /// When the run was created, Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// Runs that stopped early (cancelled, interrupted by a crash or exit, failed) and still have a
+/// checkpoint and a job file, newest first; runs going on in this process are left out.
+pub fn unfinished_runs(ctx: &AppContext) -> AppResult<Vec<UnfinishedRun>> {
+    let store = open_store(ctx)?;
+    let mut out = Vec::new();
+    for run in store.list_training_runs().map_err(store_err)? {
+        if !matches!(run.status, TrainingStatus::Cancelled | TrainingStatus::Interrupted | TrainingStatus::Paused | TrainingStatus::Failed) {
+            continue;
+        }
+        let Some(dir) = run.output_path.as_deref().map(PathBuf::from) else { continue };
+        let key = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+        if busy_outputs().contains(&key) || !dir.join(JOB_FILE).is_file() {
+            continue;
+        }
+        let Ok(Some((_, state))) = doctorglm_finetune::checkpoint::latest(&dir) else { continue };
+        let name = run.config.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_string();
+        out.push(UnfinishedRun { run_id: run.id, name, output: dir, status: run.status, step: state.step, created_at: run.created_at });
+    }
+    Ok(out)
 }
 
 /// Registers the adapter in the app's registry (named) and in the encrypted store.
@@ -879,6 +946,8 @@ mod tests {
         let store = open_store(&ctx).unwrap();
         let run_id = store.list_training_runs().unwrap()[0].id;
         assert_eq!(store.training_run(run_id).unwrap().status, TrainingStatus::Paused);
+        let err = resume(&ctx, &output, &ResumeOverrides::default(), &JobControl::new(), &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("already running"), "{err}");
         match rx.recv_timeout(Duration::from_millis(300)) {
             Err(RecvTimeoutError::Timeout) => {}
             other => panic!("an update arrived while paused: {other:?}"),
@@ -901,6 +970,9 @@ mod tests {
         assert!(output.join("checkpoints/LATEST").is_file());
         assert_eq!(store.training_run(run_id).unwrap().status, TrainingStatus::Cancelled);
         assert!(models::list(&ctx).unwrap().adapters.iter().all(|a| a.info.name != "ward-7"));
+        let unfinished = unfinished_runs(&ctx).unwrap();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!((unfinished[0].run_id, unfinished[0].step, unfinished[0].name.as_str()), (run_id, result.steps, "ward-7"));
 
         // Resume in the background for two more steps: completes, registers, same run.
         let (tx, rx) = channel();
@@ -929,5 +1001,6 @@ mod tests {
         assert_eq!(store.training_run(run_id).unwrap().status, TrainingStatus::Completed);
         assert_eq!(store.adapter_by_name("ward-7").unwrap().and_then(|a| a.training_run_id), Some(run_id));
         assert_eq!(store.training_metrics(run_id).unwrap().len(), done.steps);
+        assert!(unfinished_runs(&ctx).unwrap().is_empty(), "a completed run is not offered again");
     }
 }

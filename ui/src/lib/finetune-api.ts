@@ -2,7 +2,7 @@
 // `finetune` event of training jobs. Preparing a dataset reports through `progress`/`job-done`.
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
-import type { FileInspection, FinetunePayload, FinetuneSettings, PrepareRequest, TrainRequest } from "./finetune-types";
+import type { FileInspection, FinetunePayload, FinetuneSettings, PrepareRequest, TrainRequest, UnfinishedRun } from "./finetune-types";
 
 export const finetuneApi = {
   inspect: (path: string) => invoke<FileInspection>("finetune_inspect", { path }),
@@ -10,6 +10,7 @@ export const finetuneApi = {
   defaults: () => invoke<FinetuneSettings>("finetune_defaults"),
   start: (request: TrainRequest) => invoke<string>("finetune_start", { request }),
   resumeJob: (output: string) => invoke<string>("finetune_resume_job", { output, overrides: null }),
+  unfinished: () => invoke<UnfinishedRun[]>("finetune_unfinished"),
   pause: (jobId: string) => invoke<boolean>("finetune_pause", { jobId }),
   resume: (jobId: string) => invoke<boolean>("finetune_continue", { jobId }),
   cancel: (jobId: string) => invoke<boolean>("finetune_cancel", { jobId }),

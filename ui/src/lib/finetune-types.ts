@@ -187,3 +187,12 @@ export type JobUpdate =
   | { type: "error"; message: string };
 
 export interface FinetunePayload { jobId: string; update: JobUpdate }
+
+export interface UnfinishedRun {
+  runId: number;
+  name: string;
+  output: string;
+  status: "cancelled" | "interrupted" | "paused" | "failed";
+  step: number;
+  createdAt: number;
+}

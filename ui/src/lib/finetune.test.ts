@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import {
   STEPS, applyEvent, backTo, blankMapping, canAdvance, canGoBack, changedSettings, chartScale, downsample, formatEta,
-  histogramBars, initialTraining, initialWizard, linePath, mappingComplete, next, overLimitShare, paperDefaults,
+  histogramBars, initialTraining, resumingRun, JobInbox, initialWizard, linePath, mappingComplete, next, overLimitShare, paperDefaults,
   progressFraction, project, settingsProblems, withFiles, withoutFile, yTicks, type WizardState,
 } from "./finetune";
 import type { FileInspection, Histogram, Mapping, PrepareResult, TrainResult } from "./finetune-types";
@@ -89,6 +89,14 @@ describe("wizard steps", () => {
     expect(s.prepared).toBeNull();
     expect(s.deidConfirmed).toBe(false);
     expect(backTo(s, "settings")).toBe(s); // not forwards
+  });
+
+  it("continuing an unfinished run goes straight to training, never over a running job", () => {
+    const s = resumingRun(initialWizard(), "train-9");
+    expect([s.step, s.jobId]).toEqual(["training", "train-9"]);
+    expect(resumingRun(s, "train-10")).toBe(s);
+    expect(canGoBack(s)).toBe(false);
+    expect(next({ ...s, jobId: null, result: done("completed") }).step).toBe("result");
   });
 
   it("adds, replaces and removes files with their mappings", () => {
@@ -238,5 +246,20 @@ describe("histogram", () => {
   it("share over the limit", () => {
     expect(overLimitShare({ ...hist(100, [1]), over_limit: 3, total: 12 })).toBe(0.25);
     expect(overLimitShare({ ...hist(100, []), total: 0 })).toBe(0);
+  });
+});
+
+describe("job inbox", () => {
+  it("keeps early payloads per job, in order, until taken; forgets the oldest jobs", () => {
+    const inbox = new JobInbox<number>(2);
+    inbox.push("a", 1);
+    inbox.push("b", 2);
+    inbox.push("a", 3);
+    expect(inbox.take("a")).toEqual([1, 3]);
+    expect(inbox.take("a")).toEqual([]);
+    inbox.push("c", 4);
+    inbox.push("d", 5);
+    expect(inbox.take("b")).toEqual([]);
+    expect(inbox.take("c")).toEqual([4]);
   });
 });

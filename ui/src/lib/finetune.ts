@@ -140,6 +140,12 @@ export function backTo(s: WizardState, step: Step): WizardState {
   return out;
 }
 
+/** Jumps to the training step to follow a job that continues an earlier run from its checkpoint. */
+export function resumingRun(s: WizardState, jobId: string): WizardState {
+  if (s.jobId) return s;
+  return { ...s, step: "training", jobId, result: null };
+}
+
 /** Adds inspected files (a file already there is replaced), each with its suggested mapping. */
 export function withFiles(s: WizardState, files: FileInspection[]): WizardState {
   const all = [...s.files];
@@ -327,4 +333,29 @@ export function histogramBars(h: Histogram, width: number, height: number): { ba
 /** Share of examples over the limit, 0..1. */
 export function overLimitShare(h: Histogram): number {
   return h.total > 0 ? h.over_limit / h.total : 0;
+}
+
+/** Holds event payloads of jobs whose id the page does not know yet: a job can report (even
+ * finish) before the command that started it has returned its id. `take` hands them over once
+ * the id is known; only the newest `limit` jobs are kept. */
+export class JobInbox<T> {
+  private byJob = new Map<string, T[]>();
+  constructor(private limit = 8) {}
+
+  push(jobId: string, payload: T): void {
+    const list = this.byJob.get(jobId) ?? [];
+    list.push(payload);
+    this.byJob.delete(jobId);
+    this.byJob.set(jobId, list);
+    while (this.byJob.size > this.limit) {
+      const oldest = this.byJob.keys().next().value as string;
+      this.byJob.delete(oldest);
+    }
+  }
+
+  take(jobId: string): T[] {
+    const list = this.byJob.get(jobId) ?? [];
+    this.byJob.delete(jobId);
+    return list;
+  }
 }
