@@ -26,6 +26,19 @@ let modelId;
 
 const enabled = async (e) => (await e.attr("disabled")) === null;
 
+// Screenshots are evidence, not the test: one that does not come back within 20 s (WebKit
+// under Xvfb can hang on it) is skipped, and so are the rest.
+let screenshots = process.env.DOCTORGLM_E2E_SCREENSHOTS !== "0";
+async function shot(name) {
+  if (!screenshots) return;
+  const timeout = new Promise((resolve) => setTimeout(() => resolve("timeout"), 20_000));
+  const r = await Promise.race([s.screenshot(name).catch((e) => `failed: ${e}`), timeout]);
+  if (typeof r === "string" && !r.endsWith(".png")) {
+    console.log(`# screenshot ${name} skipped (${r}); no more screenshots`);
+    screenshots = false;
+  }
+}
+
 async function next() {
   await (await s.waitFor('[data-testid="ft-next"]', { what: "an enabled Next", predicate: enabled, timeout: 60_000 })).click();
 }
@@ -60,18 +73,18 @@ test("files, columns and de-identification review", async () => {
   await (await s.waitFor('[data-testid="ft-add"]', { predicate: enabled })).click();
   const file = await s.waitFor('[data-testid="ft-file"]', { what: "the inspected file" });
   assert.match(await file.text(), /1000/);
-  await s.screenshot("ft-01-files");
+  await shot("ft-01-files");
   await next();
   await s.waitFor('[data-testid="ft-mapping"]', { what: "the column mapping" });
   const preview = await (await s.waitFor('[data-testid="ft-preview"]')).text();
   assert.match(preview, /conversations/);
-  await s.screenshot("ft-02-columns");
+  await shot("ft-02-columns");
   await next(); // prepares the data
   const summary = await s.waitFor('[data-testid="ft-deid-summary"]', { what: "the de-identification report", timeout: 120_000 });
   assert.match(await summary.text(), /1000/);
   const nextButton = await s.waitFor('[data-testid="ft-next"]');
   assert.notEqual(await nextButton.attr("disabled"), null, "Next waits for the review to be confirmed");
-  await s.screenshot("ft-03-deid");
+  await shot("ft-03-deid");
   await (await s.waitFor('[data-testid="ft-deid-confirm"]')).click();
   await next();
 });
@@ -81,7 +94,7 @@ test("cleaning report with histograms, then settings with the paper's defaults",
   assert.match(split, /950/);
   const bars = await s.findAll('[data-testid="ft-hist-target"] rect');
   assert.ok(bars.length >= 32, `histogram bars: ${bars.length}`);
-  await s.screenshot("ft-04-cleaning");
+  await shot("ft-04-cleaning");
   await next();
   const paper = await (await s.waitFor('[data-testid="ft-paper"]')).text();
   assert.match(paper, /2e-5/);
@@ -92,7 +105,7 @@ test("cleaning report with histograms, then settings with the paper's defaults",
   await setField("ft-eval-every", "2");
   await setField("ft-max-source", "64");
   await setField("ft-max-target", "16");
-  await s.screenshot("ft-05-settings");
+  await shot("ft-05-settings");
 });
 
 test("training shows curves and probe answers, and the adapter is usable in chat", async () => {
@@ -103,12 +116,12 @@ test("training shows curves and probe answers, and the adapter is usable in chat
   assert.match(await registered.text(), /e2e-ward/);
   const curve = await s.exec("return document.querySelector('[data-testid=train-curve]').getAttribute('d')");
   assert.ok((curve.match(/L/g) ?? []).length >= 3, `training curve: ${curve}`);
-  await s.screenshot("ft-06-result");
+  await shot("ft-06-result");
   await (await s.waitFor('[data-testid="ft-use-in-chat"]', { predicate: enabled })).click();
   const chosen = await s.until(
     () => s.exec("const a = document.querySelector('[data-testid=config-a-adapter]'); return a && a.selectedOptions[0] && a.selectedOptions[0].textContent"),
     { what: "the new adapter chosen in chat" },
   );
   assert.match(chosen, /e2e-ward/);
-  await s.screenshot("ft-07-chat");
+  await shot("ft-07-chat");
 });
