@@ -54,6 +54,9 @@ pub enum AppError {
     /// The request itself is not valid.
     #[error("{0}")]
     Invalid(String),
+    /// The encrypted store failed (its message says what to do).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl AppError {

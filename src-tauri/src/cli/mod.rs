@@ -11,6 +11,8 @@ pub mod designer;
 pub mod export;
 pub mod knowledge;
 #[cfg(feature = "app")]
+pub mod store;
+#[cfg(feature = "app")]
 pub mod models;
 pub mod finetune;
 #[cfg(feature = "app")]
@@ -41,6 +43,10 @@ pub enum Command {
     #[cfg(feature = "app")]
     /// Export conversations as Markdown or JSON.
     Export(export::ExportArgs),
+    #[cfg(feature = "app")]
+    /// The encrypted store: status (where its key is kept), backup, restore.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Show what the prompt designer makes of a question (keywords, diseases, prompt, sources).
     Designer(designer::DesignerArgs),
     /// The disease library: import, search, evaluate keyword extraction, re-index.
@@ -62,6 +68,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Models(cmd) => models::run(cmd),
         #[cfg(feature = "app")]
         Command::Export(args) => export::run(args),
+        #[cfg(feature = "app")]
+        Command::Store(cmd) => store::run(cmd),
         Command::Designer(args) => designer::run(args),
         Command::Knowledge(cmd) => knowledge::run(cmd),
         Command::Finetune(cmd) => finetune::run(cmd),

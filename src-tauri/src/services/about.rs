@@ -21,7 +21,7 @@ pub struct About {
     pub tauri_version: &'static str,
     /// Data folder.
     pub data_dir: String,
-    /// Whether the OS keyring holds the store's key ("unknown" until the store lands).
+    /// Where the store's key is kept, as a sentence (see `storage::status` for the details).
     pub keyring: String,
     /// Whether this build can use a GPU.
     pub gpu: bool,
@@ -38,7 +38,7 @@ pub fn about(ctx: &AppContext) -> About {
         #[cfg(not(feature = "desktop"))]
         tauri_version: "none (CLI build)",
         data_dir: ctx.data_dir().display().to_string(),
-        keyring: "not used yet (the encrypted store is not part of this build)".into(),
+        keyring: ctx.store().key_storage().describe(),
         gpu: super::engine::gpu_available(),
         components: vec![
             Component { name: "DoctorGLM Desktop", license: "Apache-2.0" },

@@ -1,16 +1,24 @@
-//! The context every service gets: where data lives, plus shared state (loaded engine).
+//! The context every service gets: where data lives, the encrypted store (opened once per
+//! process and shared by every thread), plus shared state (loaded engine, prompt designer).
 use crate::error::{AppError, AppResult};
+use crate::store::{AppPaths, KeySource, Store};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Environment variable that overrides the data folder (tests, portable installs).
-pub const DATA_DIR_ENV: &str = "DOCTORGLM_DATA_DIR";
+pub use crate::store::DATA_DIR_ENV;
 
 /// Shared state of a running app or CLI invocation.
 pub struct AppContext {
-    data_dir: PathBuf,
+    paths: AppPaths,
+    /// The conversation store. One connection per process behind a mutex: every service
+    /// locks it only for its own statements (never across a generation), so the window's
+    /// worker threads and a streaming answer take turns without waiting long.
+    store: Mutex<Store>,
+    /// What the one-time import of the interim JSON files did at open, if there were any.
+    pub(crate) legacy_import: Option<super::legacy::LegacyImport>,
     /// The engine session currently loaded (model + adapter), reused across questions.
     pub(crate) engine: Mutex<Option<super::engine::LoadedModel>>,
     /// The prompt designer (library + index), built on first use.
@@ -18,32 +26,50 @@ pub struct AppContext {
 }
 
 impl AppContext {
-    /// Opens the context on `data_dir`, creating the folder if needed.
-    pub fn open(data_dir: impl Into<PathBuf>) -> AppResult<Self> {
-        let data_dir = data_dir.into();
-        std::fs::create_dir_all(&data_dir).map_err(|e| AppError::io(&data_dir, e))?;
-        Ok(Self { data_dir, engine: Mutex::new(None), designer: Mutex::new(None) })
+    /// Opens the context on `data_dir` (database there, key file in its `config/` when no OS
+    /// keyring is available), creating the folder if needed.
+    pub fn open(data_dir: impl AsRef<Path>) -> AppResult<Self> {
+        Self::open_with(AppPaths::under(data_dir.as_ref()), KeySource::Auto)
     }
 
-    /// Opens the context on `$DOCTORGLM_DATA_DIR`, or the platform's data folder.
+    /// Opens the context on `$DOCTORGLM_DATA_DIR`, or the platform's data and config folders.
     pub fn open_default() -> AppResult<Self> {
-        Self::open(default_data_dir()?)
+        Self::open_with(AppPaths::resolve(None)?, KeySource::Auto)
+    }
+
+    /// Opens the context on `paths` with the database key from `key` (a passphrase, a key
+    /// given by administrators' tooling, or `Auto`: the OS keyring or the key file). Interim
+    /// JSON files found in the data folder are imported once and renamed.
+    pub fn open_with(paths: AppPaths, key: KeySource) -> AppResult<Self> {
+        std::fs::create_dir_all(&paths.data_dir).map_err(|e| AppError::io(&paths.data_dir, e))?;
+        let store = Store::open(&paths, key)?;
+        let legacy_import = super::legacy::import_if_present(&store, &paths.data_dir)?;
+        Ok(Self {
+            paths,
+            store: Mutex::new(store),
+            legacy_import,
+            engine: Mutex::new(None),
+            designer: Mutex::new(None),
+        })
     }
 
     /// The data folder.
     pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+        &self.paths.data_dir
     }
-}
 
-/// The data folder: `$DOCTORGLM_DATA_DIR`, else the platform's (e.g. `~/.local/share/doctorglm`).
-pub fn default_data_dir() -> AppResult<PathBuf> {
-    if let Some(dir) = std::env::var_os(DATA_DIR_ENV).filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
+    /// The data and config folders.
+    pub fn paths(&self) -> &AppPaths {
+        &self.paths
     }
-    directories::ProjectDirs::from("org", "doctorglm", "doctorglm")
-        .map(|d| d.data_dir().to_path_buf())
-        .ok_or_else(|| AppError::Invalid(format!("no home folder found: set {DATA_DIR_ENV} to a folder for the app's data")))
+
+    /// The store, locked for the caller. Hold the guard only for store calls: never across
+    /// model loading or generation.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        // A panic while the lock was held cannot leave SQLite half-written (an open
+        // transaction rolls back when dropped), so a poisoned lock is safe to take over.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A cancellation flag shared between the UI (or Ctrl-C) and a long task.

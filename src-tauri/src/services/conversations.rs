@@ -1,15 +1,14 @@
-//! Conversations and their messages: create, append, list with search, export.
+//! Conversations and their messages over the encrypted store (`crate::store`): create, list,
+//! rename, delete, full-text search with highlighted snippets, and audited export.
 //!
-//! Interim storage: one `conversations.json` in the data folder, until the encrypted store
-//! (`crate::store`) takes over behind these same functions.
+//! Ids cross the UI and the CLI as strings (the store's integer ids written out), so the
+//! window's API did not change when the store replaced the interim JSON file.
 use super::designer::Sources;
 use super::generation::GenerationSettings;
-use super::registry::{new_id, now_ms};
-use super::{jsonfile, AppContext};
+use super::AppContext;
 use crate::error::{AppError, AppResult};
+use crate::store::{self, ConversationId, MessageId, MessageStatus, SnippetSpan, Store};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
-use std::sync::Mutex;
 
 /// Who wrote a message.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -19,6 +18,15 @@ pub enum Role {
     User,
     /// The model.
     Assistant,
+}
+
+impl Role {
+    fn to_store(self) -> store::Role {
+        match self {
+            Role::User => store::Role::User,
+            Role::Assistant => store::Role::Assistant,
+        }
+    }
 }
 
 /// One message, with what produced it when it is an answer.
@@ -51,6 +59,17 @@ pub struct Message {
     /// Whether the answer was stopped before its end.
     #[serde(default)]
     pub stopped: bool,
+    /// Where the message is in its life (`complete`, `streaming`, `cancelled`, `error`,
+    /// `interrupted` when the app stopped while it was being written).
+    #[serde(default = "complete")]
+    pub status: MessageStatus,
+    /// Why generation failed, for `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn complete() -> MessageStatus {
+    MessageStatus::Complete
 }
 
 /// How long an answer took.
@@ -93,32 +112,24 @@ pub struct ConversationSummary {
     pub updated_at: u64,
     /// Number of messages.
     pub message_count: usize,
-    /// A piece of the text that matched the search, if searching.
+    /// The piece of text that matched the search (plain text), if searching.
     pub snippet: Option<String>,
+    /// The same snippet in pieces, `hit` on the parts that match (for highlighting).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub highlights: Vec<SnippetSpan>,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct Book {
-    conversations: Vec<Conversation>,
+/// Parses an id given as text; a malformed id is simply not found.
+pub(crate) fn parse_id(what: &str, id: &str) -> AppResult<i64> {
+    id.trim().parse::<i64>().map_err(|_| AppError::NotFound(format!("{what} {id}")))
 }
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn path(ctx: &AppContext) -> PathBuf {
-    ctx.data_dir().join("conversations.json")
+fn ms(t: i64) -> u64 {
+    u64::try_from(t).unwrap_or(0)
 }
 
-fn with_book<T>(ctx: &AppContext, write: bool, f: impl FnOnce(&mut Book) -> AppResult<T>) -> AppResult<T> {
-    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let mut book: Book = jsonfile::load_or_default(&path(ctx))?;
-    let out = f(&mut book)?;
-    if write {
-        jsonfile::save(&path(ctx), &book)?;
-    }
-    Ok(out)
-}
-
-fn title_of(question: &str) -> String {
+/// The title of a new conversation: the first line of its first question, shortened.
+pub fn title_of(question: &str) -> String {
     let line = question.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
     let mut title: String = line.chars().take(40).collect();
     if line.chars().count() > 40 {
@@ -131,129 +142,165 @@ fn title_of(question: &str) -> String {
     }
 }
 
-/// A new message (not yet saved).
-pub fn new_message(role: Role, content: impl Into<String>) -> Message {
-    Message {
-        id: new_id("msg"),
+/// A stored message as the UI sees it; `None` for system messages (never shown).
+pub(crate) fn from_store(m: store::Message) -> Option<Message> {
+    let role = match m.role {
+        store::Role::User => Role::User,
+        store::Role::Assistant => Role::Assistant,
+        store::Role::System => return None,
+    };
+    let timings = m.total_ms.map(|total| Timings {
+        first_token_ms: m.first_token_ms.map(ms).unwrap_or(0),
+        total_ms: ms(total),
+        tokens: m.completion_tokens.map(ms).unwrap_or(0),
+    });
+    Some(Message {
+        id: m.id.to_string(),
         role,
-        content: content.into(),
-        created_at: now_ms(),
-        sources: None,
-        model: None,
-        adapter: None,
-        settings: None,
-        timings: None,
-        stopped: false,
-    }
-}
-
-/// Appends a message to a conversation, creating the conversation when `conversation_id` is None.
-/// Returns the conversation's id.
-pub fn append(ctx: &AppContext, conversation_id: Option<&str>, message: Message) -> AppResult<String> {
-    with_book(ctx, true, |book| {
-        let now = now_ms();
-        let conv = match conversation_id {
-            Some(id) => book
-                .conversations
-                .iter_mut()
-                .find(|c| c.id == id)
-                .ok_or_else(|| AppError::NotFound(format!("conversation {id}")))?,
-            None => {
-                book.conversations.push(Conversation {
-                    id: new_id("conv"),
-                    title: title_of(&message.content),
-                    created_at: now,
-                    updated_at: now,
-                    messages: Vec::new(),
-                });
-                book.conversations.last_mut().ok_or_else(|| AppError::Invalid("no conversation".into()))?
-            }
-        };
-        conv.updated_at = now;
-        conv.messages.push(message);
-        Ok(conv.id.clone())
+        content: m.content,
+        created_at: ms(m.created_at),
+        sources: m.sources.and_then(|v| serde_json::from_value(v).ok()),
+        model: m.model,
+        adapter: m.adapter,
+        settings: m.settings.and_then(|v| serde_json::from_value(v).ok()),
+        timings,
+        stopped: m.status == MessageStatus::Cancelled,
+        status: m.status,
+        error: m.error,
     })
 }
 
-/// Removes the last answer of a conversation (for "regenerate") and returns the question before it.
-pub fn pop_last_answer(ctx: &AppContext, conversation_id: &str) -> AppResult<String> {
-    with_book(ctx, true, |book| {
-        let conv = book
-            .conversations
-            .iter_mut()
-            .find(|c| c.id == conversation_id)
-            .ok_or_else(|| AppError::NotFound(format!("conversation {conversation_id}")))?;
-        if conv.messages.last().is_some_and(|m| m.role == Role::Assistant) {
-            conv.messages.pop();
+/// One stored message.
+pub fn message(ctx: &AppContext, id: MessageId) -> AppResult<Message> {
+    let m = ctx.store().message(id)?;
+    from_store(m).ok_or_else(|| AppError::NotFound(format!("message {id}")))
+}
+
+/// Creates an empty conversation.
+pub fn create(ctx: &AppContext, title: &str) -> AppResult<ConversationSummary> {
+    let c = ctx.store().create_conversation(title)?;
+    Ok(summary(c))
+}
+
+/// Commits the doctor's question (durably, before any generation starts) to a conversation,
+/// creating the conversation (titled after the question) when `conversation_id` is None.
+/// Returns the conversation's id and the saved message.
+pub fn save_question(ctx: &AppContext, conversation_id: Option<&str>, question: &str) -> AppResult<(String, Message)> {
+    let store = ctx.store();
+    let conversation = match conversation_id {
+        Some(id) => {
+            let id = parse_id("conversation", id)?;
+            store.conversation(id)?.id
         }
-        let question = conv
-            .messages
-            .pop()
-            .filter(|m| m.role == Role::User)
-            .ok_or_else(|| AppError::Invalid("there is no question to answer again".into()))?;
-        Ok(question.content)
-    })
+        None => store.create_conversation(&title_of(question))?.id,
+    };
+    let id = store.append_user_message(conversation, question)?;
+    let m = store.message(id)?;
+    drop(store);
+    let m = from_store(m).ok_or_else(|| AppError::Invalid("the saved question is not a user message".into()))?;
+    Ok((conversation.to_string(), m))
+}
+
+/// Removes the last answer of a conversation and the question before it (for "regenerate")
+/// and returns that question. The removed text is deleted from the store for good.
+pub fn pop_last_answer(ctx: &AppContext, conversation_id: &str) -> AppResult<String> {
+    let id = parse_id("conversation", conversation_id)?;
+    let store = ctx.store();
+    let mut messages = store.messages(id)?;
+    messages.retain(|m| m.role != store::Role::System);
+    let mut drop_ids = Vec::new();
+    if messages.last().is_some_and(|m| m.role == store::Role::Assistant) {
+        drop_ids.extend(messages.pop().map(|m| m.id));
+    }
+    let question = messages
+        .pop()
+        .filter(|m| m.role == store::Role::User)
+        .ok_or_else(|| AppError::Invalid("there is no question to answer again".into()))?;
+    drop_ids.push(question.id);
+    for m in drop_ids {
+        store.delete_message(m)?;
+    }
+    Ok(question.content)
 }
 
 /// One conversation with its messages.
 pub fn get(ctx: &AppContext, id: &str) -> AppResult<Conversation> {
-    with_book(ctx, false, |book| {
-        book.conversations.iter().find(|c| c.id == id).cloned().ok_or_else(|| AppError::NotFound(format!("conversation {id}")))
+    let id = parse_id("conversation", id)?;
+    let store = ctx.store();
+    let c = store.conversation(id)?;
+    let messages = store.messages(id)?;
+    drop(store);
+    Ok(Conversation {
+        id: c.id.to_string(),
+        title: c.title,
+        created_at: ms(c.created_at),
+        updated_at: ms(c.updated_at),
+        messages: messages.into_iter().filter_map(from_store).collect(),
     })
 }
 
-/// Deletes a conversation.
+/// Renames a conversation.
+pub fn rename(ctx: &AppContext, id: &str, title: &str) -> AppResult<()> {
+    let id = parse_id("conversation", id)?;
+    ctx.store().rename_conversation(id, title)?;
+    Ok(())
+}
+
+/// Deletes a conversation; its text is removed from the database for good (audited, without
+/// the text).
 pub fn delete(ctx: &AppContext, id: &str) -> AppResult<()> {
-    with_book(ctx, true, |book| {
-        let before = book.conversations.len();
-        book.conversations.retain(|c| c.id != id);
-        if book.conversations.len() == before {
-            return Err(AppError::NotFound(format!("conversation {id}")));
-        }
-        Ok(())
-    })
+    let id = parse_id("conversation", id)?;
+    ctx.store().delete_conversation(id)?;
+    Ok(())
 }
 
-/// Conversations, newest first; with a query, only those whose title or messages contain every
-/// word of it (case-insensitive), with a snippet around the first match.
+fn summary(c: store::Conversation) -> ConversationSummary {
+    ConversationSummary {
+        id: c.id.to_string(),
+        title: c.title,
+        updated_at: ms(c.updated_at),
+        message_count: usize::try_from(c.message_count).unwrap_or(0),
+        snippet: None,
+        highlights: Vec::new(),
+    }
+}
+
+/// Most message hits a search looks at (they are grouped by conversation).
+const SEARCH_HITS: usize = 200;
+
+/// Conversations, most recently changed first. With a query: those with a message matching
+/// it (full-text search over every message, Chinese included; best match first, with a
+/// highlighted snippet), then those whose title contains every word of it.
 pub fn list(ctx: &AppContext, query: Option<&str>) -> AppResult<Vec<ConversationSummary>> {
-    let words: Vec<String> = query.unwrap_or("").split_whitespace().map(str::to_lowercase).collect();
-    with_book(ctx, false, |book| {
-        let mut out: Vec<ConversationSummary> = book
-            .conversations
-            .iter()
-            .filter_map(|c| {
-                let haystack: Vec<String> = std::iter::once(c.title.to_lowercase())
-                    .chain(c.messages.iter().map(|m| m.content.to_lowercase()))
-                    .collect();
-                let all = haystack.join("\n");
-                if !words.iter().all(|w| all.contains(w.as_str())) {
-                    return None;
-                }
-                let snippet = words.first().and_then(|w| {
-                    c.messages.iter().find(|m| m.content.to_lowercase().contains(w.as_str())).map(|m| snippet_of(&m.content, w))
-                });
-                Some(ConversationSummary {
-                    id: c.id.clone(),
-                    title: c.title.clone(),
-                    updated_at: c.updated_at,
-                    message_count: c.messages.len(),
-                    snippet,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
-        Ok(out)
-    })
-}
-
-fn snippet_of(text: &str, word: &str) -> String {
-    let lower = text.to_lowercase();
-    let chars: Vec<char> = text.chars().collect();
-    let at = lower.find(word).map(|b| lower[..b].chars().count()).unwrap_or(0);
-    let start = at.saturating_sub(20);
-    let end = (at + word.chars().count() + 40).min(chars.len());
-    chars[start..end].iter().collect()
+    let query = query.map(str::trim).filter(|q| !q.is_empty());
+    let store = ctx.store();
+    let all = store.list_conversations()?;
+    let Some(query) = query else {
+        return Ok(all.into_iter().map(summary).collect());
+    };
+    let hits = store.search(query, SEARCH_HITS)?;
+    drop(store);
+    let mut out: Vec<ConversationSummary> = Vec::new();
+    let by_id: std::collections::HashMap<ConversationId, &store::Conversation> = all.iter().map(|c| (c.id, c)).collect();
+    for hit in hits {
+        if out.iter().any(|s| s.id == hit.conversation_id.to_string()) {
+            continue;
+        }
+        if let Some(c) = by_id.get(&hit.conversation_id) {
+            let mut s = summary((*c).clone());
+            s.snippet = Some(hit.snippet.iter().map(|p| p.text.as_str()).collect());
+            s.highlights = hit.snippet;
+            out.push(s);
+        }
+    }
+    let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+    for c in &all {
+        let title = c.title.to_lowercase();
+        if words.iter().all(|w| title.contains(w.as_str())) && !out.iter().any(|s| s.id == c.id.to_string()) {
+            out.push(summary(c.clone()));
+        }
+    }
+    Ok(out)
 }
 
 /// Export formats.
@@ -266,53 +313,94 @@ pub enum ExportFormat {
     Json,
 }
 
-/// Exports one conversation, or all when `id` is None.
-pub fn export(ctx: &AppContext, id: Option<&str>, format: ExportFormat) -> AppResult<String> {
-    let conversations: Vec<Conversation> = with_book(ctx, false, |book| {
-        Ok(book.conversations.iter().filter(|c| id.is_none_or(|id| c.id == id)).cloned().collect())
-    })?;
-    if let Some(id) = id {
-        if conversations.is_empty() {
-            return Err(AppError::NotFound(format!("conversation {id}")));
+impl ExportFormat {
+    fn to_store(self) -> store::ExportFormat {
+        match self {
+            ExportFormat::Markdown => store::ExportFormat::Markdown,
+            ExportFormat::Json => store::ExportFormat::Json,
         }
     }
-    Ok(match format {
-        ExportFormat::Json => serde_json::to_string_pretty(&conversations).map_err(|e| AppError::Invalid(e.to_string()))?,
-        ExportFormat::Markdown => {
-            let mut out = String::new();
-            for c in &conversations {
-                out.push_str(&format!("# {}\n\n", c.title));
-                for m in &c.messages {
-                    let who = match m.role {
-                        Role::User => "Question",
-                        Role::Assistant => "Answer",
-                    };
-                    out.push_str(&format!("**{who}**\n\n{}\n\n", m.content));
-                    if let Some(s) = &m.sources {
-                        if !s.diseases.is_empty() {
-                            let names: Vec<&str> = s.diseases.iter().map(|d| d.name.as_str()).collect();
-                            out.push_str(&format!("_Sources: {}_\n\n", names.join(", ")));
-                        }
-                    }
-                }
-            }
-            out
+}
+
+/// Exports one conversation, or all when `id` is None (JSON: an array of conversation
+/// documents; Markdown: one after the other). Each conversation's export is audited.
+pub fn export(ctx: &AppContext, id: Option<&str>, format: ExportFormat) -> AppResult<String> {
+    let store = ctx.store();
+    let ids: Vec<ConversationId> = match id {
+        Some(id) => vec![parse_id("conversation", id)?],
+        None => store.list_conversations()?.into_iter().rev().map(|c| c.id).collect(),
+    };
+    let texts = ids
+        .iter()
+        .map(|&id| store.export_conversation(id, format.to_store()))
+        .collect::<Result<Vec<String>, _>>()?;
+    drop(store);
+    Ok(match (format, id) {
+        (ExportFormat::Json, Some(_)) => texts.into_iter().next().unwrap_or_default(),
+        (ExportFormat::Json, None) => {
+            let docs = texts
+                .iter()
+                .map(|t| serde_json::from_str::<serde_json::Value>(t))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| AppError::Invalid(format!("export: {e}")))?;
+            serde_json::to_string_pretty(&docs).map_err(|e| AppError::Invalid(e.to_string()))?
         }
+        (ExportFormat::Markdown, _) => texts.join("\n---\n\n"),
     })
+}
+
+/// Imports conversations (the interim JSON format) into the store, one transaction each.
+pub(crate) fn import_legacy(store: &Store, conversations: &[Conversation], source: &str) -> AppResult<usize> {
+    let mut n = 0;
+    for c in conversations {
+        let messages: Vec<store::ImportedMessage> = c
+            .messages
+            .iter()
+            .map(|m| {
+                let mut out = store::ImportedMessage::new(m.role.to_store(), m.content.clone(), m.created_at as i64);
+                out.status = match m.status {
+                    MessageStatus::Streaming => MessageStatus::Interrupted,
+                    _ if m.stopped => MessageStatus::Cancelled,
+                    s => s,
+                };
+                out.model = m.model.clone();
+                out.adapter = m.adapter.clone();
+                out.settings = m.settings.as_ref().and_then(|s| serde_json::to_value(s).ok());
+                out.keywords = m.sources.as_ref().and_then(|s| serde_json::to_value(&s.keywords).ok());
+                out.sources = m.sources.as_ref().and_then(|s| serde_json::to_value(s).ok());
+                if let Some(t) = &m.timings {
+                    out.completion_tokens = Some(t.tokens as i64);
+                    out.first_token_ms = Some(t.first_token_ms as i64);
+                    out.total_ms = Some(t.total_ms as i64);
+                }
+                out
+            })
+            .collect();
+        store.import_conversation(&c.title, c.created_at as i64, c.updated_at as i64, &messages, source)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn append_list_search_and_reopen() {
+    fn ctx() -> (tempfile::TempDir, AppContext) {
         let dir = tempfile::tempdir().unwrap();
         let ctx = AppContext::open(dir.path()).unwrap();
-        let a = append(&ctx, None, new_message(Role::User, "What causes Hypertension in adults?")).unwrap();
-        append(&ctx, Some(&a), new_message(Role::Assistant, "Several factors.")).unwrap();
-        let b = append(&ctx, None, new_message(Role::User, "糖尿病的症状有哪些？")).unwrap();
+        (dir, ctx)
+    }
+
+    #[test]
+    fn save_list_search_and_reopen() {
+        let (dir, ctx) = ctx();
+        let (a, q) = save_question(&ctx, None, "What causes Hypertension in adults?").unwrap();
+        assert_eq!(q.role, Role::User);
+        save_question(&ctx, Some(&a), "And in children?").unwrap();
+        let (b, _) = save_question(&ctx, None, "糖尿病的症状有哪些？").unwrap();
         assert_ne!(a, b);
+        drop(ctx);
 
         let ctx = AppContext::open(dir.path()).unwrap();
         assert_eq!(list(&ctx, None).unwrap().len(), 2);
@@ -320,40 +408,74 @@ mod tests {
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].id, a);
         assert_eq!(hits[0].message_count, 2);
-        assert!(hits[0].snippet.as_deref().unwrap().contains("Hypertension"));
+        assert!(hits[0].snippet.as_deref().unwrap().contains("Hypertension"), "{:?}", hits[0]);
+        assert!(hits[0].highlights.iter().any(|s| s.hit && s.text == "Hypertension"), "{:?}", hits[0].highlights);
         assert_eq!(list(&ctx, Some("糖尿病")).unwrap()[0].id, b);
+        assert_eq!(list(&ctx, Some("症状")).unwrap()[0].id, b, "two-character Chinese terms are found");
         assert!(list(&ctx, Some("asthma")).unwrap().is_empty());
+        rename(&ctx, &b, "Diabetes follow-up").unwrap();
+        assert_eq!(list(&ctx, Some("follow-up")).unwrap()[0].id, b, "titles are searched too");
+        assert!(get(&ctx, "nope").is_err());
     }
 
     #[test]
     fn regenerate_pops_answer_and_question() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = AppContext::open(dir.path()).unwrap();
-        let a = append(&ctx, None, new_message(Role::User, "q1")).unwrap();
-        append(&ctx, Some(&a), new_message(Role::Assistant, "a1")).unwrap();
+        let (_dir, ctx) = ctx();
+        let (a, _) = save_question(&ctx, None, "q1").unwrap();
+        let store = ctx.store();
+        let id = store.begin_answer(parse_id("c", &a).unwrap(), &Default::default()).unwrap();
+        store.finish_answer(id, &store::AnswerEnd::complete("a1")).unwrap();
+        drop(store);
         assert_eq!(pop_last_answer(&ctx, &a).unwrap(), "q1");
         assert!(get(&ctx, &a).unwrap().messages.is_empty());
         assert!(pop_last_answer(&ctx, &a).is_err());
     }
 
     #[test]
-    fn export_markdown_and_json() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = AppContext::open(dir.path()).unwrap();
-        let a = append(&ctx, None, new_message(Role::User, "What is asthma?")).unwrap();
+    fn export_markdown_and_json_are_audited() {
+        let (_dir, ctx) = ctx();
+        let (a, _) = save_question(&ctx, None, "What is asthma?").unwrap();
         let md = export(&ctx, Some(&a), ExportFormat::Markdown).unwrap();
-        assert!(md.starts_with("# What is asthma?") && md.contains("**Question**"), "{md}");
+        assert!(md.starts_with("# What is asthma?") && md.contains("## Doctor"), "{md}");
         let json: serde_json::Value = serde_json::from_str(&export(&ctx, None, ExportFormat::Json).unwrap()).unwrap();
         assert_eq!(json.as_array().unwrap().len(), 1);
+        assert_eq!(json[0]["messages"][0]["content"], "What is asthma?");
         assert!(export(&ctx, Some("nope"), ExportFormat::Json).is_err());
+        assert!(export(&ctx, Some("9999"), ExportFormat::Json).is_err());
+        let exports = ctx.store().audit_log(10).unwrap().into_iter().filter(|e| e.action == "export").count();
+        assert_eq!(exports, 2);
     }
 
     #[test]
-    fn a_damaged_file_is_reported_not_overwritten() {
-        let dir = tempfile::tempdir().unwrap();
+    fn delete_removes_the_text_for_good() {
+        let (dir, ctx) = ctx();
+        let (a, _) = save_question(&ctx, None, "患者王某某右下腹剧痛伴发热").unwrap();
+        let (b, _) = save_question(&ctx, None, "another question stays").unwrap();
+        delete(&ctx, &a).unwrap();
+        assert!(get(&ctx, &a).is_err());
+        assert!(list(&ctx, Some("右下腹剧痛")).unwrap().is_empty());
+        assert_eq!(list(&ctx, None).unwrap().len(), 1);
+        assert!(delete(&ctx, &a).is_err());
+        let log = ctx.store().audit_log(5).unwrap();
+        assert_eq!(log[0].action, "delete");
+        assert!(!serde_json::to_string(&log).unwrap().contains("右下腹"));
+        // The database's own pages (decrypted) hold the text no longer; the file is encrypted.
+        let image = ctx.store().conn().serialize("main").unwrap().to_vec();
+        assert!(!contains(&image, "右下腹剧痛".as_bytes()), "deleted text left in the database pages");
+        assert!(contains(&image, "another question stays".as_bytes()), "the check can see text that is there");
+        drop(ctx);
+        for f in std::fs::read_dir(dir.path()).unwrap() {
+            let p = f.unwrap().path();
+            if p.is_file() {
+                let bytes = std::fs::read(&p).unwrap();
+                assert!(!contains(&bytes, "another question".as_bytes()), "plaintext in {}", p.display());
+            }
+        }
         let ctx = AppContext::open(dir.path()).unwrap();
-        std::fs::write(dir.path().join("conversations.json"), b"{not json").unwrap();
-        assert!(matches!(append(&ctx, None, new_message(Role::User, "x")), Err(AppError::Corrupt { .. })));
-        assert_eq!(std::fs::read(dir.path().join("conversations.json")).unwrap(), b"{not json");
+        assert_eq!(get(&ctx, &b).unwrap().messages.len(), 1);
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
     }
 }

@@ -32,6 +32,8 @@ pub struct Turn {
 pub struct GenerationStats {
     /// Tokens generated.
     pub tokens: u64,
+    /// Tokens of the prompt (history, system text and question as the template built them).
+    pub prompt_tokens: u64,
 }
 
 /// A loaded model that can answer.
@@ -130,6 +132,6 @@ impl Backend for ScriptedBackend {
             on_token(piece);
             tokens += 1;
         }
-        Ok(GenerationStats { tokens })
+        Ok(GenerationStats { tokens, prompt_tokens: 0 })
     }
 }

@@ -87,6 +87,6 @@ impl Backend for CandleBackend {
         if !rest.is_empty() {
             on_token(&rest);
         }
-        Ok(GenerationStats { tokens: out.ids.len() as u64 })
+        Ok(GenerationStats { tokens: out.ids.len() as u64, prompt_tokens: ids.len() as u64 })
     }
 }

@@ -5,9 +5,10 @@
 //! Module map:
 //! - `context`: `AppContext` (data folder, shared state) and progress/cancellation types;
 //! - `inspect`: reads a model or adapter folder and checks it (architecture, size, memory need);
-//! - `registry`: the imported models and adapters;
+//! - `registry`: the imported models and adapters (kept in the store);
 //! - `models`: import/list/remove models and adapters (with progress and cancel);
-//! - `conversations`: conversations and messages, search and export;
+//! - `conversations`: conversations and messages in the encrypted store (`crate::store`),
+//!   full-text search with snippets, audited export;
 //! - `generation`: generation settings and presets;
 //! - `engine`: loading a model and streaming its answer (`Backend`); `engine_candle`: the
 //!   backend over the engine crate (`doctorglm-models`);
@@ -18,7 +19,8 @@
 //!   background with pause/resume/cancel, adapter registered);
 //! - `settings`: interface language, device and other preferences;
 //! - `about`: versions, licences, keyring status;
-//! - `jsonfile`: atomic JSON files.
+//! - `storage`: the store's status (where its key is kept), backup and restore;
+//! - `legacy`: one-time import of the interim JSON files into the store.
 pub mod about;
 pub mod chat;
 pub mod context;
@@ -29,10 +31,11 @@ pub mod engine_candle;
 pub mod finetune;
 pub mod generation;
 pub mod inspect;
-pub mod jsonfile;
 pub mod knowledge;
+pub mod legacy;
 pub mod models;
 pub mod registry;
 pub mod settings;
+pub mod storage;
 
 pub use context::{AppContext, CancelFlag, Progress};

@@ -1,7 +1,8 @@
 //! Importing, listing and removing models and adapters. Import checks the folder first
 //! (`inspect`), reports progress and can be cancelled; nothing is recorded unless the check passed.
-use super::inspect::{self, AdapterInfo, ModelInfo};
-use super::registry::{new_id, now_ms, AdapterRecord, ModelRecord, Registry};
+use super::conversations::parse_id;
+use super::inspect::{self, ModelInfo};
+use super::registry::{self, AdapterRecord, ModelRecord, Registry};
 use super::{AppContext, CancelFlag, Progress};
 use crate::error::{AppError, AppResult};
 use std::path::Path;
@@ -13,6 +14,7 @@ pub fn check_model(path: &Path, progress: &dyn Fn(Progress), cancel: &CancelFlag
 
 /// Checks and imports a model folder; also imports the adapters found inside it that fit.
 /// Importing the same folder again refreshes its record instead of adding a second one.
+/// The registry lives in the encrypted store; each registration is audited as an import.
 pub fn import_model(
     ctx: &AppContext,
     path: &Path,
@@ -22,53 +24,36 @@ pub fn import_model(
     let path = std::fs::canonicalize(path).map_err(|e| AppError::io(path, e))?;
     let info = inspect::inspect_model(&path, &|p| progress(Progress::new(p.fraction * 0.9, p.message)), cancel)?;
     cancel.check()?;
-    let mut registry = Registry::load(ctx)?;
-    let record = match registry.models.iter_mut().find(|m| m.info.path == path) {
-        Some(existing) => {
-            existing.info = info.clone();
-            existing.clone()
-        }
-        None => {
-            let record = ModelRecord { id: new_id("model"), info: info.clone(), imported_at: now_ms() };
-            registry.models.push(record.clone());
-            record
-        }
-    };
+    let mut adapters = Vec::new();
     for adapter_dir in &info.adapters_found {
         progress(Progress::new(0.95, format!("checking adapter {}", adapter_dir.display())));
         match inspect::inspect_adapter(adapter_dir).and_then(|a| inspect::check_adapter_against(&a, &info).map(|_| a)) {
-            Ok(adapter) => {
-                upsert_adapter(&mut registry, &record.id, adapter);
-            }
+            Ok(adapter) => adapters.push(adapter),
             Err(e) => tracing::warn!("adapter {} skipped: {e}", adapter_dir.display()),
         }
     }
-    registry.save(ctx)?;
+    cancel.check()?;
+    let store = ctx.store();
+    let record = registry::upsert_model(&store, &info)?;
+    let base_id = parse_id("model", &record.id)?;
+    for adapter in &adapters {
+        registry::upsert_adapter(&store, base_id, adapter)?;
+    }
+    drop(store);
     progress(Progress::new(1.0, "imported"));
     tracing::info!(model = %record.info.name, "model imported");
     Ok(record)
 }
 
-fn upsert_adapter(registry: &mut Registry, base_id: &str, info: AdapterInfo) -> AdapterRecord {
-    if let Some(existing) = registry.adapters.iter_mut().find(|a| a.info.path == info.path && a.base_id == base_id) {
-        existing.info = info;
-        return existing.clone();
-    }
-    let record = AdapterRecord { id: new_id("adapter"), base_id: base_id.to_string(), info, imported_at: now_ms() };
-    registry.adapters.push(record.clone());
-    record
-}
-
 /// Imports an adapter folder for an imported base model, after checking that it fits.
 pub fn import_adapter(ctx: &AppContext, base_id: &str, path: &Path) -> AppResult<AdapterRecord> {
     let path = std::fs::canonicalize(path).map_err(|e| AppError::io(path, e))?;
-    let mut registry = Registry::load(ctx)?;
+    let registry = Registry::load(ctx)?;
     let base = registry.model(base_id)?.info.clone();
     let adapter = inspect::inspect_adapter(&path)?;
     inspect::check_adapter_against(&adapter, &base)?;
-    let record = upsert_adapter(&mut registry, base_id, adapter);
-    registry.save(ctx)?;
-    Ok(record)
+    let base_id = parse_id("model", base_id)?;
+    registry::upsert_adapter(&ctx.store(), base_id, &adapter)
 }
 
 /// All imported models and adapters.
@@ -76,13 +61,18 @@ pub fn list(ctx: &AppContext) -> AppResult<Registry> {
     Registry::load(ctx)
 }
 
-/// Forgets a model (its files stay on disk) and its adapters.
+/// Forgets a model and its adapters (their files stay on disk); audited as deletions.
 pub fn remove_model(ctx: &AppContext, id: &str) -> AppResult<()> {
-    let mut registry = Registry::load(ctx)?;
-    registry.model(id)?;
-    registry.models.retain(|m| m.id != id);
-    registry.adapters.retain(|a| a.base_id != id);
-    registry.save(ctx)
+    let model_id = parse_id("model", id)?;
+    let store = ctx.store();
+    if !store.list_models()?.iter().any(|m| m.id == model_id) {
+        return Err(AppError::NotFound(format!("model {id}")));
+    }
+    for a in store.list_adapters()?.iter().filter(|a| a.base_model_id == Some(model_id)) {
+        store.remove_adapter(a.id)?;
+    }
+    store.remove_model(model_id)?;
+    Ok(())
 }
 
 #[cfg(test)]

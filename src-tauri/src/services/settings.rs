@@ -1,8 +1,8 @@
-//! The user's preferences: interface language, device, default preset. Kept in
-//! `settings.json` in the data folder.
+//! The user's preferences: interface language, device, default preset. Kept in the store's
+//! settings table, one key per preference, so each change is its own audit entry.
 use super::engine::Device;
 use super::generation::Preset;
-use super::{jsonfile, AppContext};
+use super::AppContext;
 use crate::error::AppResult;
 use serde::{Deserialize, Serialize};
 
@@ -36,14 +36,34 @@ impl Default for Settings {
     }
 }
 
-/// Loads the preferences (defaults when never saved).
+const LANGUAGE: &str = "language";
+const DEVICE: &str = "device";
+const PRESET: &str = "preset";
+
+/// Loads the preferences (defaults for those never saved, or saved by an incompatible build).
 pub fn load(ctx: &AppContext) -> AppResult<Settings> {
-    jsonfile::load_or_default(&ctx.data_dir().join("settings.json"))
+    let store = ctx.store();
+    let d = Settings::default();
+    // A value this build cannot read falls back to its default instead of locking the user out.
+    let get = |key: &str| store.setting::<serde_json::Value>(key);
+    Ok(Settings {
+        language: get(LANGUAGE)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or(d.language),
+        device: get(DEVICE)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or(d.device),
+        preset: get(PRESET)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or(d.preset),
+    })
 }
 
-/// Saves the preferences.
+/// Saves the preferences; each value that changed is written to the audit log.
 pub fn save(ctx: &AppContext, settings: &Settings) -> AppResult<()> {
-    jsonfile::save(&ctx.data_dir().join("settings.json"), settings)
+    save_to(&ctx.store(), settings)
+}
+
+/// Saves the preferences into `store` (audited per changed value).
+pub(crate) fn save_to(store: &crate::store::Store, settings: &Settings) -> AppResult<()> {
+    store.set_setting(LANGUAGE, &settings.language)?;
+    store.set_setting(DEVICE, &settings.device)?;
+    store.set_setting(PRESET, &settings.preset)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -57,8 +77,13 @@ mod tests {
         assert_eq!(load(&ctx).unwrap(), Settings::default());
         let s = Settings { language: Language::English, device: Device::Cpu, preset: Preset::Diverse };
         save(&ctx, &s).unwrap();
+        save(&ctx, &s).unwrap();
+        drop(ctx);
+        let ctx = AppContext::open(dir.path()).unwrap();
         assert_eq!(load(&ctx).unwrap(), s);
-        let raw = std::fs::read_to_string(dir.path().join("settings.json")).unwrap();
-        assert!(raw.contains("\"language\": \"en\""), "{raw}");
+        let log = ctx.store().audit_log(10).unwrap();
+        let changes: Vec<&str> = log.iter().filter(|e| e.action == "settings").map(|e| e.subject.as_str()).collect();
+        assert_eq!(changes, ["setting preset", "setting device", "setting language"], "a second save of the same values is not audited");
+        assert_eq!(log[0].detail["new"], "diverse");
     }
 }

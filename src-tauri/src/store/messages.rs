@@ -366,6 +366,25 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Deletes one message (regenerating an answer); the text is removed as for a
+    /// conversation's deletion, and the audit entry names only the ids.
+    pub fn delete_message(&self, id: MessageId) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let conversation: Option<ConversationId> =
+            tx.query_row("SELECT conversation_id FROM messages WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        let conversation = conversation.ok_or(StoreError::MessageNotFound(id))?;
+        tx.execute("DELETE FROM messages WHERE id = ?1", [id])?;
+        super::audit::record(
+            &tx,
+            super::audit::AuditAction::Delete,
+            &format!("message {id}"),
+            &serde_json::json!({ "conversation": conversation }),
+        )?;
+        tx.commit()?;
+        self.checkpoint_truncate()?;
+        Ok(())
+    }
+
     /// A writer that streams an answer into the store, committing at most every `interval`.
     pub fn answer_writer(&self, conversation: ConversationId, meta: &AnswerMeta, interval: Duration) -> Result<AnswerWriter<'_>> {
         let id = self.begin_answer(conversation, meta)?;

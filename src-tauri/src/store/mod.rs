@@ -11,6 +11,7 @@
 //! - `messages`: user messages and streamed answers.
 //! - `search`: full-text search (FTS5 trigram) with highlighted snippets.
 //! - `export`: a conversation as Markdown or JSON.
+//! - `import`: whole conversations written elsewhere (older formats), with their timestamps.
 //! - `backup`: encrypted backup and restore with SQLite's online backup API.
 //! - `audit`: the audit log.
 //! - `registry`: models and adapters.
@@ -25,6 +26,7 @@ mod connection;
 pub mod conversations;
 pub mod error;
 pub mod export;
+pub mod import;
 pub mod keys;
 pub mod messages;
 pub mod paths;
@@ -42,6 +44,7 @@ pub use backup::BackupProgress;
 pub use conversations::{Conversation, ConversationId};
 pub use error::{Result, StoreError};
 pub use export::ExportFormat;
+pub use import::ImportedMessage;
 pub use keys::{DbKey, KeySource, KeyStorage, KeyVault, OsKeyring, VaultUnavailable};
 pub use messages::{AnswerEnd, AnswerMeta, AnswerWriter, Message, MessageId, MessageStatus, Role};
 pub use paths::{AppPaths, DATA_DIR_ENV};

@@ -25,6 +25,8 @@ pub struct Model {
     pub sha256: Option<String>,
     /// When it was registered, Unix milliseconds.
     pub added_at: i64,
+    /// What the app's check found (architecture, sizes), if recorded.
+    pub info: Option<serde_json::Value>,
 }
 
 /// A model to register.
@@ -87,6 +89,8 @@ pub struct Adapter {
     pub path: String,
     /// When it was registered, Unix milliseconds.
     pub created_at: i64,
+    /// What the app's check found (kind, rank, shapes), if recorded.
+    pub info: Option<serde_json::Value>,
 }
 
 /// An adapter to register.
@@ -104,6 +108,12 @@ pub struct NewAdapter {
     pub path: String,
 }
 
+/// The `info_json` column; damaged JSON reads as "not recorded" (the app checks the folder again).
+fn info_column(r: &rusqlite::Row<'_>, i: usize) -> Option<serde_json::Value> {
+    let text: Option<String> = r.get(i).ok().flatten();
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
 fn unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
@@ -111,11 +121,18 @@ fn unique_violation(e: &rusqlite::Error) -> bool {
 impl Store {
     /// Registers a model (audited as an import). Names are unique.
     pub fn register_model(&self, m: &NewModel) -> Result<Model> {
+        self.register_model_with_info(m, None)
+    }
+
+    /// Registers a model with what the app's check found about it (audited as an import).
+    pub fn register_model_with_info(&self, m: &NewModel, info: Option<&serde_json::Value>) -> Result<Model> {
         let now = now_ms();
+        let info_text = info.map(serde_json::to_string).transpose()?;
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
-            "INSERT INTO models (name, family, path, quantization, sha256, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![m.name, m.family, m.path, m.quantization, m.sha256, now],
+            "INSERT INTO models (name, family, path, quantization, sha256, added_at, info_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![m.name, m.family, m.path, m.quantization, m.sha256, now, info_text],
         )
         .map_err(|e| {
             if unique_violation(&e) {
@@ -135,14 +152,33 @@ impl Store {
             quantization: m.quantization.clone(),
             sha256: m.sha256.clone(),
             added_at: now,
+            info: info.cloned(),
         })
+    }
+
+    /// Replaces what is recorded about a model's check (a re-import of the same folder).
+    pub fn set_model_info(&self, id: i64, info: &serde_json::Value) -> Result<()> {
+        let n = self.conn.execute("UPDATE models SET info_json = ?1 WHERE id = ?2", params![serde_json::to_string(info)?, id])?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!("model {id} is not registered")));
+        }
+        Ok(())
+    }
+
+    /// Replaces what is recorded about an adapter's check.
+    pub fn set_adapter_info(&self, id: i64, info: &serde_json::Value) -> Result<()> {
+        let n = self.conn.execute("UPDATE adapters SET info_json = ?1 WHERE id = ?2", params![serde_json::to_string(info)?, id])?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!("adapter {id} is not registered")));
+        }
+        Ok(())
     }
 
     /// All models, by name.
     pub fn list_models(&self) -> Result<Vec<Model>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT id, name, family, path, quantization, sha256, added_at FROM models ORDER BY name")?;
+            .prepare_cached("SELECT id, name, family, path, quantization, sha256, added_at, info_json FROM models ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
             Ok(Model {
                 id: r.get(0)?,
@@ -152,6 +188,7 @@ impl Store {
                 quantization: r.get(4)?,
                 sha256: r.get(5)?,
                 added_at: r.get(6)?,
+                info: info_column(r, 7),
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -170,12 +207,18 @@ impl Store {
 
     /// Registers an adapter (audited as an import). Names are unique.
     pub fn register_adapter(&self, a: &NewAdapter) -> Result<Adapter> {
+        self.register_adapter_with_info(a, None)
+    }
+
+    /// Registers an adapter with what the app's check found about it (audited as an import).
+    pub fn register_adapter_with_info(&self, a: &NewAdapter, info: Option<&serde_json::Value>) -> Result<Adapter> {
         let now = now_ms();
+        let info_text = info.map(serde_json::to_string).transpose()?;
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
-            "INSERT INTO adapters (name, kind, base_model_id, training_run_id, path, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![a.name, a.kind.as_str(), a.base_model_id, a.training_run_id, a.path, now],
+            "INSERT INTO adapters (name, kind, base_model_id, training_run_id, path, created_at, info_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![a.name, a.kind.as_str(), a.base_model_id, a.training_run_id, a.path, now, info_text],
         )
         .map_err(|e| {
             if unique_violation(&e) {
@@ -195,6 +238,7 @@ impl Store {
             training_run_id: a.training_run_id,
             path: a.path.clone(),
             created_at: now,
+            info: info.cloned(),
         })
     }
 
@@ -206,7 +250,7 @@ impl Store {
     /// All adapters, by name.
     pub fn list_adapters(&self) -> Result<Vec<Adapter>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, name, kind, base_model_id, training_run_id, path, created_at FROM adapters ORDER BY name",
+            "SELECT id, name, kind, base_model_id, training_run_id, path, created_at, info_json FROM adapters ORDER BY name",
         )?;
         let rows = stmt.query_map([], |r| {
             let kind: String = r.get(2)?;
@@ -218,6 +262,7 @@ impl Store {
                 training_run_id: r.get(4)?,
                 path: r.get(5)?,
                 created_at: r.get(6)?,
+                info: info_column(r, 7),
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

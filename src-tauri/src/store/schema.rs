@@ -134,8 +134,15 @@ CREATE TABLE settings (
 ) STRICT;
 "#;
 
+/// Version 2: what the app's check found about a model or adapter (architecture, sizes,
+/// memory need, adapter shapes) kept as JSON beside the registry row.
+const V2: &str = r#"
+ALTER TABLE models ADD COLUMN info_json TEXT;
+ALTER TABLE adapters ADD COLUMN info_json TEXT;
+"#;
+
 /// All migrations, oldest first. Index `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[M<'static>] = &[M::up(V1).foreign_key_check()];
+pub const MIGRATIONS: &[M<'static>] = &[M::up(V1).foreign_key_check(), M::up(V2).foreign_key_check()];
 
 /// The newest schema version this build knows.
 pub const LATEST_VERSION: usize = MIGRATIONS.len();

@@ -19,7 +19,7 @@ const HL_END: char = '\u{E001}';
 const CONTEXT_CHARS: usize = 24;
 
 /// A piece of a snippet; `hit` pieces match the query.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SnippetSpan {
     /// The text.
     pub text: String,

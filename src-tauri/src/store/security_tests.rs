@@ -156,7 +156,15 @@ fn seed(conn: &rusqlite::Connection, version: usize) {
                  VALUES (1, 'user', '旧版本的消息 old message', 'complete', 1, 1);
              INSERT INTO messages (conversation_id, role, content, status, created_at, updated_at)
                  VALUES (1, 'assistant', 'half', 'streaming', 2, 2);
-             INSERT INTO settings (key, value_json, updated_at) VALUES ('theme', '\"dark\"', 1);",
+             INSERT INTO settings (key, value_json, updated_at) VALUES ('theme', '\"dark\"', 1);
+             INSERT INTO models (id, name, family, path, added_at) VALUES (1, 'old-model', 'chatglm3', 'm', 1);",
+        )
+        .unwrap();
+    }
+    if version >= 2 {
+        conn.execute_batch(
+            "INSERT INTO adapters (id, name, kind, base_model_id, path, created_at, info_json)
+                 VALUES (1, 'v2-lora', 'lora', 1, 'a', 1, '{\"r\": 8}');",
         )
         .unwrap();
     }
@@ -183,6 +191,13 @@ fn store_migrates_from_every_earlier_schema_version() {
             assert_eq!(msgs[1].status, crate::store::MessageStatus::Interrupted);
             assert_eq!(store.search("旧版本", 5).unwrap().len(), 1, "from v{start}: search index kept");
             assert_eq!(store.setting::<String>("theme").unwrap().as_deref(), Some("dark"));
+            let models = store.list_models().unwrap();
+            assert_eq!(models[0].name, "old-model", "from v{start}");
+            assert_eq!(models[0].info, None, "from v{start}: a v1 model has no recorded check");
+            store.set_model_info(models[0].id, &serde_json::json!({"architecture": "chatglm3"})).unwrap();
+        }
+        if start >= 2 {
+            assert_eq!(store.list_adapters().unwrap()[0].info, Some(serde_json::json!({"r": 8})), "from v{start}");
         }
         // The migrated store works for new data.
         let c = store.create_conversation("new").unwrap();
