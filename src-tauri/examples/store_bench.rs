@@ -136,31 +136,72 @@ fn main() -> anyhow::Result<()> {
     let total: usize = store.list_conversations()?.iter().map(|c| c.message_count as usize).sum();
     println!("store holds {total} messages");
 
-    let queries = ["头痛", "上呼吸道感染", "布洛芬", "血常规检查", "心电图", "chest X-ray", "allergies", "持续三天 恶心", "不存在的词语"];
-    let (short, long): (Vec<&str>, Vec<&str>) = queries.iter().partition(|q| q.chars().count() < 3);
-    let mut fts = Vec::new();
-    let mut like = Vec::new();
+    // Trigram FTS5 queries (every term >= 3 characters): common, rare, absent, English.
+    let fts_queries = ["上呼吸道感染", "布洛芬", "血常规检查", "心电图", "chest X-ray", "allergies", "不存在的词语"];
+    // A 3+ character term with a 1-2 character one (FTS5 narrows, LIKE filters).
+    let mixed_queries = ["持续三天 恶心", "建议复查心电图 头痛"];
+    // Only 1-2 character terms (below what trigrams index): common, and absent (a full scan).
+    let short_queries = ["头痛", "乏力", "肺癌", "痒"];
     let mut hits = 0;
-    for _ in 0..args.search_rounds {
-        for q in &long {
-            let s = Instant::now();
-            hits += store.search(q, 20)?.len();
-            fts.push(s.elapsed());
+    let mut run = |queries: &[&str], limit: usize, samples: &mut Vec<Duration>| -> anyhow::Result<()> {
+        for _ in 0..args.search_rounds {
+            for q in queries {
+                let s = Instant::now();
+                hits += store.search(q, limit)?.len();
+                samples.push(s.elapsed());
+            }
         }
-        for q in &short {
-            let s = Instant::now();
-            hits += store.search(q, 20)?.len();
-            like.push(s.elapsed());
-        }
+        Ok(())
+    };
+    let (mut fts, mut fts60, mut mixed, mut short) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    run(&fts_queries, 20, &mut fts)?;
+    run(&fts_queries, 60, &mut fts60)?;
+    run(&mixed_queries, 20, &mut mixed)?;
+    run(&short_queries, 20, &mut short)?;
+    let mut per_query = Vec::new();
+    for q in fts_queries.iter().chain(&mixed_queries).chain(&short_queries) {
+        let mut samples = Vec::new();
+        run(&[*q], 20, &mut samples)?;
+        per_query.push((q.to_string(), percentile(&mut samples, 0.95)));
     }
+
+    // The floor of a durable commit on this disk: write 4 KiB and fsync, in the same folder.
+    let mut fsyncs = Vec::new();
+    {
+        use std::io::Write;
+        let probe = root.join("fsync-probe");
+        let mut f = std::fs::File::create(&probe)?;
+        for _ in 0..200 {
+            let s = Instant::now();
+            f.write_all(&[0u8; 4096])?;
+            f.sync_data()?;
+            fsyncs.push(s.elapsed());
+        }
+        std::fs::remove_file(&probe)?;
+    }
+
     report("append user message", &mut appends);
     report("streaming update", &mut updates);
     report("finish answer (+FTS index)", &mut finishes);
-    report("search, terms >= 3 chars", &mut fts);
-    report("search, 2-char term (LIKE)", &mut like);
+    report("write 4 KiB + fsync (floor)", &mut fsyncs);
+    report("search FTS, limit 20", &mut fts);
+    report("search FTS, limit 60", &mut fts60);
+    report("search FTS + 1-2 char term", &mut mixed);
+    report("search 1-2 char terms only", &mut short);
+    for (q, p95) in &per_query {
+        println!("  p95 {:>10}  {q}", ms(*p95));
+    }
     println!("search hits returned: {hits}");
+    let append95 = percentile(&mut appends, 0.95).as_secs_f64();
+    let fsync95 = percentile(&mut fsyncs, 0.95).as_secs_f64();
+    println!("ratio append p95 / fsync p95: {:.2} (a durable commit costs this many bare fsyncs)", append95 / fsync95.max(1e-9));
+    for (name, samples) in [("FTS", &mut fts), ("FTS+short", &mut mixed), ("short only", &mut short)] {
+        println!("ratio search p95 / 20 ms target ({name}): {:.2}", percentile(samples, 0.95).as_secs_f64() / 0.020);
+    }
+    let text_bytes: i64 = store.list_conversations()?.iter().map(|c| store.messages(c.id).map(|m| m.iter().map(|m| m.content.len() as i64).sum::<i64>()).unwrap_or(0)).sum();
     drop(store);
     let size = std::fs::metadata(paths.database())?.len();
     println!("database size: {:.1} MiB ({:.0} bytes/message)", size as f64 / 1048576.0, size as f64 / total as f64);
+    println!("ratio database size / message text bytes: {:.2} (text {:.1} MiB; trigram index, metadata, page and cipher overhead)", size as f64 / text_bytes.max(1) as f64, text_bytes as f64 / 1048576.0);
     Ok(())
 }

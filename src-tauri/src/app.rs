@@ -14,6 +14,8 @@ pub fn run(ctx: AppContext) -> anyhow::Result<()> {
             commands::get_conversation,
             commands::delete_conversation,
             commands::export_conversation,
+            commands::rename_conversation,
+            commands::store_status,
             commands::list_models,
             commands::import_model,
             commands::check_model,

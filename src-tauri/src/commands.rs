@@ -10,7 +10,7 @@ use crate::services::generation::{GenerationSettings, Preset};
 use crate::services::inspect::ModelInfo;
 use crate::services::registry::{new_id, AdapterRecord, Registry};
 use crate::services::knowledge::{DocumentSummary, ImportSummary};
-use crate::services::{about, finetune, knowledge, models, settings, AppContext, CancelFlag, Progress};
+use crate::services::{about, finetune, knowledge, models, settings, storage, AppContext, CancelFlag, Progress};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -147,6 +147,21 @@ pub async fn delete_conversation(state: State<'_, AppState>, id: String) -> AppR
 pub async fn export_conversation(state: State<'_, AppState>, id: String, format: ExportFormat) -> AppResult<String> {
     let ctx = state.ctx.clone();
     blocking(move || conversations::export(&ctx, Some(&id), format)).await
+}
+
+/// Renames a conversation.
+#[tauri::command]
+pub async fn rename_conversation(state: State<'_, AppState>, id: String, title: String) -> AppResult<()> {
+    let ctx = state.ctx.clone();
+    blocking(move || conversations::rename(&ctx, &id, &title)).await
+}
+
+/// Where the store's key is kept (OS keyring, key file with the reason, passphrase), the
+/// database's path and size.
+#[tauri::command]
+pub async fn store_status(state: State<'_, AppState>) -> AppResult<storage::StoreStatus> {
+    let ctx = state.ctx.clone();
+    blocking(move || storage::status(&ctx)).await
 }
 
 /// Imported models and adapters.

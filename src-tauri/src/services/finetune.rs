@@ -16,7 +16,7 @@ use super::models;
 use super::registry::{new_id, ModelRecord, Registry};
 use super::{AppContext, CancelFlag, Progress};
 use crate::error::{AppError, AppResult};
-use crate::store::{self, AdapterKind, AppPaths, KeySource, NewAdapter, NewDataset, NewModel, Store, TrainingMetric, TrainingStatus};
+use crate::store::{self, AdapterKind, NewDataset, TrainingMetric, TrainingStatus};
 use doctorglm_datasets::clean::{CleanSettings, Dedup, TokenHistograms};
 use doctorglm_datasets::deid::DeidReport;
 use doctorglm_datasets::encoding::TextEncoding;
@@ -357,15 +357,6 @@ pub fn find_model(ctx: &AppContext, base: &str) -> AppResult<ModelRecord> {
     Err(AppError::NotFound(format!("model '{base}' (give a registered model's id or name, or a model folder)")))
 }
 
-/// Opens the encrypted store of the context's data folder.
-fn open_store(ctx: &AppContext) -> AppResult<Store> {
-    let paths = match AppPaths::resolve(None) {
-        Ok(p) if p.data_dir == ctx.data_dir() => p,
-        _ => AppPaths::under(ctx.data_dir()),
-    };
-    Store::open(&paths, KeySource::Auto).map_err(store_err)
-}
-
 fn read_job_file(out: &Path) -> AppResult<JobFile> {
     let path = out.join(JOB_FILE);
     let bytes = std::fs::read(&path).map_err(|e| {
@@ -413,7 +404,7 @@ pub fn train(ctx: &AppContext, request: &TrainRequest, control: &JobControl, on_
             out.display()
         )));
     }
-    let store = open_store(ctx)?;
+    let store = ctx.store();
     let ds = data.dataset.clone();
     let record = store
         .add_dataset(&NewDataset {
@@ -425,7 +416,7 @@ pub fn train(ctx: &AppContext, request: &TrainRequest, control: &JobControl, on_
             sha256: ds.as_ref().and_then(|d| d.sources.first().map(|s| s.sha256.clone())),
         })
         .map_err(store_err)?;
-    let base_store_id = store_model_id(&store, &base)?;
+    let base_store_id = store_model_id(&base)?;
     let config = serde_json::json!({
         "name": name,
         "base": base.info.path.display().to_string(),
@@ -444,8 +435,9 @@ pub fn train(ctx: &AppContext, request: &TrainRequest, control: &JobControl, on_
         register: request.register,
         run_id: Some(run.id),
     };
+    drop(store);
     write_job_file(&out, &job)?;
-    run_job(ctx, store, &out, job, data, false, control, on_event)
+    run_job(ctx, &out, job, data, false, control, on_event)
 }
 
 /// Continues the job in `out` from its latest checkpoint.
@@ -476,39 +468,26 @@ pub fn resume(
     }
     job.settings.validate().map_err(|e| AppError::Invalid(e.to_string()))?;
     let data = TrainingData::read_prepared(&job.dataset).map_err(|e| AppError::Invalid(e.to_string()))?;
-    let store = open_store(ctx)?;
-    let run_known = job.run_id.is_some_and(|id| store.training_run(id).is_ok());
-    if !run_known {
-        let config = serde_json::json!({ "name": job.name, "base": job.base_path, "dataset": job.dataset, "output": out, "settings": job.settings, "resumed": true });
-        job.run_id = Some(store.create_training_run(None, None, AdapterKind::Lora, &config).map_err(store_err)?.id);
+    {
+        let store = ctx.store();
+        let run_known = job.run_id.is_some_and(|id| store.training_run(id).is_ok());
+        if !run_known {
+            let config = serde_json::json!({ "name": job.name, "base": job.base_path, "dataset": job.dataset, "output": out, "settings": job.settings, "resumed": true });
+            job.run_id = Some(store.create_training_run(None, None, AdapterKind::Lora, &config).map_err(store_err)?.id);
+        }
     }
     write_job_file(out, &job)?;
-    run_job(ctx, store, out, job, data, true, control, on_event)
+    run_job(ctx, out, job, data, true, control, on_event)
 }
 
-/// The store's id of a base model, registering it there when missing.
-fn store_model_id(store: &Store, base: &ModelRecord) -> AppResult<i64> {
-    let path = base.info.path.display().to_string();
-    let models = store.list_models().map_err(store_err)?;
-    if let Some(m) = models.iter().find(|m| m.path == path) {
-        return Ok(m.id);
-    }
-    let mut name = base.info.name.clone();
-    let mut n = 2;
-    while models.iter().any(|m| m.name == name) {
-        name = format!("{}-{n}", base.info.name);
-        n += 1;
-    }
-    let m = store
-        .register_model(&NewModel { name, family: base.info.architecture.label().to_string(), path, quantization: None, sha256: None })
-        .map_err(store_err)?;
-    Ok(m.id)
+/// The store's id of a base model (registry records carry it).
+fn store_model_id(base: &ModelRecord) -> AppResult<i64> {
+    super::conversations::parse_id("model", &base.id)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn run_job(
     ctx: &AppContext,
-    store: Store,
     out: &Path,
     job: JobFile,
     data: TrainingData,
@@ -531,7 +510,7 @@ fn run_job(
     let run_id = job.run_id;
     let set_status = |status: TrainingStatus, error: Option<&str>| {
         if let Some(id) = run_id {
-            if let Err(e) = store.set_training_status(id, status, error, Some(&out.display().to_string())) {
+            if let Err(e) = ctx.store().set_training_status(id, status, error, Some(&out.display().to_string())) {
                 tracing::warn!("could not record the training status: {e}");
             }
         }
@@ -576,7 +555,7 @@ fn run_job(
             _ => None,
         };
         if let Some(m) = metric {
-            if let Err(e) = store.add_training_metric(id, &m) {
+            if let Err(e) = ctx.store().add_training_metric(id, &m) {
                 tracing::warn!("could not record a training metric: {e}");
             }
         }
@@ -617,7 +596,7 @@ fn run_job(
         return Ok(result);
     }
     if job.register {
-        match register_adapter(ctx, &store, &job, &outcome.adapter_dir) {
+        match register_adapter(ctx, &job, &outcome.adapter_dir) {
             Ok(id) => result.adapter_id = Some(id),
             Err(e) => {
                 set_status(TrainingStatus::Failed, Some(&e.to_string()));
@@ -675,9 +654,9 @@ pub struct UnfinishedRun {
 /// Runs that stopped early (cancelled, interrupted by a crash or exit, failed) and still have a
 /// checkpoint and a job file, newest first; runs going on in this process are left out.
 pub fn unfinished_runs(ctx: &AppContext) -> AppResult<Vec<UnfinishedRun>> {
-    let store = open_store(ctx)?;
+    let runs = ctx.store().list_training_runs().map_err(store_err)?;
     let mut out = Vec::new();
-    for run in store.list_training_runs().map_err(store_err)? {
+    for run in runs {
         if !matches!(run.status, TrainingStatus::Cancelled | TrainingStatus::Interrupted | TrainingStatus::Paused | TrainingStatus::Failed) {
             continue;
         }
@@ -693,35 +672,16 @@ pub fn unfinished_runs(ctx: &AppContext) -> AppResult<Vec<UnfinishedRun>> {
     Ok(out)
 }
 
-/// Registers the adapter in the app's registry (named) and in the encrypted store.
-fn register_adapter(ctx: &AppContext, store: &Store, job: &JobFile, adapter_dir: &Path) -> AppResult<String> {
-    let record = models::import_adapter(ctx, &job.base_id, adapter_dir)?;
-    let mut registry = Registry::load(ctx)?;
-    if let Some(a) = registry.adapters.iter_mut().find(|a| a.id == record.id) {
-        a.info.name = job.name.clone();
-    }
-    registry.save(ctx)?;
+/// Registers the trained adapter (checked against its base, named after the job, tied to
+/// its training run) in the registry of the encrypted store.
+fn register_adapter(ctx: &AppContext, job: &JobFile, adapter_dir: &Path) -> AppResult<String> {
+    let path = std::fs::canonicalize(adapter_dir).map_err(|e| AppError::io(adapter_dir, e))?;
+    let registry = Registry::load(ctx)?;
     let base = registry.model(&job.base_id)?.clone();
-    let base_store_id = store_model_id(store, &base)?;
-    let path = std::fs::canonicalize(adapter_dir).unwrap_or_else(|_| adapter_dir.to_path_buf()).display().to_string();
-    let existing = store.list_adapters().map_err(store_err)?;
-    if !existing.iter().any(|a| a.path == path && a.training_run_id == job.run_id) {
-        let mut name = job.name.clone();
-        let mut n = 2;
-        while existing.iter().any(|a| a.name == name) {
-            name = format!("{}-{n}", job.name);
-            n += 1;
-        }
-        store
-            .register_adapter(&NewAdapter {
-                name,
-                kind: AdapterKind::Lora,
-                base_model_id: Some(base_store_id),
-                training_run_id: job.run_id,
-                path,
-            })
-            .map_err(store_err)?;
-    }
+    let mut info = super::inspect::inspect_adapter(&path)?;
+    super::inspect::check_adapter_against(&info, &base.info)?;
+    info.name = job.name.clone();
+    let record = super::registry::upsert_adapter(&ctx.store(), store_model_id(&base)?, &info, job.run_id)?;
     tracing::info!(adapter = %job.name, "fine-tuned adapter registered");
     Ok(record.id)
 }
@@ -943,9 +903,8 @@ mod tests {
         // Pause: the runner says so, the store says so, and no step runs while paused.
         assert!(jobs().pause(&id));
         wait_for(&rx, |u| matches!(u, JobUpdate::Event { event: Event::Paused }).then_some(()));
-        let store = open_store(&ctx).unwrap();
-        let run_id = store.list_training_runs().unwrap()[0].id;
-        assert_eq!(store.training_run(run_id).unwrap().status, TrainingStatus::Paused);
+        let run_id = ctx.store().list_training_runs().unwrap()[0].id;
+        assert_eq!(ctx.store().training_run(run_id).unwrap().status, TrainingStatus::Paused);
         let err = resume(&ctx, &output, &ResumeOverrides::default(), &JobControl::new(), &mut |_| {}).unwrap_err();
         assert!(err.to_string().contains("already running"), "{err}");
         match rx.recv_timeout(Duration::from_millis(300)) {
@@ -968,7 +927,7 @@ mod tests {
         assert!(!jobs().running().contains(&id), "a finished job is forgotten");
         assert!(!jobs().pause(&id));
         assert!(output.join("checkpoints/LATEST").is_file());
-        assert_eq!(store.training_run(run_id).unwrap().status, TrainingStatus::Cancelled);
+        assert_eq!(ctx.store().training_run(run_id).unwrap().status, TrainingStatus::Cancelled);
         assert!(models::list(&ctx).unwrap().adapters.iter().all(|a| a.info.name != "ward-7"));
         let unfinished = unfinished_runs(&ctx).unwrap();
         assert_eq!(unfinished.len(), 1);
@@ -998,9 +957,9 @@ mod tests {
         let a = registry.adapter(&adapter_id).unwrap();
         assert_eq!(a.info.name, "ward-7");
         assert_eq!(a.base_id, done.base_id);
-        assert_eq!(store.training_run(run_id).unwrap().status, TrainingStatus::Completed);
-        assert_eq!(store.adapter_by_name("ward-7").unwrap().and_then(|a| a.training_run_id), Some(run_id));
-        assert_eq!(store.training_metrics(run_id).unwrap().len(), done.steps);
+        assert_eq!(ctx.store().training_run(run_id).unwrap().status, TrainingStatus::Completed);
+        assert_eq!(ctx.store().adapter_by_name("ward-7").unwrap().and_then(|a| a.training_run_id), Some(run_id));
+        assert_eq!(ctx.store().training_metrics(run_id).unwrap().len(), done.steps);
         assert!(unfinished_runs(&ctx).unwrap().is_empty(), "a completed run is not offered again");
     }
 }

@@ -91,7 +91,7 @@ fn import_registry(store: &Store, path: &Path, report: &mut LegacyImport) -> App
     for a in &old.adapters {
         match ids.get(&a.base_id) {
             Some(&base) => {
-                registry::upsert_adapter(store, base, &a.info)?;
+                registry::upsert_adapter(store, base, &a.info, None)?;
                 report.adapters += 1;
             }
             None => tracing::warn!(adapter = %a.info.name, "interim adapter skipped: its base model is not in the file"),

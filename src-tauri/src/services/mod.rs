@@ -20,7 +20,8 @@
 //! - `settings`: interface language, device and other preferences;
 //! - `about`: versions, licences, keyring status;
 //! - `storage`: the store's status (where its key is kept), backup and restore;
-//! - `legacy`: one-time import of the interim JSON files into the store.
+//! - `legacy`: one-time import of the interim JSON files into the store;
+//! - `jsonfile`: atomic JSON files (fine-tuning job files beside their checkpoints).
 pub mod about;
 pub mod chat;
 pub mod context;
@@ -31,6 +32,7 @@ pub mod engine_candle;
 pub mod finetune;
 pub mod generation;
 pub mod inspect;
+pub mod jsonfile;
 pub mod knowledge;
 pub mod legacy;
 pub mod models;

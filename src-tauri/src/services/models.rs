@@ -37,7 +37,7 @@ pub fn import_model(
     let record = registry::upsert_model(&store, &info)?;
     let base_id = parse_id("model", &record.id)?;
     for adapter in &adapters {
-        registry::upsert_adapter(&store, base_id, adapter)?;
+        registry::upsert_adapter(&store, base_id, adapter, None)?;
     }
     drop(store);
     progress(Progress::new(1.0, "imported"));
@@ -53,7 +53,7 @@ pub fn import_adapter(ctx: &AppContext, base_id: &str, path: &Path) -> AppResult
     let adapter = inspect::inspect_adapter(&path)?;
     inspect::check_adapter_against(&adapter, &base)?;
     let base_id = parse_id("model", base_id)?;
-    registry::upsert_adapter(&ctx.store(), base_id, &adapter)
+    registry::upsert_adapter(&ctx.store(), base_id, &adapter, None)
 }
 
 /// All imported models and adapters.

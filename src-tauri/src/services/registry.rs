@@ -133,8 +133,14 @@ pub(crate) fn upsert_model(store: &Store, info: &ModelInfo) -> AppResult<ModelRe
     Ok(ModelRecord { id: m.id.to_string(), info: info.clone(), imported_at: u64::try_from(m.added_at).unwrap_or(0) })
 }
 
-/// Records a checked adapter for a base (again for the same folder and base: refreshed).
-pub(crate) fn upsert_adapter(store: &Store, base_id: i64, info: &AdapterInfo) -> AppResult<AdapterRecord> {
+/// Records a checked adapter for a base (again for the same folder and base: refreshed),
+/// with the training run that made it, if any. Its name is the check's, made unique.
+pub(crate) fn upsert_adapter(
+    store: &Store,
+    base_id: i64,
+    info: &AdapterInfo,
+    training_run_id: Option<i64>,
+) -> AppResult<AdapterRecord> {
     let path = info.path.display().to_string();
     let adapters = store.list_adapters()?;
     let json = to_json(info)?;
@@ -158,7 +164,7 @@ pub(crate) fn upsert_adapter(store: &Store, base_id: i64, info: &AdapterInfo) ->
             name: unique_name(&info.name, &taken),
             kind,
             base_model_id: Some(base_id),
-            training_run_id: None,
+            training_run_id,
             path,
         },
         Some(&json),

@@ -4,6 +4,7 @@ import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
   About, AdapterRecord, AskRequest, ChatPayload, Conversation, ConversationSummary, DonePayload,
   DocumentSummary, GenerationSettings, ImportSummary, LibraryDocument, ModelInfo, ModelRecord, PresetName, ProgressPayload, Registry, Settings,
+  StoreStatus,
 } from "./types";
 
 export const api = {
@@ -23,6 +24,8 @@ export const api = {
   getSettings: () => invoke<Settings>("get_settings"),
   saveSettings: (value: Settings) => invoke<void>("save_settings", { value }),
   about: () => invoke<About>("about_info"),
+  storeStatus: () => invoke<StoreStatus>("store_status"),
+  renameConversation: (id: string, title: string) => invoke<void>("rename_conversation", { id, title }),
   knowledgeSearch: (query: string) => invoke<DocumentSummary[]>("knowledge_search", { query }),
   knowledgeDocument: (id: string) => invoke<LibraryDocument>("knowledge_document", { id }),
   knowledgeImport: (path: string) => invoke<string>("knowledge_import", { path }),

@@ -30,10 +30,15 @@ export interface Message {
   settings?: GenerationSettings | null;
   timings?: Timings | null;
   stopped?: boolean;
+  status?: "streaming" | "complete" | "cancelled" | "error" | "interrupted";
+  error?: string | null;
 }
 
 export interface Conversation { id: string; title: string; createdAt: number; updatedAt: number; messages: Message[] }
-export interface ConversationSummary { id: string; title: string; updatedAt: number; messageCount: number; snippet?: string | null }
+export interface SnippetSpan { text: string; hit: boolean }
+export interface ConversationSummary {
+  id: string; title: string; updatedAt: number; messageCount: number; snippet?: string | null; highlights?: SnippetSpan[];
+}
 
 export type Device = "cpu" | "gpu";
 export type PresetName = "conservative" | "balanced" | "diverse";
@@ -110,3 +115,21 @@ export interface LibraryDocument {
   sections: { kind: unknown; heading: string; body: string }[];
 }
 export interface ImportSummary { imported: string[]; skipped: string[]; files: number; cancelled: boolean }
+
+/** Where the store's database key is kept (services::storage::StoreStatus.key). */
+export type KeyStorage =
+  | { kind: "keyring" }
+  | { kind: "keyring_unavailable"; reason: string; key_file: string }
+  | { kind: "passphrase" }
+  | { kind: "provided" };
+
+export interface StoreStatus {
+  key: KeyStorage;
+  keyDescription: string;
+  database: string;
+  databaseBytes: number;
+  schemaVersion: number;
+  conversations: number;
+  messages: number;
+  recoveredMessages: number;
+}
