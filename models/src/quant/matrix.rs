@@ -51,6 +51,13 @@ pub struct QMatrix {
 /// the per-task overhead negligible.
 const TASKS_PER_THREAD: usize = 4;
 
+/// From this many input vectors on, [`QMatrix::forward`] dequantizes slices of rows and uses an
+/// f32 matrix product (prompts) instead of the integer dot products (decoding).
+pub const GEMM_MIN_ROWS: usize = 16;
+
+/// Largest slice of rows dequantized at once by a prompt-sized [`QMatrix::forward`].
+const GEMM_SLICE_BYTES: usize = 32 << 20;
+
 fn rows_per_task(rows: usize) -> usize {
     let tasks = rayon::current_num_threads().max(1) * TASKS_PER_THREAD;
     rows.div_ceil(tasks).max(1)
@@ -131,6 +138,16 @@ impl QMatrix {
         out
     }
 
+    /// Dequantizes rows `first..first + n` to row-major f32 values.
+    pub fn dequantize_rows(&self, first: usize, n: usize) -> Vec<f32> {
+        let mut out = vec![0f32; n * self.cols];
+        let bytes = &self.bytes()[first * self.row_bytes..(first + n) * self.row_bytes];
+        out.par_chunks_mut(self.cols)
+            .zip(bytes.par_chunks(self.row_bytes))
+            .for_each(|(o, r)| reference::dequantize_row(self.format, r, o));
+        out
+    }
+
     /// Dequantizes to an f32 tensor `[rows, cols]` on `device`.
     pub fn dequantize_tensor(&self, device: &Device) -> Result<Tensor> {
         Ok(Tensor::from_vec(self.dequantize(), (self.rows, self.cols), device)?)
@@ -205,13 +222,28 @@ impl QMatrix {
             return Err(QuantError::Size { what: "input features", expected: self.cols, got: cols });
         }
         let n = x.elem_count() / cols.max(1);
-        let xs = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let y = self.matmul(&xs, n)?;
         let mut out_dims = dims;
         if let Some(last) = out_dims.last_mut() {
             *last = self.rows;
         }
-        let t = Tensor::from_vec(y, out_dims, &Device::Cpu)?;
+        let t = if n >= GEMM_MIN_ROWS {
+            // A prompt: the integer kernels would redo each weight row's unpacking for every
+            // token; dequantizing a slice of rows once and using candle's f32 matrix product is
+            // several times faster, and never holds more than one slice in full precision.
+            let xs = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.reshape((n, cols))?;
+            let chunk = (GEMM_SLICE_BYTES / (4 * cols)).max(1);
+            let mut parts = Vec::with_capacity(self.rows.div_ceil(chunk));
+            for first in (0..self.rows).step_by(chunk) {
+                let r = chunk.min(self.rows - first);
+                let w = Tensor::from_vec(self.dequantize_rows(first, r), (r, cols), &Device::Cpu)?;
+                parts.push(xs.matmul(&w.t()?)?);
+            }
+            let y = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 1)? };
+            y.reshape(out_dims)?
+        } else {
+            let xs = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            Tensor::from_vec(self.matmul(&xs, n)?, out_dims, &Device::Cpu)?
+        };
         Ok(t.to_dtype(x.dtype())?.to_device(x.device())?)
     }
 
@@ -318,6 +350,26 @@ mod tests {
         assert!(m.matvec(&[0.0; 31], &mut y).is_err());
         m.matvec(&[1.0; 32], &mut y).unwrap();
         assert!((y[0] - 16.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn prompt_sized_forward_matches_the_dequantized_product() {
+        // 40 inputs take the dequantize-and-multiply path; 4500 rows × 2048 columns make it slice.
+        let (rows, cols, n) = (4500, 2048, 40);
+        assert!(n >= GEMM_MIN_ROWS && rows * cols * 4 > GEMM_SLICE_BYTES);
+        let m = QMatrix::quantize(&random_vec(51, rows * cols, 1.0), rows, cols, QuantFormat::Q4_0).unwrap();
+        let x = Tensor::from_vec(random_vec(52, n * cols, 1.0), (2, n / 2, cols), &Device::Cpu).unwrap();
+        let y = m.forward(&x).unwrap();
+        assert_eq!(y.dims(), &[2, n / 2, rows]);
+        let wd = m.dequantize_tensor(&Device::Cpu).unwrap();
+        let want = x.reshape((n, cols)).unwrap().matmul(&wd.t().unwrap()).unwrap().reshape((2, n / 2, rows)).unwrap();
+        let diff = (&y - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let size = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-4 * size, "{diff} of {size}");
+        // The decoding path (one vector at a time) agrees within the activation's 8-bit rounding.
+        let one = m.forward(&x.narrow(1, 0, 1).unwrap()).unwrap();
+        let d1 = (one - y.narrow(1, 0, 1).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d1 < 0.02 * size && d1 > 0.0, "{d1} of {size}");
     }
 
     #[test]

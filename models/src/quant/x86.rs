@@ -158,71 +158,132 @@ fn join(lo: __m256i, hi: __m256i) -> __m512i {
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
 }
 
-/// Loads 64 bytes at `p[at..at + 64]`.
+/// Lanes 0..8 take element 0 of a 128-bit vector, lanes 8..16 element 1.
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-fn load64(p: &[u8], at: usize) -> __m512i {
-    assert!(at + 64 <= p.len());
-    // SAFETY: the assert above keeps the 64-byte unaligned load inside `p`.
-    unsafe { _mm512_loadu_si512(p.as_ptr().add(at) as *const __m512i) }
+fn halves_index() -> __m512i {
+    _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
 }
 
-/// Q8_0 row · activation with AVX-512, two blocks per step.
+/// The combined scales of blocks `b` and `b + 1` (weight f16 scale × activation scale), spread
+/// as lanes 0..8 and 8..16.
+///
+/// # Safety
+/// `row` must hold blocks `b + 1` of `block_bytes` bytes (scale first) and `d` entries `b + 1`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+unsafe fn pair_scales(row: *const u8, block_bytes: usize, d: *const f32, b: usize, idx: __m512i) -> __m512 {
+    // SAFETY: the caller guarantees both blocks and both activation scales exist.
+    unsafe {
+        let w0 = std::ptr::read_unaligned(row.add(b * block_bytes) as *const u16);
+        let w1 = std::ptr::read_unaligned(row.add((b + 1) * block_bytes) as *const u16);
+        let w = _mm_cvtph_ps(_mm_cvtsi32_si128((w0 as u32 | ((w1 as u32) << 16)) as i32));
+        let a = _mm_castpd_ps(_mm_load_sd(d.add(b) as *const f64));
+        _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_mul_ps(w, a)))
+    }
+}
+
+/// Two Q8_0 blocks `b, b + 1` against the activation, accumulated into `acc`.
+///
+/// # Safety
+/// `rp` must hold blocks `b + 1` of Q8_0_BYTES, `ap` `(b + 2) · 32` bytes and `dp` `b + 2` scales.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+unsafe fn q8_0_pair(acc: __m512, rp: *const u8, ap: *const u8, dp: *const f32, b: usize, idx: __m512i) -> __m512 {
+    // SAFETY: the caller guarantees every byte read here exists.
+    unsafe {
+        let w = join(
+            _mm256_loadu_si256(rp.add(b * Q8_0_BYTES + 2) as *const __m256i),
+            _mm256_loadu_si256(rp.add((b + 1) * Q8_0_BYTES + 2) as *const __m256i),
+        );
+        let x = _mm512_loadu_si512(ap.add(b * QK) as *const __m512i);
+        // |w| · (x with w's sign): AVX-512 has no vpsignb, so negate x where w < 0.
+        let sx = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+        let p = _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(w), sx), _mm512_set1_epi16(1));
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_scales(rp, Q8_0_BYTES, dp, b, idx), acc)
+    }
+}
+
+/// Two Q4_0 blocks `b, b + 1` against the activation, accumulated into `acc`.
+///
+/// # Safety
+/// `rp` must hold blocks `b + 1` of Q4_0_BYTES, `ap` `(b + 2) · 32` bytes, `dp` and `sp` `b + 2` entries.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+unsafe fn q4_0_pair(acc: __m512, rp: *const u8, ap: *const u8, dp: *const f32, sp: *const i32, b: usize, idx: __m512i) -> __m512 {
+    // SAFETY: the caller guarantees every byte read here exists.
+    unsafe {
+        // [q0 | q1] → low nibbles [lo0 | lo1] and high nibbles [hi0 | hi1] → [lo0 hi0 lo1 hi1].
+        let q = _mm256_set_m128i(
+            _mm_loadu_si128(rp.add((b + 1) * Q4_0_BYTES + 2) as *const __m128i),
+            _mm_loadu_si128(rp.add(b * Q4_0_BYTES + 2) as *const __m128i),
+        );
+        let m4 = _mm256_set1_epi8(0x0F);
+        let lo = _mm256_and_si256(q, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+        let lh = join(lo, hi);
+        let w = _mm512_shuffle_i64x2::<0b11_01_10_00>(lh, lh);
+        let x = _mm512_loadu_si512(ap.add(b * QK) as *const __m512i);
+        let p = _mm512_madd_epi16(_mm512_maddubs_epi16(w, x), _mm512_set1_epi16(1));
+        // Σ q·a − 8·Σ a per block: the activation's block sums, spread over each half.
+        let sums = _mm_loadl_epi64(sp.add(b) as *const __m128i);
+        let p = _mm512_sub_epi32(p, _mm512_permutexvar_epi32(idx, _mm512_castsi128_si512(sums)));
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), pair_scales(rp, Q4_0_BYTES, dp, b, idx), acc)
+    }
+}
+
+/// Q8_0 row · activation with AVX-512, two blocks per step, four per loop turn.
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub(super) fn dot_q8_0_avx512(row: &[u8], act: &ActQ8) -> f32 {
     let nb = check(row, Q8_0_BYTES, act);
-    let a = as_bytes(&act.qs);
-    let ones = _mm512_set1_epi16(1);
-    let zero = _mm512_setzero_si512();
-    let mut acc = _mm512_setzero_ps();
+    let (rp, ap, dp) = (row.as_ptr(), act.qs.as_ptr() as *const u8, act.d.as_ptr());
+    let idx = halves_index();
+    let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     let mut b = 0;
-    while b + 2 <= nb {
-        let w = join(load32(row, b * Q8_0_BYTES + 2), load32(row, (b + 1) * Q8_0_BYTES + 2));
-        let x = load64(a, b * QK);
-        // |w| · (x with w's sign): AVX-512 has no vpsignb, so negate x where w < 0.
-        let neg = _mm512_movepi8_mask(w);
-        let sx = _mm512_mask_sub_epi8(x, neg, zero, x);
-        let p = _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(w), sx), ones);
-        let s0 = f16_to_f32(&row[b * Q8_0_BYTES..]) * act.d[b];
-        let s1 = f16_to_f32(&row[(b + 1) * Q8_0_BYTES..]) * act.d[b + 1];
-        let s = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(s0), _mm512_set1_ps(s1));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc);
-        b += 2;
+    // SAFETY: `check` proved that `row` holds `nb` blocks, `act.qs` `nb · 32` bytes and `act.d`
+    // `nb` scales; pairs are only taken for blocks `b, b + 1 < nb`.
+    unsafe {
+        while b + 4 <= nb {
+            acc0 = q8_0_pair(acc0, rp, ap, dp, b, idx);
+            acc1 = q8_0_pair(acc1, rp, ap, dp, b + 2, idx);
+            b += 4;
+        }
+        if b + 2 <= nb {
+            acc0 = q8_0_pair(acc0, rp, ap, dp, b, idx);
+            b += 2;
+        }
     }
-    let mut total = _mm512_reduce_add_ps(acc);
+    let mut total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     if b < nb {
-        let p = mul_sum_i8(load32(row, b * Q8_0_BYTES + 2), load32(a, b * QK));
+        let p = mul_sum_i8(load32(row, b * Q8_0_BYTES + 2), load32(as_bytes(&act.qs), b * QK));
         total += hsum256(_mm256_cvtepi32_ps(p)) * f16_to_f32(&row[b * Q8_0_BYTES..]) * act.d[b];
     }
     total
 }
 
-/// Q4_0 row · activation with AVX-512, two blocks per step.
+/// Q4_0 row · activation with AVX-512, two blocks per step, four per loop turn.
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub(super) fn dot_q4_0_avx512(row: &[u8], act: &ActQ8) -> f32 {
     let nb = check(row, Q4_0_BYTES, act);
-    let a = as_bytes(&act.qs);
-    let ones = _mm512_set1_epi16(1);
-    let m4 = _mm256_set1_epi8(0x0F);
-    let mut acc = _mm512_setzero_ps();
+    let (rp, ap, dp, sp) = (row.as_ptr(), act.qs.as_ptr() as *const u8, act.d.as_ptr(), act.sums.as_ptr());
+    let idx = halves_index();
+    let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     let mut b = 0;
-    while b + 2 <= nb {
-        // [q0 | q1] → low nibbles [lo0 | lo1] and high nibbles [hi0 | hi1] → [lo0 hi0 lo1 hi1].
-        let q = _mm256_set_m128i(load16(row, (b + 1) * Q4_0_BYTES + 2), load16(row, b * Q4_0_BYTES + 2));
-        let lo = _mm256_and_si256(q, m4);
-        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
-        let w = _mm512_shuffle_i64x2::<0b11_01_10_00>(join(lo, hi), join(lo, hi));
-        let p = _mm512_madd_epi16(_mm512_maddubs_epi16(w, load64(a, b * QK)), ones);
-        let corr = _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(act.sums[b]), _mm512_set1_epi32(act.sums[b + 1]));
-        let p = _mm512_sub_epi32(p, corr);
-        let s0 = f16_to_f32(&row[b * Q4_0_BYTES..]) * act.d[b];
-        let s1 = f16_to_f32(&row[(b + 1) * Q4_0_BYTES..]) * act.d[b + 1];
-        let s = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(s0), _mm512_set1_ps(s1));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc);
-        b += 2;
+    // SAFETY: `check` proved that `row` holds `nb` blocks, `act.qs` `nb · 32` bytes and `act.d` /
+    // `act.sums` `nb` entries; pairs are only taken for blocks `b, b + 1 < nb`.
+    unsafe {
+        while b + 4 <= nb {
+            acc0 = q4_0_pair(acc0, rp, ap, dp, sp, b, idx);
+            acc1 = q4_0_pair(acc1, rp, ap, dp, sp, b + 2, idx);
+            b += 4;
+        }
+        if b + 2 <= nb {
+            acc0 = q4_0_pair(acc0, rp, ap, dp, sp, b, idx);
+            b += 2;
+        }
     }
-    let mut total = _mm512_reduce_add_ps(acc);
+    let mut total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     if b < nb {
-        let p = q4_0_block(row, a, &act.sums, b);
+        let p = q4_0_block(row, as_bytes(&act.qs), &act.sums, b);
         total += hsum256(_mm256_cvtepi32_ps(p)) * f16_to_f32(&row[b * Q4_0_BYTES..]) * act.d[b];
     }
     total
