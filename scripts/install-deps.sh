@@ -32,6 +32,15 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# tauri-driver (the WebDriver server the end-to-end tests talk to), pinned; skipped when this
+# version is installed already.
+TAURI_DRIVER_VERSION=2.1.0
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! cargo install --list 2>/dev/null | grep -qx "tauri-driver v$TAURI_DRIVER_VERSION:"; then
+  echo "installing tauri-driver $TAURI_DRIVER_VERSION"
+  cargo install tauri-driver --locked --version "=$TAURI_DRIVER_VERSION"
+fi
+
 # Front-end modules.
 if [ -f ui/package.json ]; then
   (cd ui && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi)

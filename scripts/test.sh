@@ -7,8 +7,14 @@ bash scripts/install-deps.sh
 
 export DOCTORGLM_FIXTURES="${DOCTORGLM_FIXTURES:-$(cd .. && pwd)/shared/fixtures}"
 
+# The interface first: the app embeds ui/dist when it is compiled (a placeholder otherwise).
+if [ -f ui/package.json ]; then (cd ui && npm run build); fi
+
 cargo test --workspace --no-fail-fast
 
 if [ -f ui/package.json ]; then
   (cd ui && npm run check && npm test)
 fi
+
+# End-to-end: the real window under Xvfb through tauri-driver (builds the UI and the debug app).
+bash tests/e2e/run.sh

@@ -1,12 +1,14 @@
 //! The desktop window: builds the Tauri app with its state and commands and runs it.
 use crate::commands::{self, AppState};
 use crate::services::AppContext;
+use std::time::Instant;
 
-/// Opens the main window and runs until it is closed.
-pub fn run(ctx: AppContext) -> anyhow::Result<()> {
+/// Opens the main window and runs until it is closed; `started` is when the process began.
+pub fn run(ctx: AppContext, started: Instant) -> anyhow::Result<()> {
     tauri::Builder::default()
-        .manage(AppState::new(ctx))
+        .manage(AppState::new(ctx, started))
         .invoke_handler(tauri::generate_handler![
+            commands::ui_ready,
             commands::send_message,
             commands::regenerate,
             commands::cancel_job,

@@ -14,7 +14,9 @@ use crate::services::{about, finetune, knowledge, models, settings, storage, App
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tauri::{AppHandle, Emitter, State};
 
 /// State shared by all commands.
@@ -23,12 +25,16 @@ pub struct AppState {
     pub ctx: Arc<AppContext>,
     /// Cancellation flags of running jobs, by job id.
     pub jobs: Mutex<HashMap<String, CancelFlag>>,
+    /// When the process started (`main`), for the start-up time `ui_ready` reports.
+    pub started: Instant,
+    /// Whether the interface has reported ready once.
+    ready_reported: AtomicBool,
 }
 
 impl AppState {
-    /// State over a context.
-    pub fn new(ctx: AppContext) -> Self {
-        Self { ctx: Arc::new(ctx), jobs: Mutex::new(HashMap::new()) }
+    /// State over a context; `started` is when the process began.
+    pub fn new(ctx: AppContext, started: Instant) -> Self {
+        Self { ctx: Arc::new(ctx), jobs: Mutex::new(HashMap::new()), started, ready_reported: AtomicBool::new(false) }
     }
 
     fn start_job(&self) -> (String, CancelFlag) {
@@ -100,6 +106,18 @@ fn spawn_chat(app: AppHandle, state: &AppState, request: AskRequest, regenerate:
         finish_job(&app, &id);
     });
     job_id
+}
+
+/// The interface has mounted and loaded its first data: logs the time since the process started
+/// (target `doctorglm::startup`, the first call only) and returns it in milliseconds.
+/// `scripts/measure-startup.mjs` reads this line.
+#[tauri::command]
+pub fn ui_ready(state: State<'_, AppState>) -> u64 {
+    let elapsed_ms = u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if !state.ready_reported.swap(true, Ordering::SeqCst) {
+        tracing::info!(target: "doctorglm::startup", elapsed_ms, "interface ready");
+    }
+    elapsed_ms
 }
 
 /// Starts answering a question; returns the job id whose `chat` events follow.

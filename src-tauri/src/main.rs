@@ -4,6 +4,8 @@ use clap::Parser;
 use doctorglm::cli::{self, Cli};
 
 fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "desktop")]
+    let started = std::time::Instant::now();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -12,10 +14,10 @@ fn main() -> anyhow::Result<()> {
     match parsed.command {
         Some(command) => cli::run(command),
         #[cfg(feature = "desktop")]
-        None => doctorglm::app::run(doctorglm::services::AppContext::open_default()?),
+        None => doctorglm::app::run(doctorglm::services::AppContext::open_default()?, started),
         #[cfg(not(feature = "desktop"))]
         None => {
-            anyhow::bail!("this build has no window (build with `--features desktop`, as ./scripts/run.sh does); see `doctorglm --help`")
+            anyhow::bail!("this build has no window (it was built without the `desktop` feature); see `doctorglm --help`")
         }
     }
 }

@@ -9,16 +9,8 @@
 // Screenshots of each step go to tests/artifacts/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { startDriver, Session } from "./webdriver.mjs";
-
-const root = path.resolve(import.meta.dirname, "../..");
-const app = process.env.DOCTORGLM_APP ?? path.join(root, "target/debug/doctorglm");
-const fixtures = process.env.DOCTORGLM_FIXTURES ?? path.resolve(root, "../shared/fixtures");
-const artifacts = path.join(root, "tests/artifacts");
-const driverPath = process.env.TAURI_DRIVER ?? "tauri-driver";
+import { paths, AppUnderTest } from "./harness.mjs";
 
 // The test answer streams word by word from the debug build's scripted engine
 // (DOCTORGLM_TEST_ANSWER); it carries HTML a model might produce.
@@ -28,29 +20,13 @@ const ANSWER =
   "<script>window.__pwned=2;document.title='pwned'</script> Check the blood pressure again.";
 const QUESTION = "What helps hypertension in adults?";
 
-const dataDir = mkdtempSync(path.join(tmpdir(), "doctorglm-e2e-"));
-const env = { DOCTORGLM_DATA_DIR: dataDir, DOCTORGLM_TEST_ANSWER: ANSWER };
-let driver;
+const app = new AppUnderTest({ env: { DOCTORGLM_TEST_ANSWER: ANSWER } });
 let s;
 
-async function launch() {
-  driver = await startDriver({ driverPath, env });
-  s = await Session.start(driver.base, app, artifacts);
-  await s.waitFor('[data-testid="app"][data-ready="true"]', { what: "the app to load", timeout: 60_000 });
-}
-
-async function quit() {
-  await s?.end();
-  await driver?.stop();
-  s = undefined;
-  driver = undefined;
-}
-
-before(launch);
-after(async () => {
-  await quit();
-  rmSync(dataDir, { recursive: true, force: true });
+before(async () => {
+  s = await app.launch();
 });
+after(() => app.dispose());
 
 test("first start without a model says how to import one", async () => {
   const notice = await s.waitFor('[data-testid="no-model"]', { what: "the no-model notice" });
@@ -64,7 +40,7 @@ test("first start without a model says how to import one", async () => {
 test("import the tiny model from the fixtures", async () => {
   await (await s.waitFor('[data-testid="tab-models"]')).click();
   const input = await s.waitFor('[data-testid="model-path"]');
-  await input.type(path.join(fixtures, "models/chatglm3-tiny"));
+  await input.type(path.join(paths.fixtures, "models/chatglm3-tiny"));
   await (await s.waitFor('[data-testid="model-import"]', { predicate: async (e) => (await e.attr("disabled")) === null })).click();
   const name = await s.waitFor('[data-testid="model-name"]', {
     what: "the imported model's card",
@@ -115,8 +91,7 @@ test("ask a question: the answer streams, sources appear, model HTML stays inert
 });
 
 test("after a restart the conversation is found by search", async () => {
-  await quit();
-  await launch();
+  s = await app.restart();
   const search = await s.waitFor('[data-testid="search"]');
   await search.type("hypertension");
   const item = await s.waitFor('[data-testid="conversation-item"]', {

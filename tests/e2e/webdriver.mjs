@@ -55,11 +55,13 @@ export async function startDriver({ driverPath = "tauri-driver", env = {} } = {}
   };
 }
 
-async function call(base, method, path, body) {
+/** One WebDriver command; a command that hangs fails after `timeout` ms. */
+async function call(base, method, path, body, timeout = 120_000) {
   const res = await fetch(`${base}${path}`, {
     method,
     headers: { "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeout),
   });
   const json = await res.json().catch(() => ({}));
   if (!res.ok || (json.value && json.value.error)) {
@@ -71,18 +73,19 @@ async function call(base, method, path, body) {
 
 /** A WebDriver session on the app. */
 export class Session {
-  constructor(base, id, artifacts) {
+  constructor(base, id, artifacts, prefix = "") {
     this.base = base;
     this.id = id;
     this.artifacts = artifacts;
+    this.prefix = prefix;
   }
 
-  /** Launches `application` through the driver at `base`. */
-  static async start(base, application, artifacts) {
+  /** Launches `application` through the driver at `base`; screenshots go to `artifacts`. */
+  static async start(base, application, artifacts, prefix = "") {
     const value = await call(base, "POST", "/session", {
       capabilities: { alwaysMatch: { "tauri:options": { application } } },
     });
-    return new Session(base, value.sessionId, artifacts);
+    return new Session(base, value.sessionId, artifacts, prefix);
   }
 
   cmd(method, path, body) {
@@ -141,7 +144,7 @@ export class Session {
   async screenshot(name) {
     const png = await this.cmd("GET", "/screenshot");
     mkdirSync(this.artifacts, { recursive: true });
-    const file = `${this.artifacts}/${name}.png`;
+    const file = `${this.artifacts}/${this.prefix ? `${this.prefix}-` : ""}${name}.png`;
     writeFileSync(file, Buffer.from(png, "base64"));
     return file;
   }

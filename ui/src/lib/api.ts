@@ -8,6 +8,8 @@ import type {
 } from "./types";
 
 export const api = {
+  /** Tells the app the interface is up (it logs the start-up time). */
+  uiReady: () => invoke<number>("ui_ready"),
   sendMessage: (request: AskRequest) => invoke<string>("send_message", { request }),
   regenerate: (request: AskRequest) => invoke<string>("regenerate", { request }),
   cancelJob: (jobId: string) => invoke<boolean>("cancel_job", { jobId }),
