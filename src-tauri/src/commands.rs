@@ -43,6 +43,32 @@ impl AppState {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), flag.clone());
         (id, flag)
     }
+
+    /// Registers a job under an id the window chose. The window listens for that id before it
+    /// calls the command, so no event is missed: a job can report (and even finish) before the
+    /// command's answer reaches the window.
+    fn register_job(&self, job_id: &str) -> AppResult<CancelFlag> {
+        check_job_id(job_id)?;
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if jobs.contains_key(job_id) {
+            return Err(AppError::Invalid(format!("job id {job_id} is already in use")));
+        }
+        let flag = CancelFlag::new();
+        jobs.insert(job_id.to_owned(), flag.clone());
+        Ok(flag)
+    }
+}
+
+/// A job id from the window: 1 to 100 characters of ASCII letters, digits, `-` and `_`.
+fn check_job_id(job_id: &str) -> AppResult<()> {
+    let ok = !job_id.is_empty()
+        && job_id.len() <= 100
+        && job_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::Invalid(format!("invalid job id {job_id:?}: use 1 to 100 letters, digits, - or _")))
+    }
 }
 
 fn finish_job(app: &AppHandle, job_id: &str) {
@@ -84,8 +110,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> AppResult<T> + Send + '
     tauri::async_runtime::spawn_blocking(f).await.map_err(|e| AppError::Invalid(format!("background task failed: {e}")))?
 }
 
-fn spawn_chat(app: AppHandle, state: &AppState, request: AskRequest, regenerate: bool) -> String {
-    let (job_id, cancel) = state.start_job();
+fn spawn_chat(app: AppHandle, state: &AppState, request: AskRequest, job_id: String, regenerate: bool) -> AppResult<String> {
+    let cancel = state.register_job(&job_id)?;
     let ctx = state.ctx.clone();
     let id = job_id.clone();
     std::thread::spawn(move || {
@@ -105,7 +131,7 @@ fn spawn_chat(app: AppHandle, state: &AppState, request: AskRequest, regenerate:
         }
         finish_job(&app, &id);
     });
-    job_id
+    Ok(job_id)
 }
 
 /// The interface has mounted and loaded its first data: logs the time since the process started
@@ -120,16 +146,17 @@ pub fn ui_ready(state: State<'_, AppState>) -> u64 {
     elapsed_ms
 }
 
-/// Starts answering a question; returns the job id whose `chat` events follow.
+/// Starts answering a question as job `job_id` (chosen by the window, see
+/// `AppState::register_job`); its `chat` events follow. Returns the job id.
 #[tauri::command]
-pub fn send_message(app: AppHandle, state: State<'_, AppState>, request: AskRequest) -> String {
-    spawn_chat(app, &state, request, false)
+pub fn send_message(app: AppHandle, state: State<'_, AppState>, request: AskRequest, job_id: String) -> AppResult<String> {
+    spawn_chat(app, &state, request, job_id, false)
 }
 
-/// Answers the last question of a conversation again.
+/// Answers the last question of a conversation again, as job `job_id`.
 #[tauri::command]
-pub fn regenerate(app: AppHandle, state: State<'_, AppState>, request: AskRequest) -> String {
-    spawn_chat(app, &state, request, true)
+pub fn regenerate(app: AppHandle, state: State<'_, AppState>, request: AskRequest, job_id: String) -> AppResult<String> {
+    spawn_chat(app, &state, request, job_id, true)
 }
 
 /// Asks a running job to stop (answer generation, import). Unknown ids are ignored.
@@ -189,10 +216,11 @@ pub async fn list_models(state: State<'_, AppState>) -> AppResult<Registry> {
     blocking(move || models::list(&ctx)).await
 }
 
-/// Starts importing a model folder; returns the job id (`progress` then `job-done` events).
+/// Starts importing a model folder as job `job_id` (chosen by the window); `progress` then
+/// `job-done` events follow. Returns the job id.
 #[tauri::command]
-pub fn import_model(app: AppHandle, state: State<'_, AppState>, path: String) -> String {
-    let (job_id, cancel) = state.start_job();
+pub fn import_model(app: AppHandle, state: State<'_, AppState>, path: String, job_id: String) -> AppResult<String> {
+    let cancel = state.register_job(&job_id)?;
     let ctx = state.ctx.clone();
     let id = job_id.clone();
     std::thread::spawn(move || {
@@ -212,7 +240,7 @@ pub fn import_model(app: AppHandle, state: State<'_, AppState>, path: String) ->
         let _ = app.emit("job-done", payload);
         finish_job(&app, &id);
     });
-    job_id
+    Ok(job_id)
 }
 
 /// Checks a model folder without importing it.
@@ -279,10 +307,11 @@ pub async fn knowledge_document(state: State<'_, AppState>, id: String) -> AppRe
     blocking(move || knowledge::document(&ctx, &id)).await
 }
 
-/// Starts importing documents; returns the job id (`progress` then `job-done` events).
+/// Starts importing documents as job `job_id` (chosen by the window); `progress` then `job-done`
+/// events follow. Returns the job id.
 #[tauri::command]
-pub fn knowledge_import(app: AppHandle, state: State<'_, AppState>, path: String) -> String {
-    let (job_id, cancel) = state.start_job();
+pub fn knowledge_import(app: AppHandle, state: State<'_, AppState>, path: String, job_id: String) -> AppResult<String> {
+    let cancel = state.register_job(&job_id)?;
     let ctx = state.ctx.clone();
     let id = job_id.clone();
     std::thread::spawn(move || {
@@ -296,7 +325,7 @@ pub fn knowledge_import(app: AppHandle, state: State<'_, AppState>, path: String
         let _ = app.emit("job-done", payload);
         finish_job(&app, &id);
     });
-    job_id
+    Ok(job_id)
 }
 
 // ---- Fine-tuning (services::finetune). Training jobs report through the `finetune` event:
@@ -396,4 +425,25 @@ pub fn finetune_continue(job_id: String) -> bool {
 #[tauri::command]
 pub fn finetune_cancel(job_id: String) -> bool {
     finetune::jobs().cancel(&job_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_from_the_window_are_checked_and_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = AppState::new(AppContext::open(dir.path()).unwrap(), Instant::now());
+        let flag = state.register_job("job-1a_Z").unwrap();
+        assert!(matches!(state.register_job("job-1a_Z"), Err(AppError::Invalid(_))), "an id in use is refused");
+        for bad in ["", "a b", "../x", "job\u{e9}", &"x".repeat(101)] {
+            assert!(matches!(state.register_job(bad), Err(AppError::Invalid(_))), "{bad:?} is refused");
+        }
+        // The registered flag is the one cancel_job reaches.
+        state.jobs.lock().unwrap()["job-1a_Z"].cancel();
+        assert!(flag.is_cancelled());
+        state.jobs.lock().unwrap().remove("job-1a_Z");
+        assert!(state.register_job("job-1a_Z").is_ok(), "a finished job's id can be used again");
+    }
 }

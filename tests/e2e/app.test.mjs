@@ -93,10 +93,16 @@ test("ask a question: the answer streams, sources appear, model HTML stays inert
 test("after a restart the conversation is found by search", async () => {
   s = await app.restart();
   const search = await s.waitFor('[data-testid="search"]');
+  // The search filters: a word no message holds finds nothing.
+  await search.type("pneumothorax");
+  await s.until(async () => (await s.findAll('[data-testid="conversation-item"]')).length === 0, {
+    what: "an empty result for a word that is in no conversation",
+  });
+  await search.clear();
   await search.type("hypertension");
   const item = await s.waitFor('[data-testid="conversation-item"]', {
     what: "the conversation in the search results",
-    predicate: async (e) => /hypertension/i.test(await e.text()),
+    predicate: async (e) => /hypertension/i.test(await e.textContent()),
   });
   await item.click();
   const q = await s.waitFor('[data-testid="question"]', {

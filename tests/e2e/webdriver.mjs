@@ -170,6 +170,11 @@ export class Element {
   attr(name) {
     return this.s.cmd("GET", `/element/${this.id}/attribute/${name}`);
   }
+  /** textContent, through script: all the text, also where CSS clips it (WebDriver's text is
+   * only what is rendered, e.g. a title cut by `text-overflow: ellipsis`). */
+  textContent() {
+    return this.s.exec("return arguments[0].textContent", { [ELEMENT]: this.id });
+  }
   /** innerHTML, through script. */
   html() {
     return this.s.exec("return arguments[0].innerHTML", { [ELEMENT]: this.id });

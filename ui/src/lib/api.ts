@@ -10,15 +10,15 @@ import type {
 export const api = {
   /** Tells the app the interface is up (it logs the start-up time). */
   uiReady: () => invoke<number>("ui_ready"),
-  sendMessage: (request: AskRequest) => invoke<string>("send_message", { request }),
-  regenerate: (request: AskRequest) => invoke<string>("regenerate", { request }),
+  sendMessage: (request: AskRequest, jobId: string) => invoke<string>("send_message", { request, jobId }),
+  regenerate: (request: AskRequest, jobId: string) => invoke<string>("regenerate", { request, jobId }),
   cancelJob: (jobId: string) => invoke<boolean>("cancel_job", { jobId }),
   listConversations: (query?: string) => invoke<ConversationSummary[]>("list_conversations", { query: query || null }),
   getConversation: (id: string) => invoke<Conversation>("get_conversation", { id }),
   deleteConversation: (id: string) => invoke<void>("delete_conversation", { id }),
   exportConversation: (id: string, format: "markdown" | "json") => invoke<string>("export_conversation", { id, format }),
   listModels: () => invoke<Registry>("list_models"),
-  importModel: (path: string) => invoke<string>("import_model", { path }),
+  importModel: (path: string, jobId: string) => invoke<string>("import_model", { path, jobId }),
   checkModel: (path: string) => invoke<ModelInfo>("check_model", { path }),
   importAdapter: (baseId: string, path: string) => invoke<AdapterRecord>("import_adapter", { baseId, path }),
   removeModel: (id: string) => invoke<void>("remove_model", { id }),
@@ -30,7 +30,7 @@ export const api = {
   renameConversation: (id: string, title: string) => invoke<void>("rename_conversation", { id, title }),
   knowledgeSearch: (query: string) => invoke<DocumentSummary[]>("knowledge_search", { query }),
   knowledgeDocument: (id: string) => invoke<LibraryDocument>("knowledge_document", { id }),
-  knowledgeImport: (path: string) => invoke<string>("knowledge_import", { path }),
+  knowledgeImport: (path: string, jobId: string) => invoke<string>("knowledge_import", { path, jobId }),
 };
 
 export const events = {
@@ -39,6 +39,15 @@ export const events = {
   jobDone: <T = ModelRecord>(cb: (p: DonePayload<T>) => void): Promise<UnlistenFn> =>
     listen<DonePayload<T>>("job-done", (e) => cb(e.payload)),
 };
+
+let jobCounter = 0;
+/** A new job id for a command that starts a job (send_message, import_model, …). The page
+ * chooses the id and starts matching events before it calls the command, because a job can
+ * report, and even finish, before the command's answer arrives. */
+export function newJobId(): string {
+  jobCounter += 1;
+  return `job-${Date.now().toString(36)}-${jobCounter}-${Math.random().toString(36).slice(2, 8)}`;
+}
 
 /** A message for people from a rejected command (commands reject with a string). */
 export function errorText(e: unknown): string {
