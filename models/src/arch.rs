@@ -329,6 +329,10 @@ impl Loader<'_> {
 
     /// A linear layer `name.weight` `[out, in]` with optional `name.bias`.
     pub fn linear(&self, name: &str, inp: usize, out: usize, bias: bool) -> Result<LoraLinear> {
+        // Weights stored quantized (THUDM int4/int8, GGUF blocks) become quantized layers directly.
+        if let Some(layer) = crate::quant::imported::imported_linear(self, name, inp, out, bias)? {
+            return Ok(layer);
+        }
         let (weight, quant) = self.weight(&format!("{name}.weight"), out, inp)?;
         let bias = if bias { Some(self.tensor(&format!("{name}.bias"), &[out])?) } else { None };
         let mut layer = LoraLinear::new(name.to_string(), weight, bias);

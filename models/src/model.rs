@@ -87,8 +87,19 @@ impl Model {
         progress: &dyn Fn(usize, usize),
         cancel: &AtomicBool,
     ) -> Result<Self> {
+        if dir.is_file() && dir.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+            return Self::load_gguf(dir, options, progress, cancel);
+        }
         let config = ModelConfig::from_path(dir)?;
         let store = WeightStore::open_dir(dir)?;
+        Self::from_store(config, &store, options, progress, cancel)
+    }
+
+    /// Loads a llama.cpp GGUF file of the `chatglm` architecture (ChatGLM3, GLM-4); its block
+    /// formats stay memory-mapped and quantized (see `quant::gguf_import`). The tokenizer is the
+    /// `tokenizer.model` beside the file ([`crate::quant::gguf_import::tokenizer_dir`]).
+    pub fn load_gguf(path: &Path, options: &LoadOptions, progress: &dyn Fn(usize, usize), cancel: &AtomicBool) -> Result<Self> {
+        let (config, store) = crate::quant::gguf_import::open(path)?;
         Self::from_store(config, &store, options, progress, cancel)
     }
 
@@ -405,6 +416,20 @@ impl Model {
             })
             .sum();
         linear + self.config.hidden_size * self.dtype.size_in_bytes()
+    }
+
+    /// Every linear layer's module name and the block format of its weight (`None`: full precision).
+    pub fn weight_formats(&self) -> Vec<(String, Option<crate::quant::QuantFormat>)> {
+        self.linears().iter().map(|l| (l.name.clone(), l.quant.as_ref().map(|q| q.format()))).collect()
+    }
+
+    /// The base weight `[out, in]` of a linear layer as f32 (dequantized when it is quantized).
+    pub fn linear_weight_f32(&self, module: &str) -> Result<Tensor> {
+        let layer = self.linears().into_iter().find(|l| l.name == module).ok_or_else(|| ModelError::Input(format!("no linear layer named {module}")))?;
+        match &layer.quant {
+            Some(q) => Ok(q.dequantize_tensor(&Device::Cpu)?),
+            None => Ok(layer.weight.to_dtype(DType::F32)?.to_device(&Device::Cpu)?),
+        }
     }
 
     /// Every linear layer as `(module name, in features, out features)`: the layers a LoRA

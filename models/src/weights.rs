@@ -4,6 +4,9 @@
 use crate::error::{ModelError, Result};
 use candle_core::pickle::PthTensors;
 use candle_core::safetensors::MmapedSafetensors;
+use crate::quant::gguf::GgufTensor;
+use crate::quant::thudm_int4::{self, PthInt8};
+use crate::quant::QMatrix;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +14,8 @@ use std::path::{Path, PathBuf};
 enum Backend {
     Safetensors(MmapedSafetensors),
     Pth(PthTensors),
+    /// A llama.cpp GGUF file, its tensors renamed to the checkpoint names (`quant::gguf_import`).
+    Gguf(HashMap<String, GgufTensor>),
 }
 
 struct WeightFile {
@@ -18,6 +23,8 @@ struct WeightFile {
     backend: Backend,
     /// Byte ranges of a safetensors file's tensors, read from its header on first use.
     raw: std::sync::OnceLock<std::result::Result<HashMap<String, RawTensor>, String>>,
+    /// Int8 tensors of a PyTorch file (THUDM int4/int8 weights), which candle's reader skips.
+    int8: HashMap<String, PthInt8>,
 }
 
 /// Where a safetensors tensor's bytes are in its file.
@@ -189,6 +196,54 @@ impl WeightStore {
         Ok(Self { files, routing, dir: dir.to_path_buf() })
     }
 
+    /// A store over tensors already read from one file (a GGUF file, renamed to checkpoint names).
+    pub fn from_gguf_tensors(path: &Path, tensors: HashMap<String, GgufTensor>) -> Self {
+        let routing = tensors.keys().map(|n| (n.clone(), 0)).collect();
+        let file = WeightFile { path: path.to_path_buf(), backend: Backend::Gguf(tensors), raw: Default::default(), int8: HashMap::new() };
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Self { files: vec![file], routing, dir }
+    }
+
+    /// The bytes of a tensor stored as int8 (safetensors `I8`, PyTorch `CharStorage`), or `None`
+    /// when it is stored in another type.
+    pub fn int8_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let Some(&idx) = self.routing.get(name) else {
+            return Err(ModelError::MissingTensor { name: name.to_string(), file: self.dir.clone() });
+        };
+        let file = &self.files[idx];
+        let bad = |reason: String| ModelError::BadTensor { name: name.to_string(), file: file.path.clone(), reason };
+        if let Some(info) = file.int8.get(name) {
+            return thudm_int4::read_pth_int8(&file.path, info).map(Some).map_err(bad);
+        }
+        match &file.backend {
+            Backend::Safetensors(st) => {
+                let view = st.get(name).map_err(|e| bad(e.to_string()))?;
+                Ok((format!("{:?}", view.dtype()) == "I8").then(|| view.data().to_vec()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A matrix stored quantized in a GGUF file: our block formats as they are (memory-mapped);
+    /// other ggml block types (Q6_K, Q5_K, …) dequantized by candle and requantized to Q8_0
+    /// (when rows are whole 32-weight blocks; else `None` and the caller loads f32).
+    pub fn stored_qmatrix(&self, name: &str) -> Result<Option<QMatrix>> {
+        let Some(&idx) = self.routing.get(name) else { return Ok(None) };
+        let file = &self.files[idx];
+        let Backend::Gguf(t) = &file.backend else { return Ok(None) };
+        match t.get(name) {
+            Some(GgufTensor::Quant(q)) => Ok(Some(q.clone())),
+            Some(g @ GgufTensor::Foreign { shape, dtype, .. }) if shape.len() == 2 && shape[1] % 32 == 0 => {
+                tracing::info!("{name}: {dtype:?} has no kernel here; requantized to Q8_0");
+                let bad = |reason: String| ModelError::BadTensor { name: name.to_string(), file: file.path.clone(), reason };
+                let w = g.to_tensor(&Device::Cpu).map_err(|e| bad(e.to_string()))?;
+                let q = QMatrix::quantize_tensor(&w, crate::quant::QuantFormat::Q8_0).map_err(|e| bad(e.to_string()))?;
+                Ok(Some(q))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn has_in_file(&self, name: &str, idx: usize) -> bool {
         self.files.get(idx).is_some_and(|f| f.contains(name))
     }
@@ -262,6 +317,11 @@ impl WeightStore {
                 .get(name)
                 .map(|i| i.dtype)
                 .unwrap_or(DType::F32)),
+            Backend::Gguf(t) => Ok(match t.get(name) {
+                Some(GgufTensor::Plain { ty: crate::quant::gguf::GgufType::F16, .. }) => DType::F16,
+                Some(GgufTensor::Plain { ty: crate::quant::gguf::GgufType::BF16, .. }) => DType::BF16,
+                _ => DType::F32,
+            }),
         }
     }
 
@@ -323,7 +383,16 @@ impl WeightStore {
             file: file.path.clone(),
             reason,
         };
+        if let Some(info) = file.int8.get(name) {
+            let bytes = thudm_int4::read_pth_int8(&file.path, info).map_err(bad)?;
+            let values: Vec<f32> = bytes.iter().map(|&b| b as i8 as f32).collect();
+            return Ok(Tensor::from_vec(values, info.shape.as_slice(), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?);
+        }
         let tensor = match &file.backend {
+            Backend::Gguf(t) => match t.get(name) {
+                Some(g) => g.to_tensor(&Device::Cpu).map_err(|e| bad(e.to_string()))?,
+                None => return Err(ModelError::MissingTensor { name: name.to_string(), file: file.path.clone() }),
+            },
             Backend::Safetensors(st) => st.load(name, &Device::Cpu).map_err(|e| bad(e.to_string()))?,
             Backend::Pth(pth) => pth
                 .get(name)
@@ -336,14 +405,21 @@ impl WeightStore {
 
 impl WeightFile {
     fn names(&self) -> Vec<String> {
-        match &self.backend {
+        let mut names: Vec<String> = match &self.backend {
             Backend::Safetensors(st) => st.tensors().into_iter().map(|(n, _)| n).collect(),
             Backend::Pth(pth) => pth.tensor_infos().keys().cloned().collect(),
-        }
+            Backend::Gguf(t) => t.keys().cloned().collect(),
+        };
+        names.extend(self.int8.keys().cloned());
+        names
     }
 
     fn contains(&self, name: &str) -> bool {
+        if self.int8.contains_key(name) {
+            return true;
+        }
         match &self.backend {
+            Backend::Gguf(t) => t.contains_key(name),
             Backend::Safetensors(st) => st.get(name).is_ok(),
             Backend::Pth(pth) => pth.tensor_infos().contains_key(name),
         }
@@ -351,7 +427,11 @@ impl WeightFile {
 
     fn shape(&self, name: &str) -> Result<Vec<usize>> {
         let missing = || ModelError::MissingTensor { name: name.to_string(), file: self.path.clone() };
+        if let Some(info) = self.int8.get(name) {
+            return Ok(info.shape.clone());
+        }
         match &self.backend {
+            Backend::Gguf(t) => Ok(t.get(name).ok_or_else(missing)?.shape()),
             Backend::Safetensors(st) => Ok(st.get(name).map_err(|_| missing())?.shape().to_vec()),
             Backend::Pth(pth) => {
                 Ok(pth.tensor_infos().get(name).ok_or_else(missing)?.layout.dims().to_vec())
@@ -383,7 +463,14 @@ fn open_file(path: &Path) -> Result<WeightFile> {
         Ok(Err(e)) => return Err(bad(e.to_string())),
         Err(_) => return Err(bad("the file could not be parsed".into())),
     };
-    Ok(WeightFile { path: path.to_path_buf(), backend, raw: Default::default() })
+    let int8 = match &backend {
+        Backend::Pth(_) => thudm_int4::pth_int8_tensors(path).unwrap_or_else(|e| {
+            tracing::warn!("{}: int8 tensors not read: {e}", path.display());
+            HashMap::new()
+        }),
+        _ => HashMap::new(),
+    };
+    Ok(WeightFile { path: path.to_path_buf(), backend, raw: Default::default(), int8 })
 }
 
 /// Reads a safetensors header: each tensor's dtype and absolute byte range in the file.

@@ -27,6 +27,8 @@ pub enum GgufType {
     F32,
     /// Plain f16.
     F16,
+    /// Plain bf16.
+    BF16,
     /// A quantized format.
     Quant(QuantFormat),
 }
@@ -36,6 +38,7 @@ impl GgufType {
         match self {
             GgufType::F32 => 0,
             GgufType::F16 => 1,
+            GgufType::BF16 => 30,
             GgufType::Quant(QuantFormat::Q4_0) => 2,
             GgufType::Quant(QuantFormat::Q8_0) => 8,
             GgufType::Quant(QuantFormat::Q4K) => 12,
@@ -46,7 +49,7 @@ impl GgufType {
     fn byte_len(self, elems: usize, cols: usize) -> Result<usize> {
         Ok(match self {
             GgufType::F32 => elems * 4,
-            GgufType::F16 => elems * 2,
+            GgufType::F16 | GgufType::BF16 => elems * 2,
             GgufType::Quant(f) => f.row_bytes(cols)? * (elems / cols.max(1)),
         })
     }
@@ -219,17 +222,46 @@ pub enum GgufTensor {
         /// The bytes.
         data: QBytes,
     },
+    /// A ggml block type without our kernels (Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, Q6_K, Q8_K):
+    /// its bytes in the mapping, dequantized by candle when used.
+    Foreign {
+        /// Shape, outermost first.
+        shape: Vec<usize>,
+        /// The ggml type.
+        dtype: GgmlDType,
+        /// The bytes.
+        data: QBytes,
+    },
 }
 
 impl GgufTensor {
     /// Converts a plain tensor to a candle tensor (copies); quantized ones are dequantized.
+    /// Types without our kernels are dequantized by candle.
     pub fn to_tensor(&self, device: &candle_core::Device) -> Result<candle_core::Tensor> {
         match self {
             GgufTensor::Quant(m) => m.dequantize_tensor(device),
             GgufTensor::Plain { shape, ty, data } => {
-                let dt = if *ty == GgufType::F16 { candle_core::DType::F16 } else { candle_core::DType::F32 };
+                let dt = match ty {
+                    GgufType::F16 => candle_core::DType::F16,
+                    GgufType::BF16 => candle_core::DType::BF16,
+                    _ => candle_core::DType::F32,
+                };
                 Ok(candle_core::Tensor::from_raw_buffer(data.as_slice(), dt, shape, device)?)
             }
+            GgufTensor::Foreign { shape, dtype, data } => {
+                let q = candle_core::quantized::ggml_file::qtensor_from_ggml(*dtype, data.as_slice(), shape.clone(), &candle_core::Device::Cpu)?;
+                Ok(q.dequantize(device)?)
+            }
+        }
+    }
+}
+
+impl GgufTensor {
+    /// Shape, outermost first.
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            GgufTensor::Quant(m) => vec![m.rows(), m.cols()],
+            GgufTensor::Plain { shape, .. } | GgufTensor::Foreign { shape, .. } => shape.clone(),
         }
     }
 }
@@ -266,7 +298,20 @@ pub fn open(path: &Path) -> Result<GgufFile> {
         let ty = match info.ggml_dtype {
             GgmlDType::F32 => GgufType::F32,
             GgmlDType::F16 => GgufType::F16,
-            d => GgufType::Quant(QuantFormat::from_ggml_dtype(d).ok_or_else(|| bad(format!("tensor {name} has type {d:?}, which this engine cannot use")))?),
+            GgmlDType::BF16 => GgufType::BF16,
+            d => match QuantFormat::from_ggml_dtype(d) {
+                Some(f) => GgufType::Quant(f),
+                None => {
+                    let len = elems / d.block_size() * d.type_size();
+                    let start = (content.tensor_data_offset + info.offset) as usize;
+                    if elems % d.block_size() != 0 || start + len > map.len() {
+                        return Err(bad(format!("tensor {name} ({d:?}) runs past the end of the file or is not whole blocks")));
+                    }
+                    let data = QBytes::Mapped { map: map.clone(), start, len };
+                    tensors.insert(name.clone(), GgufTensor::Foreign { shape, dtype: d, data });
+                    continue;
+                }
+            },
         };
         let len = ty.byte_len(elems, cols)?;
         let start = (content.tensor_data_offset + info.offset) as usize;

@@ -10,6 +10,9 @@
 //! - `gguf`: streaming GGUF writer and memory-mapped reader (the quantization cache format).
 //! - `cache`: the quantized model cache (every tensor of a quantized model, memory-mapped on later starts).
 //! - `linear`: quantizing the engine's linear layers in place, and the cache file of the result.
+//! - `thudm_int4`: THUDM's int4/int8 checkpoints (`weight` + `weight_scale`) as Q4_0/Q8_0, losslessly.
+//! - `imported`: building quantized linear layers from weights stored quantized (the two above).
+//! - `gguf_import`: llama.cpp GGUF files of the `chatglm` architecture (ChatGLM3, GLM-4).
 //! - `error`: [`QuantError`].
 
 pub mod activation;
@@ -17,12 +20,15 @@ pub mod cache;
 pub mod error;
 pub mod format;
 pub mod gguf;
+pub mod gguf_import;
+pub mod imported;
 pub mod kernel;
 pub mod linear;
 pub mod matrix;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod reference;
+pub mod thudm_int4;
 #[cfg(test)]
 pub(crate) mod testutil;
 #[cfg(target_arch = "x86_64")]
