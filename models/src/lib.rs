@@ -5,6 +5,7 @@
 //! - `config`: `config.json` → [`ModelConfig`] (ChatGLM-6B, ChatGLM2/3, GLM-4).
 //! - `weights`: safetensors / PyTorch `.bin` files, single or sharded, checked per tensor.
 //! - `device`: CPU, CUDA or Metal.
+//! - `detect`: what a model path is (folder or GGUF, family, stored quantization) without loading it.
 //! - `layers`: shared blocks (LoRA-aware linear, norms, RoPE, attention).
 //! - `arch`, `chatglm6b`, `chatglm2`: the two architectures (v1; v2/v3/GLM-4).
 //! - `kv_cache`: per-sequence keys/values for incremental decoding.
@@ -23,6 +24,7 @@ pub mod chat_format;
 pub mod chatglm2;
 pub mod chatglm6b;
 pub mod config;
+pub mod detect;
 pub mod device;
 pub mod error;
 pub mod generate;

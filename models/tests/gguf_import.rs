@@ -10,6 +10,7 @@ use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use doctorglm_models::quant::gguf_import::{self, checkpoint_name};
+use doctorglm_models::detect::{Architecture, WeightFormat};
 use doctorglm_models::quant::QuantFormat;
 use doctorglm_models::weights::WeightStore;
 use doctorglm_models::{LoadOptions, Model, ModelConfig, ModelError};
@@ -109,6 +110,10 @@ fn chatglm_gguf_files_load_and_match_the_f32_engine() {
             let path = tmp.path().join(format!("{name}-{ty:?}.gguf"));
             write_gguf(&src, &path, ty, &|_, t| t);
             let m = Model::load(&path, &LoadOptions::default()).expect("GGUF loads");
+            let d = doctorglm_models::detect::detect(&path).unwrap();
+            let arch = if name.starts_with("glm4") { Architecture::Glm4 } else { Architecture::Chatglm3 };
+            assert_eq!((d.format, d.architecture), (WeightFormat::Gguf, arch));
+            assert!(d.quantization.as_deref().unwrap_or("").contains(&format!("{ty:?}").to_uppercase()), "{:?}", d.quantization);
             let (a, b) = (m.config(), f32_model.config());
             assert_eq!(
                 (a.vocab_size, a.hidden_size, a.num_layers, a.num_heads, a.num_kv_heads, a.head_dim, a.ffn_hidden_size, a.qkv_bias, a.linear_bias),

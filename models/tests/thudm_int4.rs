@@ -117,6 +117,8 @@ fn thudm_checkpoints_import_losslessly_and_match_the_references() {
             write_thudm(&src, &int_dir, bits, false, &|_| Out::Keep);
             write_thudm(&src, &twin_dir, bits, true, &|_| Out::Keep);
             let int = Model::load(&int_dir, &LoadOptions::default()).expect("THUDM checkpoint loads");
+            let detected = doctorglm_models::detect::detect(&int_dir).unwrap();
+            assert_eq!(detected.quantization.as_deref(), Some(if bits == 4 { "THUDM int4" } else { "THUDM int8" }));
             let twin = Model::load(&twin_dir, &LoadOptions::default()).unwrap();
             let want = if bits == 4 { QuantFormat::Q4_0 } else { QuantFormat::Q8_0 };
             let formats: HashMap<String, Option<QuantFormat>> = int.weight_formats().into_iter().collect();

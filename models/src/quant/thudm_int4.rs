@@ -274,7 +274,8 @@ mod tests {
             assert_eq!(q.dequantize(), exact, "{bits}-bit");
             let err = w.iter().zip(&exact).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             let step = scales.iter().fold(0f32, |m, s| m.max(s.to_f32()));
-            assert!(err > 0.0 && err <= 0.5 * step * 1.01, "{bits}-bit error {err} vs step {step}");
+            // Half a step, plus the fp16 rounding of w / scale that THUDM applies before rounding.
+            assert!(err > 0.0 && err <= 0.6 * step, "{bits}-bit error {err} vs step {step}");
         }
     }
 

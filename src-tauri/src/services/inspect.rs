@@ -54,7 +54,7 @@ pub struct ModelInfo {
     pub parameters: u64,
     /// Bytes of weight files on disk.
     pub disk_bytes: u64,
-    /// Weight file format: `safetensors` or `pytorch`.
+    /// Weight file format: `safetensors`, `pytorch` or `gguf`.
     pub weight_format: String,
     /// Weight files found.
     pub weight_files: Vec<String>,
@@ -165,6 +165,9 @@ fn file_len(path: &Path) -> AppResult<u64> {
 /// Checks a model folder and describes it. Reports progress per weight file; cancellable.
 pub fn inspect_model(path: &Path, progress: &dyn Fn(Progress), cancel: &CancelFlag) -> AppResult<ModelInfo> {
     let not_model = |reason: &str| AppError::NotAModel { path: path.to_path_buf(), reason: reason.to_string() };
+    if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        return inspect_gguf(path, progress, cancel);
+    }
     if !path.is_dir() {
         return Err(not_model("it is not a folder (choose the folder that holds config.json)"));
     }
@@ -209,7 +212,13 @@ pub fn inspect_model(path: &Path, progress: &dyn Fn(Progress), cancel: &CancelFl
         return Err(not_model("no weight files (model*.safetensors or pytorch_model*.bin)"));
     };
 
+    // THUDM int4/int8 checkpoints (`quantization_bit`) store most weights at 0.5 / 1 byte each.
     let bytes_per_param: u64 = if dtype.contains("32") { 4 } else { 2 };
+    let quant_bits = u(&config, "quantization_bit");
+    let dtype = match quant_bits {
+        Some(bits) => format!("int{bits} (THUDM)"),
+        None => dtype,
+    };
     let mut parameters = 0u64;
     let mut disk_bytes = 0u64;
     let total = weights.len() as f32;
@@ -222,7 +231,11 @@ pub fn inspect_model(path: &Path, progress: &dyn Fn(Progress), cancel: &CancelFl
             let shapes = safetensors_shapes(file)?;
             parameters += shapes.values().map(|s| s.iter().product::<u64>()).sum::<u64>();
         } else {
-            parameters += len / bytes_per_param;
+            parameters += match quant_bits {
+                Some(4) => len * 2,
+                Some(8) => len,
+                _ => len / bytes_per_param,
+            };
         }
     }
     progress(Progress::new(1.0, "checked"));
@@ -246,6 +259,46 @@ pub fn inspect_model(path: &Path, progress: &dyn Fn(Progress), cancel: &CancelFl
         memory_int4_bytes: with_margin(parameters * 9 / 16),
         memory_f16_bytes: with_margin(parameters * 2),
         adapters_found,
+    })
+}
+
+/// Describes a llama.cpp GGUF file of the `chatglm` architecture (ChatGLM3, GLM-4); its
+/// tokenizer (`tokenizer.model`) must sit beside it.
+fn inspect_gguf(path: &Path, progress: &dyn Fn(Progress), cancel: &CancelFlag) -> AppResult<ModelInfo> {
+    use doctorglm_models::detect::{self, Architecture as A};
+    let not_model = |reason: String| AppError::NotAModel { path: path.to_path_buf(), reason };
+    cancel.check()?;
+    progress(Progress::new(0.0, format!("checking {}", folder_name(path))));
+    let found = detect::detect(path).map_err(|e| not_model(e.to_string()))?;
+    doctorglm_models::quant::gguf_import::tokenizer_dir(path).map_err(|e| not_model(e.to_string()))?;
+    let c = &found.config;
+    let (h, ffn) = (c.hidden_size as u64, c.ffn_hidden_size as u64);
+    let per_layer = h * c.qkv_size() as u64 + (c.num_heads * c.head_dim) as u64 * h + 3 * h * ffn + 2 * h;
+    let parameters = 2 * c.vocab_size as u64 * h + c.num_layers as u64 * per_layer + h;
+    let disk_bytes = file_len(path)?;
+    progress(Progress::new(1.0, "checked"));
+    let with_margin = |b: u64| b + b / 10;
+    Ok(ModelInfo {
+        path: path.to_path_buf(),
+        name: folder_name(path),
+        architecture: match found.architecture {
+            A::Chatglm6b => Architecture::Chatglm6b,
+            A::Chatglm3 => Architecture::Chatglm3,
+            A::Glm4 => Architecture::Glm4,
+        },
+        hidden_size: h,
+        num_layers: c.num_layers as u64,
+        vocab_size: c.vocab_size as u64,
+        dtype: found.quantization.unwrap_or_else(|| "gguf".into()),
+        parameters,
+        disk_bytes,
+        weight_format: "gguf".into(),
+        weight_files: vec![folder_name(path)],
+        tokenizer_file: "tokenizer.model".into(),
+        // The file's own blocks are used as stored: its size is the weights' memory.
+        memory_int4_bytes: with_margin(disk_bytes),
+        memory_f16_bytes: with_margin(parameters * 2),
+        adapters_found: Vec::new(),
     })
 }
 
