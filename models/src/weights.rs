@@ -224,6 +224,12 @@ impl WeightStore {
         }
     }
 
+    /// Whether a tensor is a GGUF block-format tensor (not a plain float one).
+    pub fn is_gguf_block(&self, name: &str) -> bool {
+        let Some(&idx) = self.routing.get(name) else { return false };
+        matches!(&self.files[idx].backend, Backend::Gguf(t) if matches!(t.get(name), Some(GgufTensor::Quant(_) | GgufTensor::Foreign { .. })))
+    }
+
     /// A matrix stored quantized in a GGUF file: our block formats as they are (memory-mapped);
     /// other ggml block types (Q6_K, Q5_K, …) dequantized by candle and requantized to Q8_0
     /// (when rows are whole 32-weight blocks; else `None` and the caller loads f32).

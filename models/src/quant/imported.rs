@@ -9,7 +9,8 @@ use half::f16;
 
 use super::thudm_int4::{self, SCALE_SUFFIX};
 use super::QMatrix;
-use crate::arch::Loader;
+use crate::arch::{LoadMode, Loader};
+use crate::weights::WeightStore;
 use crate::error::{ModelError, Result};
 use crate::layers::LoraLinear;
 
@@ -19,6 +20,19 @@ use crate::layers::LoraLinear;
 pub fn imported_linear(ld: &Loader, name: &str, inp: usize, out: usize, bias: bool) -> Result<Option<LoraLinear>> {
     let wname = format!("{name}.weight");
     let sname = format!("{name}.{SCALE_SUFFIX}");
+    let store = match &ld.mode {
+        LoadMode::Checkpoint { store, .. } => *store,
+        LoadMode::Plan { store, .. } | LoadMode::Convert { store, .. } => {
+            if stored_quantized(store, &wname, &sname)? {
+                return Err(ModelError::Input(format!(
+                    "{wname} is stored already quantized (THUDM int4/int8 or GGUF); load this model without quantize-on-load and its cache"
+                )));
+            }
+            return Ok(None);
+        }
+        LoadMode::Cache(_) => return Ok(None),
+    };
+    let ld = Ctx { store, ld };
     let (q, consumed) = if let Some(q) = ld.store.stored_qmatrix(&wname)? {
         if (q.rows(), q.cols()) != (out, inp) {
             return Err(ModelError::ShapeMismatch {
@@ -30,7 +44,7 @@ pub fn imported_linear(ld: &Loader, name: &str, inp: usize, out: usize, bias: bo
         }
         (Weight::Quant(q), 1)
     } else if ld.store.contains(&sname) || (ld.store.contains(&wname) && ld.store.int8_bytes(&wname)?.is_some()) {
-        (thudm_weight(ld, &wname, &sname, out, inp)?, 2)
+        (thudm_weight(&ld, &wname, &sname, out, inp)?, 2)
     } else {
         return Ok(None);
     };
@@ -52,11 +66,30 @@ pub fn imported_linear(ld: &Loader, name: &str, inp: usize, out: usize, bias: bo
     };
     // The weight (and its scale) count as loaded tensors; the bias reports progress itself.
     ld.done.set(ld.done.get() + consumed);
+    (ld.progress)(ld.done.get(), ld.total);
     let mut layer = layer;
     if bias {
         layer.bias = Some(ld.tensor(&format!("{name}.bias"), &[out])?);
     }
     Ok(Some(layer))
+}
+
+/// Whether `wname` is stored quantized (a GGUF block matrix, or int8 / with a THUDM scale).
+fn stored_quantized(store: &WeightStore, wname: &str, sname: &str) -> Result<bool> {
+    Ok(store.contains(sname) || (store.contains(wname) && (store.int8_bytes(wname)?.is_some() || store.is_gguf_block(wname))))
+}
+
+/// The loader with its checkpoint.
+struct Ctx<'a, 'b> {
+    store: &'a WeightStore,
+    ld: &'a Loader<'b>,
+}
+
+impl<'b> std::ops::Deref for Ctx<'_, 'b> {
+    type Target = Loader<'b>;
+    fn deref(&self) -> &Loader<'b> {
+        self.ld
+    }
 }
 
 enum Weight {
@@ -66,7 +99,7 @@ enum Weight {
 
 /// A THUDM int4/int8 layer: checks both tensors and maps them onto Q4_0 / Q8_0 (or exact f32
 /// when rows are not whole 32-weight blocks).
-fn thudm_weight(ld: &Loader, wname: &str, sname: &str, out: usize, inp: usize) -> Result<Weight> {
+fn thudm_weight(ld: &Ctx, wname: &str, sname: &str, out: usize, inp: usize) -> Result<Weight> {
     let file = ld.store.file_of(wname);
     let bad = |reason: String| ModelError::BadTensor { name: wname.to_string(), file: file.clone(), reason };
     if !ld.store.contains(sname) {
