@@ -3,8 +3,8 @@
 //! divergence, top-1 agreement) of each quantized format against f32.
 //!
 //! ```text
-//! cargo run --release -p doctorglm-models --example make_random_model -- --out /tmp/glm3-1b
-//! cargo run --release -p doctorglm-models --example bench_engine -- --model /tmp/glm3-1b
+//! cargo run --release -p doctorglm-models --example make_random_model -- --out target/glm3-1b
+//! cargo run --release -p doctorglm-models --example bench_engine -- --model target/glm3-1b
 //!     [--formats f32,q8_0,q4_0,q4_k --prompt 512 --new 128 --accuracy-len 64 --bw-mib 1024]
 //! ```
 //!

@@ -106,6 +106,33 @@ struct DonePayload<T: Serialize> {
     cancelled: bool,
 }
 
+/// Runs `work` on its own thread as job `job_id`: its progress goes out as `progress` events,
+/// its outcome as one `job-done` event (`cancelled` from `was_cancelled` or a cancelled error),
+/// and the job is forgotten at the end.
+fn spawn_progress_job<T: Serialize + Clone + Send + 'static>(
+    app: AppHandle,
+    job_id: String,
+    was_cancelled: fn(&T) -> bool,
+    work: impl FnOnce(&dyn Fn(Progress)) -> AppResult<T> + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        let report = |progress: Progress| {
+            let _ = app.emit("progress", ProgressPayload { job_id: job_id.clone(), progress });
+        };
+        let payload = match work(&report) {
+            Ok(result) => DonePayload { job_id: job_id.clone(), cancelled: was_cancelled(&result), result: Some(result), error: None },
+            Err(e) => DonePayload {
+                job_id: job_id.clone(),
+                result: None,
+                cancelled: matches!(e, AppError::Cancelled),
+                error: Some(e.to_string()),
+            },
+        };
+        let _ = app.emit("job-done", payload);
+        finish_job(&app, &job_id);
+    });
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> AppResult<T> + Send + 'static) -> AppResult<T> {
     tauri::async_runtime::spawn_blocking(f).await.map_err(|e| AppError::Invalid(format!("background task failed: {e}")))?
 }
@@ -222,23 +249,8 @@ pub async fn list_models(state: State<'_, AppState>) -> AppResult<Registry> {
 pub fn import_model(app: AppHandle, state: State<'_, AppState>, path: String, job_id: String) -> AppResult<String> {
     let cancel = state.register_job(&job_id)?;
     let ctx = state.ctx.clone();
-    let id = job_id.clone();
-    std::thread::spawn(move || {
-        let report = |progress: Progress| {
-            let _ = app.emit("progress", ProgressPayload { job_id: id.clone(), progress });
-        };
-        let result = models::import_model(&ctx, &PathBuf::from(path.trim()), &report, &cancel);
-        let payload = match result {
-            Ok(record) => DonePayload { job_id: id.clone(), result: Some(record), error: None, cancelled: false },
-            Err(e) => DonePayload {
-                job_id: id.clone(),
-                result: None,
-                cancelled: matches!(e, AppError::Cancelled),
-                error: Some(e.to_string()),
-            },
-        };
-        let _ = app.emit("job-done", payload);
-        finish_job(&app, &id);
+    spawn_progress_job(app, job_id.clone(), |_| false, move |report| {
+        models::import_model(&ctx, &PathBuf::from(path.trim()), report, &cancel)
     });
     Ok(job_id)
 }
@@ -313,17 +325,8 @@ pub async fn knowledge_document(state: State<'_, AppState>, id: String) -> AppRe
 pub fn knowledge_import(app: AppHandle, state: State<'_, AppState>, path: String, job_id: String) -> AppResult<String> {
     let cancel = state.register_job(&job_id)?;
     let ctx = state.ctx.clone();
-    let id = job_id.clone();
-    std::thread::spawn(move || {
-        let report = |progress: Progress| {
-            let _ = app.emit("progress", ProgressPayload { job_id: id.clone(), progress });
-        };
-        let payload: DonePayload<ImportSummary> = match knowledge::import(&ctx, &PathBuf::from(path.trim()), &report, &cancel) {
-            Ok(summary) => DonePayload { job_id: id.clone(), cancelled: summary.cancelled, result: Some(summary), error: None },
-            Err(e) => DonePayload { job_id: id.clone(), result: None, cancelled: false, error: Some(e.to_string()) },
-        };
-        let _ = app.emit("job-done", payload);
-        finish_job(&app, &id);
+    spawn_progress_job(app, job_id.clone(), |summary: &ImportSummary| summary.cancelled, move |report| {
+        knowledge::import(&ctx, &PathBuf::from(path.trim()), report, &cancel)
     });
     Ok(job_id)
 }
@@ -349,23 +352,7 @@ pub async fn finetune_inspect(path: String) -> AppResult<finetune::FileInspectio
 pub fn finetune_prepare(app: AppHandle, state: State<'_, AppState>, request: finetune::PrepareRequest) -> String {
     let (job_id, cancel) = state.start_job();
     let ctx = state.ctx.clone();
-    let id = job_id.clone();
-    std::thread::spawn(move || {
-        let report = |progress: Progress| {
-            let _ = app.emit("progress", ProgressPayload { job_id: id.clone(), progress });
-        };
-        let payload = match finetune::prepare(&ctx, &request, &report, &cancel) {
-            Ok(result) => DonePayload { job_id: id.clone(), result: Some(result), error: None, cancelled: false },
-            Err(e) => DonePayload {
-                job_id: id.clone(),
-                result: None,
-                cancelled: matches!(e, AppError::Cancelled),
-                error: Some(e.to_string()),
-            },
-        };
-        let _ = app.emit("job-done", payload);
-        finish_job(&app, &id);
-    });
+    spawn_progress_job(app, job_id.clone(), |_| false, move |report| finetune::prepare(&ctx, &request, report, &cancel));
     job_id
 }
 

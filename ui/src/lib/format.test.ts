@@ -14,10 +14,10 @@ describe("format", () => {
     expect(formatCount(999)).toBe("999");
   });
   it("key storage says where the key is, with the reason when there is no keyring", () => {
-    const file = keyStorageText({ kind: "keyring_unavailable", reason: "no D-Bus session", key_file: "/home/a/.config/store.key" });
+    const file = keyStorageText({ kind: "keyring_unavailable", reason: "no D-Bus session", key_file: "config/doctorglm/store.key" });
     expect(file.key).toBe("settings.key.file");
     expect(translate("en", file.key, file.params)).toContain("no D-Bus session");
-    expect(translate("zh", file.key, file.params)).toContain("/home/a/.config/store.key");
+    expect(translate("zh", file.key, file.params)).toContain("config/doctorglm/store.key");
     expect(keyStorageText({ kind: "keyring" }).key).toBe("settings.key.keyring");
     expect(keyStorageText({ kind: "passphrase" }).key).toBe("settings.key.passphrase");
   });
