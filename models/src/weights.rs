@@ -291,8 +291,8 @@ impl WeightStore {
         self.files[idx].shape(name)
     }
 
-    /// Loads a tensor of the given shape, converted to `dtype`, onto `device`.
-    pub fn get(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+    /// An error naming the tensor and its file unless it is stored with exactly `shape`.
+    fn check_shape(&self, name: &str, shape: &[usize]) -> Result<()> {
         let found = self.shape_of(name)?;
         if found != shape {
             return Err(ModelError::ShapeMismatch {
@@ -302,6 +302,12 @@ impl WeightStore {
                 found,
             });
         }
+        Ok(())
+    }
+
+    /// Loads a tensor of the given shape, converted to `dtype`, onto `device`.
+    pub fn get(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        self.check_shape(name, &shape)?;
         self.get_any_shape(name, dtype, device)
     }
 
@@ -334,15 +340,7 @@ impl WeightStore {
     /// A reader of the rows of a 2-D tensor of the given shape (checked), for converting a large
     /// tensor a few rows at a time.
     pub fn rows(&self, name: &str, shape: [usize; 2]) -> Result<RowReader> {
-        let found = self.shape_of(name)?;
-        if found != shape {
-            return Err(ModelError::ShapeMismatch {
-                name: name.to_string(),
-                file: self.file_of(name),
-                expected: shape.to_vec(),
-                found,
-            });
-        }
+        self.check_shape(name, &shape)?;
         let [rows, cols] = shape;
         let idx = self.routing[name];
         let file = &self.files[idx];
