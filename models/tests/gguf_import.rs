@@ -73,25 +73,6 @@ fn write_gguf_as(src: &Path, out: &Path, ty: GgmlDType, twin: bool, edit: &dyn F
     candle_core::quantized::gguf_file::write(&mut f, &meta_refs, &tensor_refs).unwrap();
 }
 
-fn case_ids(dir: &Path) -> Vec<Vec<u32>> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    v["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
-        .collect()
-}
-
-fn logits(m: &Model, ids: &[u32]) -> Vec<f32> {
-    let mut cache = m.new_cache(None);
-    m.forward(&mut cache, ids, None, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
-fn rms(a: &[f32], b: &[f32]) -> f32 {
-    (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / a.len() as f32).sqrt()
-}
-
 fn fixtures() -> Vec<std::path::PathBuf> {
     let root = common::fixture_root().join("models");
     let dirs: Vec<_> = ["chatglm3-tiny", "glm4-tiny"].iter().map(|n| root.join(n)).filter(|p| p.is_dir()).collect();
@@ -104,7 +85,7 @@ fn chatglm_gguf_files_load_and_match_the_f32_engine() {
     for src in fixtures() {
         let name = src.file_name().unwrap().to_string_lossy().to_string();
         let f32_model = Model::load(&src, &LoadOptions::default()).unwrap();
-        let cases = case_ids(&src);
+        let cases = common::case_ids(&src);
         let tmp = tempfile::tempdir().unwrap();
         for (ty, ours) in [(GgmlDType::F32, None), (GgmlDType::F16, None), (GgmlDType::Q8_0, Some(QuantFormat::Q8_0)), (GgmlDType::Q4_0, Some(QuantFormat::Q4_0))] {
             let path = tmp.path().join(format!("{name}-{ty:?}.gguf"));
@@ -136,9 +117,9 @@ fn chatglm_gguf_files_load_and_match_the_f32_engine() {
             write_gguf_as(&src, &twin_path, ty, true, &|_, t| t);
             let twin = Model::load(&twin_path, &LoadOptions::default()).unwrap();
             for (i, ids) in cases.iter().enumerate() {
-                let (g, t, f) = (logits(&m, ids), logits(&twin, ids), logits(&f32_model, ids));
-                let spread = rms(&f, &vec![0.0; f.len()]);
-                let (err, engine) = (rms(&g, &f), rms(&g, &t));
+                let (g, t, f) = (common::logits(&m, ids), common::logits(&twin, ids), common::logits(&f32_model, ids));
+                let spread = common::rms(&f, &vec![0.0; f.len()]);
+                let (err, engine) = (common::rms(&g, &f), common::rms(&g, &t));
                 eprintln!("{name} {ty:?} case {i}: rms vs f32 engine over the same values {engine:.5}, vs the f32 checkpoint {err:.5} (spread {spread:.3})");
                 // F32 / F16 files hold the fixture's own fp16/bf16 values: the same model.
                 // Block formats: the same values as the f32 twin, up to our 8-bit activation rounding.

@@ -22,22 +22,6 @@ fn fixture_models() -> Vec<PathBuf> {
     dirs
 }
 
-fn prompts(dir: &Path) -> Vec<Vec<u32>> {
-    let text = std::fs::read_to_string(dir.join("expected.json")).expect("expected.json");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("expected.json is JSON");
-    v["cases"]
-        .as_array()
-        .expect("cases")
-        .iter()
-        .map(|c| c["input_ids"].as_array().expect("input_ids").iter().map(|x| x.as_u64().expect("id") as u32).collect())
-        .collect()
-}
-
-fn logits(m: &Model, ids: &[u32]) -> Vec<f32> {
-    let mut cache = m.new_cache(None);
-    m.forward(&mut cache, ids, None, false).expect("forward").flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
 fn quantized_after_load(dir: &Path, format: QuantFormat) -> Model {
     let mut m = Model::load(dir, &LoadOptions::default()).expect("load");
     m.quantize(format, None, &mut |_, _| {}, &AtomicBool::new(false)).expect("quantize");
@@ -52,7 +36,7 @@ fn load_q(dir: &Path, format: QuantFormat, cache: Option<&Path>) -> (Model, Cach
 #[test]
 fn streamed_quantized_load_equals_load_then_quantize() {
     for dir in fixture_models() {
-        let cases = prompts(&dir);
+        let cases = common::case_ids(&dir);
         let f32_model = Model::load(&dir, &LoadOptions::default()).unwrap();
         for format in QuantFormat::ALL {
             let reference = quantized_after_load(&dir, format);
@@ -63,11 +47,11 @@ fn streamed_quantized_load_equals_load_then_quantize() {
             let (mapped, u3) = load_q(&dir, format, Some(&cache_file));
             assert_eq!((u1, u2, u3), (CacheUse::NoCache, CacheUse::Written, CacheUse::Reused));
             for ids in &cases {
-                let want = logits(&reference, ids);
-                let exact = logits(&f32_model, ids);
+                let want = common::logits(&reference, ids);
+                let exact = common::logits(&f32_model, ids);
                 assert_ne!(want, exact, "{dir:?} {format}: quantization changed nothing");
                 for (what, m) in [("in memory", &in_memory), ("written", &written), ("mapped", &mapped)] {
-                    assert_eq!(logits(m, ids), want, "{dir:?} {format} {what}");
+                    assert_eq!(common::logits(m, ids), want, "{dir:?} {format} {what}");
                 }
             }
         }
@@ -108,12 +92,12 @@ fn cache_is_rebuilt_when_sources_format_or_engine_change() {
     let src = &fixture_models()[1];
     let copy = common::scratch_copy(src);
     let dir = copy.path();
-    let ids = &prompts(dir)[0];
+    let ids = &common::case_ids(dir)[0];
     let tmp = tempfile::tempdir().unwrap();
     let cache_file = tmp.path().join("m.gguf");
     let (first, u) = load_q(dir, QuantFormat::Q8_0, Some(&cache_file));
     assert_eq!(u, CacheUse::Written);
-    let want = logits(&first, ids);
+    let want = common::logits(&first, ids);
     assert_eq!(load_q(dir, QuantFormat::Q8_0, Some(&cache_file)).1, CacheUse::Reused);
 
     // Another format: rebuilt, and the reused file then holds the new format.
@@ -140,8 +124,8 @@ fn cache_is_rebuilt_when_sources_format_or_engine_change() {
     candle_core::safetensors::save(&halved, &shard).unwrap();
     let (changed, u) = load_q(dir, QuantFormat::Q8_0, Some(&cache_file));
     assert_eq!(u, CacheUse::Written);
-    assert_ne!(logits(&changed, ids), want, "the cache still served the old weights");
-    assert_eq!(logits(&changed, ids), logits(&quantized_after_load(dir, QuantFormat::Q8_0), ids));
+    assert_ne!(common::logits(&changed, ids), want, "the cache still served the old weights");
+    assert_eq!(common::logits(&changed, ids), common::logits(&quantized_after_load(dir, QuantFormat::Q8_0), ids));
 
     // A damaged cache is rebuilt, not trusted.
     let len = std::fs::metadata(&cache_file).unwrap().len();

@@ -74,28 +74,9 @@ fn write_thudm(src: &Path, dst: &Path, bits: u8, exact_twin: bool, edit: &dyn Fn
     std::fs::write(dst.join("config.json"), config.to_string()).unwrap();
 }
 
-fn case_ids(dir: &Path) -> Vec<Vec<u32>> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    v["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
-        .collect()
-}
-
 fn expected_logits(dir: &Path, n: usize) -> Vec<Vec<f32>> {
     let t = candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
     (0..n).map(|i| t[&format!("case{i}.logits")].to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()).collect()
-}
-
-fn logits(m: &Model, ids: &[u32]) -> Vec<f32> {
-    let mut cache = m.new_cache(None);
-    m.forward(&mut cache, ids, None, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
-fn rms(a: &[f32], b: &[f32]) -> f32 {
-    (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / a.len() as f32).sqrt()
 }
 
 fn fixtures() -> Vec<PathBuf> {
@@ -108,7 +89,7 @@ fn thudm_checkpoints_import_losslessly_and_match_the_references() {
     let dirs = fixtures();
     assert!(!dirs.is_empty(), "fixture models missing (set DOCTORGLM_FIXTURES)");
     for src in dirs {
-        let cases = case_ids(&src);
+        let cases = common::case_ids(&src);
         let expected = expected_logits(&src, cases.len());
         let f32_model = Model::load(&src, &LoadOptions::default()).unwrap();
         for bits in [4u8, 8] {
@@ -137,15 +118,15 @@ fn thudm_checkpoints_import_losslessly_and_match_the_references() {
             }
             assert_eq!(quantized, 4 * int.config().num_layers);
             for (i, ids) in cases.iter().enumerate() {
-                let (li, lt, lf) = (logits(&int, ids), logits(&twin, ids), logits(&f32_model, ids));
-                let spread = rms(&expected[i], &vec![0.0; expected[i].len()]);
-                let engine = rms(&li, &lt);
-                let quant_err = rms(&lt, &expected[i]);
-                let import_err = rms(&li, &expected[i]);
+                let (li, lt, lf) = (common::logits(&int, ids), common::logits(&twin, ids), common::logits(&f32_model, ids));
+                let spread = common::rms(&expected[i], &vec![0.0; expected[i].len()]);
+                let engine = common::rms(&li, &lt);
+                let quant_err = common::rms(&lt, &expected[i]);
+                let import_err = common::rms(&li, &expected[i]);
                 eprintln!(
                     "{} int{bits} case {i}: vs f32 over the same weights {engine:.5}, twin vs reference {quant_err:.4}, import vs reference {import_err:.4}, f32 vs reference {:.5} (logit spread {spread:.3})",
                     src.file_name().unwrap().to_string_lossy(),
-                    rms(&lf, &expected[i])
+                    common::rms(&lf, &expected[i])
                 );
                 // Same weights (checked bit for bit above): only the quantized kernels' 8-bit
                 // activation rounding separates the two passes (measured ≤ 0.03 of the spread).

@@ -11,12 +11,12 @@
 //! Each entity is labelled with the part that identifies the person: the surname in 王先生 or
 //! 小王, the date in 八五年出生, the number after 住院号.
 
-use rand::seq::{IndexedRandom, SliceRandom};
-use rand::{Rng, SeedableRng};
+use rand::seq::IndexedRandom;
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::synthetic::LabelledText;
-use super::{idcard, PiiKind, Span};
+use super::synthetic::{LabelledText, Recipe};
+use super::{idcard, PiiKind};
 
 /// Surnames by rough frequency (frequent ones repeated), including everyday-word surnames.
 const SURNAMES: &[&str] = &[
@@ -292,33 +292,13 @@ fn sentence(rng: &mut ChaCha8Rng, kind: PiiKind) -> (String, String, String) {
 /// `n` texts of the held-out set: each mixes look-alike distractors with one or two labelled
 /// sentences, every kind equally often.
 pub fn heldout_corpus(seed: u64, n: usize) -> Vec<LabelledText> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_4E1D);
-    (0..n)
-        .map(|i| {
-            let mut text = String::new();
-            let mut entities = Vec::new();
-            let labelled = 1 + usize::from(rng.random_bool(0.4));
-            let distract = rng.random_range(1..4);
-            let mut slots: Vec<Option<PiiKind>> = (0..labelled)
-                .map(|j| Some(PiiKind::ALL[(i * 2 + j * 5) % PiiKind::ALL.len()]))
-                .chain((0..distract).map(|_| None))
-                .collect();
-            slots.shuffle(&mut rng);
-            for slot in slots {
-                match slot {
-                    None => text.push_str(pick(&mut rng, DISTRACTORS)),
-                    Some(kind) => {
-                        let (b, v, a) = sentence(&mut rng, kind);
-                        text.push_str(&b);
-                        entities.push(Span { start: text.len(), end: text.len() + v.len(), kind });
-                        text.push_str(&v);
-                        text.push_str(&a);
-                    }
-                }
-            }
-            LabelledText { text, entities }
-        })
-        .collect()
+    let recipe = Recipe {
+        seed: seed ^ 0x5EED_4E1D,
+        sentence,
+        distractors: DISTRACTORS,
+        kind_at: |i, j| i * 2 + j * 5,
+    };
+    recipe.texts(n)
 }
 
 #[cfg(test)]

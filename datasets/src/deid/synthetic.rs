@@ -342,36 +342,57 @@ pub fn corpus(seed: u64, n: usize) -> Vec<LabelledText> {
     build_corpus(seed, n, sentence)
 }
 
-type SentenceFn = fn(&mut ChaCha8Rng, PiiKind) -> (String, String, String);
+/// Makes one labelled sentence of a kind: (text before, the value, text after).
+pub(super) type SentenceFn = fn(&mut ChaCha8Rng, PiiKind) -> (String, String, String);
 
 fn build_corpus(seed: u64, n: usize, sentence: SentenceFn) -> Vec<LabelledText> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n)
-        .map(|i| {
-            let mut text = String::new();
-            let mut entities = Vec::new();
-            let labelled = 1 + usize::from(rng.random_bool(0.4));
-            let distract = rng.random_range(1..4);
-            let mut slots: Vec<Option<PiiKind>> = (0..labelled)
-                .map(|j| Some(PiiKind::ALL[(i + j * 3) % PiiKind::ALL.len()]))
-                .chain((0..distract).map(|_| None))
-                .collect();
-            slots.shuffle(&mut rng);
-            for slot in slots {
-                match slot {
-                    None => text.push_str(pick(&mut rng, DISTRACTORS)),
-                    Some(kind) => {
-                        let (b, v, a) = sentence(&mut rng, kind);
-                        text.push_str(&b);
-                        entities.push(Span { start: text.len(), end: text.len() + v.len(), kind });
-                        text.push_str(&v);
-                        text.push_str(&a);
+    let recipe = Recipe { seed, sentence, distractors: DISTRACTORS, kind_at: |i, j| i + j * 3 };
+    recipe.texts(n)
+}
+
+/// How a labelled corpus is put together; the synthetic and held-out sets differ only in these.
+pub(super) struct Recipe {
+    /// Seed of the generator.
+    pub seed: u64,
+    /// Writes the labelled sentences.
+    pub sentence: SentenceFn,
+    /// Unlabelled look-alike sentences mixed in.
+    pub distractors: &'static [&'static str],
+    /// Index into `PiiKind::ALL` of text `i`'s `j`-th labelled sentence.
+    pub kind_at: fn(usize, usize) -> usize,
+}
+
+impl Recipe {
+    /// `n` texts, each one or two labelled sentences shuffled among one to three distractors.
+    pub fn texts(&self, n: usize) -> Vec<LabelledText> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        (0..n)
+            .map(|i| {
+                let mut text = String::new();
+                let mut entities = Vec::new();
+                let labelled = 1 + usize::from(rng.random_bool(0.4));
+                let distract = rng.random_range(1..4);
+                let mut slots: Vec<Option<PiiKind>> = (0..labelled)
+                    .map(|j| Some(PiiKind::ALL[(self.kind_at)(i, j) % PiiKind::ALL.len()]))
+                    .chain((0..distract).map(|_| None))
+                    .collect();
+                slots.shuffle(&mut rng);
+                for slot in slots {
+                    match slot {
+                        None => text.push_str(pick(&mut rng, self.distractors)),
+                        Some(kind) => {
+                            let (b, v, a) = (self.sentence)(&mut rng, kind);
+                            text.push_str(&b);
+                            entities.push(Span { start: text.len(), end: text.len() + v.len(), kind });
+                            text.push_str(&v);
+                            text.push_str(&a);
+                        }
                     }
                 }
-            }
-            LabelledText { text, entities }
-        })
-        .collect()
+                LabelledText { text, entities }
+            })
+            .collect()
+    }
 }
 
 /// Recall and precision of one kind.

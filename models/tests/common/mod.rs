@@ -52,3 +52,26 @@ pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     edit(&mut json);
     std::fs::write(path, serde_json::to_string_pretty(&json).expect("json")).expect("write json");
 }
+
+/// The `input_ids` of every case in a fixture model's `expected.json`.
+pub fn case_ids(dir: &Path) -> Vec<Vec<u32>> {
+    let text = std::fs::read_to_string(dir.join("expected.json")).expect("expected.json");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("expected.json is JSON");
+    v["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| c["input_ids"].as_array().expect("input_ids").iter().map(|x| x.as_u64().expect("id") as u32).collect())
+        .collect()
+}
+
+/// The last position's logits of one fresh forward pass over `ids`.
+pub fn logits(m: &doctorglm_models::Model, ids: &[u32]) -> Vec<f32> {
+    let mut cache = m.new_cache(None);
+    m.forward(&mut cache, ids, None, false).expect("forward").flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// Root-mean-square difference of two equally long slices.
+pub fn rms(a: &[f32], b: &[f32]) -> f32 {
+    (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / a.len() as f32).sqrt()
+}
