@@ -15,7 +15,7 @@ use rand::seq::IndexedRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::synthetic::{LabelledText, Recipe};
+use super::synthetic::{pick, LabelledText, Recipe};
 use super::{idcard, PiiKind};
 
 /// Surnames by rough frequency (frequent ones repeated), including everyday-word surnames.
@@ -92,10 +92,6 @@ const DISTRACTORS: &[&str] = &[
     "医保类型：城镇职工。",
     "深圳市南山区医疗集团总部组织义诊。",
 ];
-
-fn pick<'a, T: ?Sized>(rng: &mut ChaCha8Rng, items: &'a [&'a T]) -> &'a T {
-    items.choose(rng).copied().unwrap_or(items[0])
-}
 
 fn surname(rng: &mut ChaCha8Rng) -> String {
     if rng.random_bool(0.15) { pick(rng, COMPOUND) } else { pick(rng, SURNAMES) }.to_string()

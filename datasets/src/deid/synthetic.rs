@@ -86,7 +86,8 @@ const DISTRACTORS: &[&str] = &[
     "血常规示血红蛋白95g/L。",
 ];
 
-fn pick<'a, T: ?Sized>(rng: &mut ChaCha8Rng, items: &'a [&'a T]) -> &'a T {
+/// One item chosen at random.
+pub(super) fn pick<'a, T: ?Sized>(rng: &mut ChaCha8Rng, items: &'a [&'a T]) -> &'a T {
     items.choose(rng).copied().unwrap_or(items[0])
 }
 
