@@ -49,11 +49,18 @@ impl Rng {
     }
 }
 
+/// Rare phrases: one message in [`RARE_EVERY`] gets one (about 100 each at 100,000 messages).
+const RARE: &[&str] = &["皮肤瘙痒", "担心肺癌"];
+const RARE_EVERY: u64 = 500;
+
 fn text(rng: &mut Rng, words: usize) -> String {
     let mut s = String::new();
     for i in 0..words {
         s.push_str(if i % 3 == 0 { rng.pick(SYMPTOMS) } else { rng.pick(PHRASES) });
         s.push(if i % 4 == 3 { '。' } else { '，' });
+    }
+    if rng.next() % RARE_EVERY == 0 {
+        s.push_str(rng.pick(RARE));
     }
     s
 }
@@ -140,8 +147,14 @@ fn main() -> anyhow::Result<()> {
     let fts_queries = ["上呼吸道感染", "布洛芬", "血常规检查", "心电图", "chest X-ray", "allergies", "不存在的词语"];
     // A 3+ character term with a 1-2 character one (FTS5 narrows, LIKE filters).
     let mixed_queries = ["持续三天 恶心", "建议复查心电图 头痛"];
-    // Only 1-2 character terms (below what trigrams index): common, and absent (a full scan).
-    let short_queries = ["头痛", "乏力", "肺癌", "痒"];
+    // Only 1-2 character terms (below what trigrams index; the unigram/bigram index answers
+    // CJK ones): common, rare (about 100 messages each), absent.
+    let short_queries = ["头痛", "乏力", "肺癌", "痒", "疟疾", "癣"];
+    let rare_queries = ["肺癌", "痒", "疟疾", "癣"];
+    // A 3+ character term with a rare 1-2 character one (the rare term's messages lead).
+    let mixed_rare_queries = ["持续三天 痒", "建议复查心电图 肺癌"];
+    // Short terms that are not CJK still fall to LIKE (a scan when alone).
+    let like_queries = ["BP"];
     let mut hits = 0;
     let mut run = |queries: &[&str], limit: usize, samples: &mut Vec<Duration>| -> anyhow::Result<()> {
         for _ in 0..args.search_rounds {
@@ -154,12 +167,16 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     };
     let (mut fts, mut fts60, mut mixed, mut short) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut rare, mut mixed_rare, mut like) = (Vec::new(), Vec::new(), Vec::new());
     run(&fts_queries, 20, &mut fts)?;
     run(&fts_queries, 60, &mut fts60)?;
     run(&mixed_queries, 20, &mut mixed)?;
     run(&short_queries, 20, &mut short)?;
+    run(&rare_queries, 20, &mut rare)?;
+    run(&mixed_rare_queries, 20, &mut mixed_rare)?;
+    run(&like_queries, 20, &mut like)?;
     let mut per_query = Vec::new();
-    for q in fts_queries.iter().chain(&mixed_queries).chain(&short_queries) {
+    for q in fts_queries.iter().chain(&mixed_queries).chain(&short_queries).chain(&mixed_rare_queries).chain(&like_queries) {
         let mut samples = Vec::new();
         run(&[*q], 20, &mut samples)?;
         per_query.push((q.to_string(), percentile(&mut samples, 0.95)));
@@ -188,6 +205,9 @@ fn main() -> anyhow::Result<()> {
     report("search FTS, limit 60", &mut fts60);
     report("search FTS + 1-2 char term", &mut mixed);
     report("search 1-2 char terms only", &mut short);
+    report("search rare 1-2 char terms", &mut rare);
+    report("search FTS + rare short term", &mut mixed_rare);
+    report("search short non-CJK (LIKE)", &mut like);
     for (q, p95) in &per_query {
         println!("  p95 {:>10}  {q}", ms(*p95));
     }
@@ -195,13 +215,19 @@ fn main() -> anyhow::Result<()> {
     let append95 = percentile(&mut appends, 0.95).as_secs_f64();
     let fsync95 = percentile(&mut fsyncs, 0.95).as_secs_f64();
     println!("ratio append p95 / fsync p95: {:.2} (a durable commit costs this many bare fsyncs)", append95 / fsync95.max(1e-9));
-    for (name, samples) in [("FTS", &mut fts), ("FTS+short", &mut mixed), ("short only", &mut short)] {
+    for (name, samples) in [
+        ("FTS", &mut fts),
+        ("FTS+short", &mut mixed),
+        ("short only", &mut short),
+        ("rare short", &mut rare),
+        ("FTS+rare short", &mut mixed_rare),
+    ] {
         println!("ratio search p95 / 20 ms target ({name}): {:.2}", percentile(samples, 0.95).as_secs_f64() / 0.020);
     }
     let text_bytes: i64 = store.list_conversations()?.iter().map(|c| store.messages(c.id).map(|m| m.iter().map(|m| m.content.len() as i64).sum::<i64>()).unwrap_or(0)).sum();
     drop(store);
     let size = std::fs::metadata(paths.database())?.len();
     println!("database size: {:.1} MiB ({:.0} bytes/message)", size as f64 / 1048576.0, size as f64 / total as f64);
-    println!("ratio database size / message text bytes: {:.2} (text {:.1} MiB; trigram index, metadata, page and cipher overhead)", size as f64 / text_bytes.max(1) as f64, text_bytes as f64 / 1048576.0);
+    println!("ratio database size / message text bytes: {:.2} (text {:.1} MiB; trigram and unigram/bigram indexes, metadata, page and cipher overhead)", size as f64 / text_bytes.max(1) as f64, text_bytes as f64 / 1048576.0);
     Ok(())
 }

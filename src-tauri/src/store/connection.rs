@@ -12,6 +12,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use super::error::{Result, StoreError};
+use super::grams;
 use super::keys::{create_private_dir, ResolvedKey, Secret};
 use super::schema;
 use super::time::now_ms;
@@ -65,6 +66,8 @@ pub(crate) fn open_keyed(path: &Path, secret: &Secret, create: bool) -> Result<C
         Err(e) => return Err(e.into()),
     }
     conn.busy_timeout(Duration::from_secs(5))?;
+    // The short-term index's triggers call it: before any write or migration.
+    grams::register(&conn)?;
     Ok(conn)
 }
 

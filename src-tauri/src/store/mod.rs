@@ -9,7 +9,9 @@
 //! - `connection`: opening, keying, pragmas, crash recovery.
 //! - `conversations`: create, list, rename, delete.
 //! - `messages`: user messages and streamed answers.
-//! - `search`: full-text search (FTS5 trigram) with highlighted snippets.
+//! - `search`: full-text search (FTS5 trigram; CJK unigrams/bigrams for 1–2 character
+//!   terms) with highlighted snippets.
+//! - `grams`: the CJK unigram/bigram tokens of the short-term index (an SQL function).
 //! - `export`: a conversation as Markdown or JSON.
 //! - `import`: whole conversations written elsewhere (older formats), with their timestamps.
 //! - `backup`: encrypted backup and restore with SQLite's online backup API.
@@ -26,6 +28,7 @@ mod connection;
 pub mod conversations;
 pub mod error;
 pub mod export;
+mod grams;
 pub mod import;
 pub mod keys;
 pub mod messages;

@@ -1,9 +1,9 @@
 //! The database schema and its migrations (`rusqlite_migration`, version in `PRAGMA user_version`).
 //!
-//! Each entry of [`MIGRATIONS`] moves the schema one version up inside one transaction. Never
+//! Each entry of [`all`] moves the schema one version up inside one transaction. Never
 //! edit a migration that has shipped: add a new one, and extend the migration tests.
 
-use rusqlite_migration::{Migrations, M};
+use rusqlite_migration::{HookResult, Migrations, M};
 
 /// Version 1: conversations and messages with full-text search, model/adapter registry,
 /// datasets and training runs, audit log, settings.
@@ -141,15 +141,85 @@ ALTER TABLE models ADD COLUMN info_json TEXT;
 ALTER TABLE adapters ADD COLUMN info_json TEXT;
 "#;
 
-/// All migrations, oldest first. Index `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[M<'static>] = &[M::up(V1).foreign_key_check(), M::up(V2).foreign_key_check()];
+/// Version 3: an index for search terms of one or two CJK characters (痒, 肺癌), which the
+/// trigram index cannot answer. A contentless FTS5 table over the CJK unigrams and bigrams of
+/// each finished message (made by the SQL function `doctorglm_cjk_grams`, see `grams`), kept
+/// in step by triggers like `messages_fts`; `detail = none` (no positions: only "which
+/// messages hold this token") keeps it small. Deleting a message deletes its row, and
+/// `secure-delete` removes the tokens from the index pages. Existing messages are indexed by
+/// the migration's hook ([`backfill_grams`]), in the migration's transaction.
+const V3: &str = r#"
+CREATE VIRTUAL TABLE messages_grams USING fts5(
+    grams, content = '', contentless_delete = 1, detail = none, tokenize = 'ascii'
+);
+INSERT INTO messages_grams(messages_grams, rank) VALUES ('secure-delete', 1);
 
-/// The newest schema version this build knows.
-pub const LATEST_VERSION: usize = MIGRATIONS.len();
+CREATE TRIGGER messages_grams_insert AFTER INSERT ON messages
+WHEN new.status <> 'streaming' BEGIN
+    INSERT INTO messages_grams(rowid, grams)
+        SELECT new.id, g FROM (SELECT doctorglm_cjk_grams(new.content) AS g) WHERE g <> '';
+END;
+CREATE TRIGGER messages_grams_delete AFTER DELETE ON messages
+WHEN old.status <> 'streaming' BEGIN
+    DELETE FROM messages_grams WHERE rowid = old.id;
+END;
+CREATE TRIGGER messages_grams_update AFTER UPDATE OF content, status ON messages
+WHEN old.status <> 'streaming' OR new.status <> 'streaming' BEGIN
+    DELETE FROM messages_grams WHERE rowid = old.id;
+    INSERT INTO messages_grams(rowid, grams)
+        SELECT new.id, g FROM (SELECT doctorglm_cjk_grams(new.content) AS g)
+        WHERE g <> '' AND new.status <> 'streaming';
+END;
+"#;
+
+/// Messages indexed per statement by [`backfill_grams`] (one progress line each).
+const BACKFILL_CHUNK: i64 = 20_000;
+
+/// Fills `messages_grams` for the messages already in the database, in chunks of ids, with a
+/// progress line per chunk (a big database takes seconds). Runs inside the v3 migration's
+/// transaction: a crash part way leaves the database at v2, and the next open starts again.
+fn backfill_grams(tx: &rusqlite::Transaction<'_>) -> HookResult {
+    let (max_id, total): (i64, i64) = tx.query_row(
+        "SELECT coalesce(max(id), 0), count(*) FROM messages WHERE status <> 'streaming'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if total == 0 {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare(
+        "INSERT INTO messages_grams(rowid, grams)
+         SELECT id, g FROM (SELECT id, doctorglm_cjk_grams(content) AS g FROM messages
+                            WHERE status <> 'streaming' AND id > ?1 AND id <= ?2)
+         WHERE g <> ''",
+    )?;
+    let mut count = tx.prepare("SELECT count(*) FROM messages WHERE status <> 'streaming' AND id <= ?1")?;
+    let mut low = 0;
+    while low < max_id {
+        let high = low.saturating_add(BACKFILL_CHUNK);
+        stmt.execute([low, high])?;
+        let done: i64 = count.query_row([high], |r| r.get(0))?;
+        tracing::info!(done, total, "indexing short search terms of existing messages");
+        low = high;
+    }
+    Ok(())
+}
+
+/// All migrations, oldest first. Index `i` takes the schema from version `i` to `i + 1`.
+pub fn all() -> Vec<M<'static>> {
+    vec![
+        M::up(V1).foreign_key_check(),
+        M::up(V2).foreign_key_check(),
+        M::up_with_hook(V3, backfill_grams).foreign_key_check(),
+    ]
+}
+
+/// The newest schema version this build knows (the length of [`all`]).
+pub const LATEST_VERSION: usize = 3;
 
 /// The migrations as `rusqlite_migration` wants them.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::from_slice(MIGRATIONS)
+    Migrations::new(all())
 }
 
 #[cfg(test)]
@@ -157,5 +227,10 @@ mod tests {
     #[test]
     fn store_migrations_are_valid() {
         super::migrations().validate().unwrap();
+    }
+
+    #[test]
+    fn store_latest_version_counts_the_migrations() {
+        assert_eq!(super::all().len(), super::LATEST_VERSION);
     }
 }

@@ -91,6 +91,28 @@ fn store_deletion_leaves_no_text_in_the_pages() {
 }
 
 #[test]
+fn store_deletion_leaves_no_short_term_tokens() {
+    let (_dir, store) = temp_store();
+    let keep = store.create_conversation("keep").unwrap();
+    store.append_user_message(keep.id, "仍在").unwrap();
+    let gone = store.create_conversation("gone").unwrap();
+    // Characters that appear nowhere else in the database, so any copy of them is the index's.
+    store.append_user_message(gone.id, "鼹鼠 饕餮").unwrap();
+    let tokens = |store: &Store| -> Vec<String> {
+        let mut stmt = store.conn().prepare("SELECT term FROM temp.gvocab ORDER BY term").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+    };
+    store.conn().execute_batch("CREATE VIRTUAL TABLE temp.gvocab USING fts5vocab(main, messages_grams, 'row')").unwrap();
+    assert!(tokens(&store).contains(&"饕餮".to_string()), "control: the bigram is indexed");
+    store.delete_conversation(gone.id).unwrap();
+    assert_eq!(tokens(&store), vec!["仍", "仍在", "在"]);
+    let image = store.conn().serialize("main").unwrap();
+    for gone_text in ["鼹鼠", "饕餮"] {
+        assert!(!contains(&image, gone_text), "deleted token {gone_text:?} is still in the database pages");
+    }
+}
+
+#[test]
 fn store_wrong_or_missing_key_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let paths = AppPaths::under(dir.path());
@@ -156,6 +178,8 @@ fn seed(conn: &rusqlite::Connection, version: usize) {
                  VALUES (1, 'user', '旧版本的消息 old message', 'complete', 1, 1);
              INSERT INTO messages (conversation_id, role, content, status, created_at, updated_at)
                  VALUES (1, 'assistant', 'half', 'streaming', 2, 2);
+             INSERT INTO messages (id, conversation_id, role, content, status, created_at, updated_at)
+                 VALUES (45000, 1, 'user', '很远的消息', 'complete', 3, 3);
              INSERT INTO settings (key, value_json, updated_at) VALUES ('theme', '\"dark\"', 1);
              INSERT INTO models (id, name, family, path, added_at) VALUES (1, 'old-model', 'chatglm3', 'm', 1);",
         )
@@ -190,6 +214,17 @@ fn store_migrates_from_every_earlier_schema_version() {
             assert_eq!(msgs[0].content, "旧版本的消息 old message", "from v{start}");
             assert_eq!(msgs[1].status, crate::store::MessageStatus::Interrupted);
             assert_eq!(store.search("旧版本", 5).unwrap().len(), 1, "from v{start}: search index kept");
+            assert_eq!(store.search("旧", 5).unwrap().len(), 1, "from v{start}: one-character terms indexed");
+            assert_eq!(store.search("消息 old", 5).unwrap().len(), 1, "from v{start}: two-character terms indexed");
+            let far: Vec<i64> = store
+                .conn()
+                .prepare("SELECT rowid FROM messages_grams WHERE messages_grams MATCH '\"远\"'")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            assert_eq!(far, vec![45_000], "from v{start}: ids past the first backfill chunk are indexed");
             assert_eq!(store.setting::<String>("theme").unwrap().as_deref(), Some("dark"));
             let models = store.list_models().unwrap();
             assert_eq!(models[0].name, "old-model", "from v{start}");
