@@ -41,11 +41,18 @@ const CLAUSE_ENDS: &[char] = &['，', ',', '。', '.', '；', ';', '！', '!', '
 const DISEASE_SUFFIXES: [&str; 16] =
     ["炎", "病", "综合征", "综合症", "癌", "瘤", "感染", "中毒", "骨折", "畸形", "缺乏症", "结石", "梗死", "衰竭", "疝", "血症"];
 
+/// Words with a disease ending that name no disease (发病, 致病, 疾病).
+const NOT_DISEASE_WORDS: [&str; 6] = ["发病", "致病", "患病", "得病", "原发病", "疾病"];
+
+/// Words after a symptom that belong to it in clinical writing (休克 + 表现, 昏迷 + 状态,
+/// 痛风 + 发作).
+const FINDING_TAILS: [&str; 3] = ["表现", "状态", "发作"];
+
 /// Modifiers that belong to a disease or symptom when they precede it (急性 + 扁桃体炎,
 /// 新生儿 + 低血糖, 阵发性 + 黑蒙): onset, course, severity, age group.
-const MODIFIERS: [&str; 29] = [
+const MODIFIERS: [&str; 30] = [
     "急性", "慢性", "亚急性", "重症", "重度", "轻度", "中度", "先天性", "原发性", "继发性", "难治性", "复发性", "反复发作性", "小儿", "儿童",
-    "新生儿", "婴儿", "婴幼儿", "幼儿", "成人", "老年", "晚期", "早期", "持续", "阵发性", "间歇性", "进行性", "严重", "频繁",
+    "新生儿", "婴儿", "婴幼儿", "幼儿", "成人", "老年", "晚期", "早期", "持续", "阵发性", "间歇性", "进行性", "严重", "频繁", "剧烈",
 ];
 
 /// Words after a symptom that belong to it (咳嗽 + 剧烈, 黄疸 + 不退).
@@ -53,7 +60,8 @@ const SYMPTOM_TAILS: [&str; 4] = ["剧烈", "加重", "不退", "频繁"];
 
 /// Words right after a term that make it part of a microbe or test name (流感 + 病毒,
 /// 肺炎 + 衣原体, 沙眼 + 衣原体): such a match is not a disease or symptom.
-const MICROBE_TAILS: [&str; 12] = ["病毒", "杆菌", "球菌", "衣原体", "支原体", "螺旋体", "抗体", "抗原", "疫苗", "病原", "真菌", "链球菌"];
+/// A bare 菌 counts too (结核 + 菌).
+const MICROBE_TAILS: [&str; 13] = ["病毒", "杆菌", "球菌", "衣原体", "支原体", "螺旋体", "抗体", "抗原", "疫苗", "病原", "真菌", "链球菌", "菌"];
 
 /// Endings that make a term a disease whatever list it came from (遗尿症, 支气管哮喘).
 const DISEASE_FORMS: [&str; 12] = ["综合征", "综合症", "血症", "缺损", "哮喘", "畸形", "症", "病", "瘤", "炎", "疝", "癌"];
@@ -91,9 +99,24 @@ type Span = (usize, usize, TermKind, Vec<String>);
 /// Nouns for people, never part of a disease or symptom phrase.
 const PERSON_NOUNS: [&str; 10] = ["患儿", "患者", "病人", "孩子", "宝宝", "小孩", "医生", "病例", "本病", "病人家属"];
 
-/// Whether a tagged word may start or continue a phrase to the left.
+/// Words that jieba tags as nouns but that never belong to a disease or symptom phrase:
+/// naming verbs (又称 + 小脑扁桃体疝), causes (遗传因素 + 遗尿症, 病原 + 肺炎), verbs of
+/// testing and causing (检测, 引起, 导致, 产生), 经, 如, measure words (76 + 名 + 胸壁肿瘤).
+const NOT_PART: [&str; 21] = [
+    "名", "例", "又称", "称为", "人类", "病原", "因素", "检测", "引起", "导致", "产生", "经", "如", "即", "所致", "合并", "发展成", "处于", "区分", "表现",
+    "出现",
+];
+
+/// Whether a tagged word may start or continue a phrase to the left: nouns (also jieba's
+/// place words `s` and set phrases `l`: 胸壁, 冠状动脉, 脑肿瘤; body regions that it tags as
+/// localities, 面部), distinguishing words.
 fn joins_left(w: &str, tag: &str) -> bool {
-    is_han(w) && !PERSON_NOUNS.contains(&w) && (tag.starts_with('n') || matches!(tag, "b" | "an" | "vn"))
+    is_han(w)
+        && !PERSON_NOUNS.contains(&w)
+        && !NOT_PART.contains(&w)
+        && (tag.starts_with('n')
+            || matches!(tag, "b" | "an" | "vn" | "l" | "s")
+            || (tag == "f" && w.ends_with('部') && w.chars().count() >= 2))
 }
 
 fn is_han(s: &str) -> bool {
@@ -139,13 +162,74 @@ fn extend_with_modifiers(text: &str, tagged: &[(usize, usize, &str)], spans: &mu
     }
 }
 
-/// Extends diseases to the left over nouns (胸壁 + 肿瘤, 冠状动脉 + 畸形) and over Latin
-/// letters before 综合征/病/症 (Reye + 综合征).
-fn join_nouns_left(text: &str, tagged: &[(usize, usize, &str)], spans: &mut [Span]) {
+/// Moves the start of a lexicon match that begins inside a jieba word to that word's start
+/// (脑 + 肿瘤 read as 脑肿瘤, 冠状 + 动脉畸形), and its end to the end of a word with a
+/// disease ending it stops inside (肾性糖尿 + 病 read as 糖尿病), then decides the kind again
+/// by the new form; a span that then overlaps the one before is merged into it.
+fn snap_to_words(text: &str, tagged: &[(usize, usize, &str)], spans: Vec<Span>) -> Vec<Span> {
+    let mut out: Vec<Span> = Vec::with_capacity(spans.len());
+    for mut sp in spans {
+        let mut moved = false;
+        if let Some(&(ws, _, _)) = tagged.iter().find(|t| t.0 < sp.0 && sp.0 < t.1 && is_han(&text[t.0..t.1])) {
+            sp.0 = ws;
+            moved = true;
+        }
+        if let Some(&(_, we, _)) = tagged.iter().find(|t| {
+            let w = &text[t.0..t.1];
+            t.0 < sp.1 && sp.1 < t.1 && is_han(w) && DISEASE_FORMS.iter().any(|f| w.ends_with(f))
+        }) {
+            sp.1 = we;
+            moved = true;
+        }
+        if moved && sp.3.is_empty() {
+            sp.2 = kind_by_form(&text[sp.0..sp.1], sp.2, false);
+        }
+        match out.last_mut() {
+            Some(prev) if sp.0 < prev.1 => prev.1 = prev.1.max(sp.1),
+            _ => out.push(sp),
+        }
+    }
+    out
+}
+
+/// Joins 高/低 right before a span (高 + 氨血症, 低 + 钙惊厥: the names are 高氨血症,
+/// 低钙惊厥), then a modifier before it (新生儿 + 高氨血症).
+fn join_high_low(text: &str, spans: &mut [Span]) {
     for i in 0..spans.len() {
-        if spans[i].2 != TermKind::Disease {
+        let floor = floor(spans, i);
+        let (start, end) = (spans[i].0, spans[i].1);
+        let word = &text[start..end];
+        if word.starts_with(['高', '低']) {
             continue;
         }
+        if let Some(c) = text[floor..start].chars().next_back().filter(|c| matches!(c, '高' | '低')) {
+            let mut s = start - c.len_utf8();
+            if let Some(m) = MODIFIERS.iter().find(|m| s >= floor + m.len() && text[..s].ends_with(*m)) {
+                s -= m.len();
+            }
+            spans[i].0 = s;
+        }
+    }
+}
+
+/// Extends symptoms over 表现/状态/发作 right after them (昏迷 + 状态).
+fn extend_finding_tails(text: &str, spans: &mut [Span]) {
+    for i in 0..spans.len() {
+        if spans[i].2 != TermKind::Symptom {
+            continue;
+        }
+        let end = spans[i].1;
+        let next = spans.get(i + 1).map_or(text.len(), |s| s.0);
+        if let Some(t) = FINDING_TAILS.iter().find(|t| text[end..].starts_with(*t) && end + t.len() <= next) {
+            spans[i].1 = end + t.len();
+        }
+    }
+}
+
+/// Extends diseases and symptoms to the left over nouns (胸壁 + 肿瘤, 冠状动脉 + 畸形,
+/// 面部 + 血管痣) and over Latin letters before 综合征/病/症 (Reye + 综合征).
+fn join_nouns_left(text: &str, tagged: &[(usize, usize, &str)], spans: &mut [Span]) {
+    for i in 0..spans.len() {
         let floor = floor(spans, i);
         let mut start = spans[i].0;
         while let Some(&(ps, pe, tag)) = tagged.iter().find(|t| t.1 == start) {
@@ -227,10 +311,13 @@ fn acronyms(text: &str, spans: &[Span]) -> Vec<Span> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtractOptions {
     /// Also use the clinical phrase rules: kinds by form (症/病/炎 … diseases, 紊乱/低下/衰竭 …
-    /// symptoms), microbe names dropped (流感病毒), modifiers joined (急性, 新生儿, 阵发性,
-    /// …性) and intensity words (剧烈, 不退), jieba words ending in a disease suffix (炎, 病,
-    /// 综合征 …) with nouns joined on the left, nouns + symptom heads (呼吸音减弱), and
-    /// bracketed acronyms after a disease.
+    /// symptoms), microbe names dropped (流感病毒, 结核菌), matches inside a jieba word
+    /// widened to the word (脑肿瘤), modifiers joined (急性, 新生儿, 阵发性, 剧烈, …性) and
+    /// intensity words (剧烈, 不退), jieba words ending in a disease suffix (炎, 病, 综合征 …;
+    /// not 发病, 疾病) with nouns joined on the left, nouns + symptom heads (呼吸音减弱),
+    /// nouns and body regions joined to diseases and symptoms (胸壁肿瘤, 面部血管痣) but not
+    /// causes or naming words (病原, 因素, 又称), 高/低 + …血症, finding words after symptoms
+    /// (昏迷状态), and bracketed acronyms after a disease.
     pub segmentation: bool,
 }
 
@@ -294,11 +381,12 @@ impl KeywordExtractor {
             // Words with their part-of-speech tags and byte offsets.
             let tagged: Vec<(usize, usize, &str)> =
                 self.jieba.tag(text, true).into_iter().map(|t| (t.byte_start, t.byte_end, t.tag)).collect();
+            spans = snap_to_words(text, &tagged, spans);
             extend_with_modifiers(text, &tagged, &mut spans);
             let mut extra = Vec::new();
             for (i, &(ts, te, _)) in tagged.iter().enumerate() {
                 let w = &text[ts..te];
-                if !DISEASE_SUFFIXES.iter().any(|s| w.ends_with(s)) {
+                if !DISEASE_SUFFIXES.iter().any(|s| w.ends_with(s)) || NOT_DISEASE_WORDS.contains(&w) {
                     continue;
                 }
                 // Extend left over nouns and distinguishing words (急性, 支气管 + 肺炎).
@@ -330,6 +418,8 @@ impl KeywordExtractor {
             join_nouns_left(text, &tagged, &mut spans);
             spans.extend(acronyms(text, &spans));
             spans.sort_by_key(|s| s.0);
+            join_high_low(text, &mut spans);
+            extend_finding_tails(text, &mut spans);
         }
         spans
             .into_iter()
@@ -441,10 +531,10 @@ mod tests {
 
     fn clinical() -> KeywordExtractor {
         let mut b = LexiconBuilder::new();
-        for d in ["遗尿", "遗尿症", "电解质紊乱", "流感", "肺炎", "低血糖", "休克"] {
+        for d in ["遗尿", "遗尿症", "电解质紊乱", "流感", "肺炎", "低血糖", "休克", "肿瘤", "结核"] {
             b.add(d, TermKind::Disease, None, false);
         }
-        for s in ["咳嗽", "黄疸", "遗尿", "低血糖"] {
+        for s in ["咳嗽", "黄疸", "遗尿", "低血糖", "血管痣", "昏迷", "钙惊厥", "肾性糖尿"] {
             b.add(s, TermKind::Symptom, None, false);
         }
         b.add("高血压", TermKind::Disease, Some("hypertension"), true);
@@ -481,5 +571,54 @@ mod tests {
         assert_eq!(clinical_found("新生儿低血糖"), vec![("新生儿低血糖".into(), s)]);
         assert_eq!(clinical_found("咳嗽剧烈，黄疸不退"), vec![("咳嗽剧烈".into(), s), ("黄疸不退".into(), s)]);
         assert_eq!(clinical_found("可引起Reye综合征"), vec![("Reye综合征".into(), d)]);
+    }
+
+    #[test]
+    fn a_match_inside_a_word_starts_at_the_word() {
+        // jieba reads 脑肿瘤 as one word: the lexicon's 肿瘤 becomes 脑肿瘤.
+        assert_eq!(clinical_found("诊断为脑肿瘤"), vec![("脑肿瘤".into(), TermKind::Disease)]);
+        // A match ending inside a word with a disease ending takes the whole word.
+        assert_eq!(clinical_found("肾性糖尿病"), vec![("肾性糖尿病".into(), TermKind::Disease)]);
+    }
+
+    #[test]
+    fn place_words_and_set_phrases_join_as_nouns() {
+        // 胸壁 is a place word (s) for jieba.
+        assert_eq!(clinical_found("胸壁肿瘤切除后"), vec![("胸壁肿瘤".into(), TermKind::Disease)]);
+        // Symptoms take body parts on the left too.
+        assert_eq!(clinical_found("可见面部血管痣"), vec![("面部血管痣".into(), TermKind::Symptom)]);
+    }
+
+    #[test]
+    fn causes_and_naming_words_are_not_joined() {
+        let d = TermKind::Disease;
+        assert_eq!(clinical_found("排除其他病原肺炎"), vec![("肺炎".into(), d)]);
+        assert_eq!(clinical_found("遗传因素遗尿症儿童常有家族史"), vec![("遗尿症".into(), d)]);
+    }
+
+    #[test]
+    fn microbes_written_with_a_bare_jun_are_not_diseases() {
+        assert_eq!(clinical_found("对结核菌无作用"), vec![]);
+        assert_eq!(clinical_found("肺结核"), vec![("肺结核".into(), TermKind::Disease)]);
+    }
+
+    #[test]
+    fn onset_words_are_not_diseases() {
+        assert_eq!(clinical_found("男女发病均等"), vec![]);
+        assert_eq!(clinical_found("全身性疾病"), vec![]);
+    }
+
+    #[test]
+    fn high_and_low_join_blood_conditions() {
+        // Found by segmentation (氨 + 血症), then 高 and the age group joined.
+        assert_eq!(clinical_found("新生儿高氨血症鉴别诊断"), vec![("新生儿高氨血症".into(), TermKind::Disease)]);
+        assert_eq!(clinical_found("可出现低钙惊厥"), vec![("低钙惊厥".into(), TermKind::Symptom)]);
+    }
+
+    #[test]
+    fn finding_words_extend_symptoms() {
+        let s = TermKind::Symptom;
+        assert_eq!(clinical_found("患儿处于昏迷状态"), vec![("昏迷状态".into(), s)]);
+        assert_eq!(clinical_found("剧烈咳嗽"), vec![("剧烈咳嗽".into(), s)]);
     }
 }
