@@ -216,25 +216,22 @@ pub fn attention(
     q_scale: f64,
     score_scale: f64,
 ) -> Result<Tensor> {
-    let (b, h, _n, d) = q.dims4()?;
+    let (b, h, n, d) = q.dims4()?;
     let (_, g, t, _) = k.dims4()?;
-    let (k, v) = if g == h {
-        (k.clone(), v.clone())
-    } else {
-        let rep = h / g;
-        let expand = |x: &Tensor| -> candle_core::Result<Tensor> {
-            x.unsqueeze(2)?.expand((b, g, rep, t, d))?.reshape((b, h, t, d))
-        };
-        (expand(k)?, expand(v)?)
-    };
-    let q = (q * q_scale)?;
-    let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+    if g == 0 || h % g != 0 {
+        return Err(crate::error::ModelError::Input(format!("{h} query heads cannot share {g} key/value heads")));
+    }
+    let rep = h / g;
+    // The query heads that share a key/value head are stacked as rows (`[b, g, rep·n, d]`), so
+    // the keys and values are used as they are: views of the cache, never expanded or copied.
+    let q = (q * q_scale)?.contiguous()?.reshape((b, g, rep * n, d))?;
+    let scores = q.matmul(&k.t()?)?.reshape((b, h, n, t))?;
     let mut scores = (scores.to_dtype(DType::F32)? * score_scale)?;
     if let Some(mask) = mask {
         scores = scores.broadcast_add(mask)?;
     }
-    let probs = softmax_last(&scores)?.to_dtype(v.dtype())?;
-    Ok(probs.matmul(&v.contiguous()?)?)
+    let probs = softmax_last(&scores)?.to_dtype(v.dtype())?.reshape((b, g, rep * n, t))?;
+    Ok(probs.matmul(v)?.reshape((b, h, n, d))?)
 }
 
 /// An additive mask `[b, 1, n, t]` from a visibility predicate over (row, query, key).

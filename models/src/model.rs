@@ -57,6 +57,9 @@ pub enum CacheUse {
     Written,
     /// A valid cache file was memory-mapped; the checkpoint's tensors were not read.
     Reused,
+    /// The source is a GGUF file: its blocks are memory-mapped where they lie, which is all a
+    /// cache would give (its plain float linear weights are quantized in memory); no cache is written.
+    SourceMapped,
 }
 
 enum Arch {
@@ -145,6 +148,10 @@ impl Model {
     /// memory is about one piece of one tensor and the steady state the quantized model.
     /// `progress(done, total)` counts tensors; `cancel` stops with [`ModelError::Cancelled`] and
     /// leaves no cache file behind. Gives the same weights as [`Model::load`] then [`Model::quantize`].
+    ///
+    /// Weights stored already quantized keep their blocks: a THUDM int4/int8 folder goes through
+    /// the cache like any other (its layers as Q4_0/Q8_0, losslessly; the rest as asked), and a
+    /// GGUF file (`dir` naming the `.gguf`) is memory-mapped where it lies ([`CacheUse::SourceMapped`]).
     pub fn load_quantized(
         dir: &Path,
         quant: &QuantizeOptions,
@@ -152,6 +159,12 @@ impl Model {
         cancel: &AtomicBool,
     ) -> Result<(Self, CacheUse)> {
         use crate::quant::{cache, gguf};
+        if dir.is_file() && dir.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+            let (config, store) = crate::quant::gguf_import::open(dir)?;
+            let total = store.names().iter().filter(|n| !n.ends_with("inv_freq")).count();
+            let mode = LoadMode::Checkpoint { store: &store, quant: Some(quant.format) };
+            return Ok((Self::build(config, mode, total, &LoadOptions::default(), progress, cancel)?, CacheUse::SourceMapped));
+        }
         let config = ModelConfig::from_path(dir)?;
         let store = WeightStore::open_dir(dir)?;
         let options = LoadOptions::default();

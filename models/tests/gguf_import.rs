@@ -81,6 +81,33 @@ fn fixtures() -> Vec<std::path::PathBuf> {
 }
 
 #[test]
+fn quantized_loads_of_a_gguf_file_map_it_without_a_cache() {
+    use doctorglm_models::{CacheUse, QuantizeOptions};
+    let src = fixtures().remove(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("m.gguf");
+    // Q4_0 matrices, but the output layer in F16: that one is quantized to the request.
+    write_gguf(&src, &path, GgmlDType::Q4_0, &|n, t| if n == "output.weight" { GgmlDType::F16 } else { t });
+    let plain = Model::load(&path, &LoadOptions::default()).unwrap();
+    let cache = tmp.path().join("never-written.gguf");
+    let opts = QuantizeOptions { format: QuantFormat::Q8_0, cache: Some(cache.clone()) };
+    let (m, used) = Model::load_quantized(&path, &opts, &|_, _| {}, &std::sync::atomic::AtomicBool::new(false)).expect("a GGUF file loads quantized");
+    assert_eq!(used, CacheUse::SourceMapped);
+    assert!(!cache.exists(), "mapping the GGUF file is what a cache would give; none is written");
+    let plain_formats: std::collections::HashMap<String, Option<QuantFormat>> = plain.weight_formats().into_iter().collect();
+    for (module, format) in m.weight_formats() {
+        if plain_formats[&module].is_some() {
+            assert_eq!(format, plain_formats[&module], "{module}: stored blocks are used as they are");
+            let a = m.linear_weight_f32(&module).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let b = plain.linear_weight_f32(&module).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(a == b, "{module}");
+        } else {
+            assert_eq!(format, Some(QuantFormat::Q8_0), "{module}: a float matrix is quantized as asked");
+        }
+    }
+}
+
+#[test]
 fn chatglm_gguf_files_load_and_match_the_f32_engine() {
     for src in fixtures() {
         let name = src.file_name().unwrap().to_string_lossy().to_string();

@@ -181,3 +181,39 @@ fn damaged_thudm_layers_are_refused_with_clear_errors() {
     });
     assert!(e.contains("weight_scale is missing"), "{e}");
 }
+
+#[test]
+fn thudm_checkpoints_go_through_the_quantize_on_load_cache() {
+    use doctorglm_models::{CacheUse, QuantizeOptions};
+    use std::sync::atomic::AtomicBool;
+    let Some(src) = fixtures().into_iter().last() else { panic!("fixture models missing") };
+    let ids = case_ids(&src).remove(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("int4");
+    write_thudm(&src, &dir, 4, false, &|_| Out::Keep);
+    let never = AtomicBool::new(false);
+    // Without a cache: THUDM layers keep their blocks, the others are quantized to the request.
+    let (direct, used) = Model::load_quantized(&dir, &QuantizeOptions { format: QuantFormat::Q8_0, cache: None }, &|_, _| {}, &never).unwrap();
+    assert_eq!(used, CacheUse::NoCache);
+    let opts = QuantizeOptions { format: QuantFormat::Q8_0, cache: Some(tmp.path().join("cache.gguf")) };
+    let seen = std::cell::Cell::new((0, 0));
+    let (written, used) = Model::load_quantized(&dir, &opts, &|d, t| seen.set((d, t)), &never).expect("a THUDM checkpoint converts into the cache");
+    assert_eq!(used, CacheUse::Written);
+    let (done, total) = seen.get();
+    assert!(total > 0 && done == total, "progress reached {done} of {total}");
+    let (reused, used) = Model::load_quantized(&dir, &opts, &|_, _| {}, &never).unwrap();
+    assert_eq!(used, CacheUse::Reused);
+    let formats = direct.weight_formats();
+    assert_eq!(written.weight_formats(), formats);
+    assert_eq!(reused.weight_formats(), formats);
+    for (name, format) in &formats {
+        let want = if is_quantized(&format!("{name}.weight")) { QuantFormat::Q4_0 } else { QuantFormat::Q8_0 };
+        assert_eq!(*format, Some(want), "{name}: THUDM int4 stays Q4_0 (lossless); the rest is quantized as asked");
+        let a = direct.linear_weight_f32(name).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = reused.linear_weight_f32(name).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(a == b, "{name}: the cached weights differ from the direct import");
+    }
+    let l = logits(&direct, &ids);
+    assert_eq!(logits(&written, &ids), l);
+    assert_eq!(logits(&reused, &ids), l);
+}

@@ -1,6 +1,6 @@
 //! Activations quantized to 8 bits per 32-value block, the right-hand side of every quantized dot product.
 
-use super::format::QK;
+use super::format::{QuantFormat, QK};
 
 /// One activation vector quantized in blocks of 32: `x[i] ≈ d[i / 32] · qs[i]`.
 ///
@@ -14,6 +14,41 @@ pub struct ActQ8 {
     pub qs: Vec<i8>,
     /// Sum of the block's `qs`.
     pub sums: Vec<i32>,
+    /// The same values rearranged for the AVX-512 VNNI kernels of one weight format
+    /// ([`ActQ8::pack_for`]); `None` for the other kernels.
+    pub(crate) packed: Option<Packed>,
+}
+
+/// An activation laid out so that each 64-byte load lines up with the weight nibbles or bytes a
+/// VNNI kernel unpacks from one 512-bit load, with per-lane scales and offset corrections.
+///
+/// - Q4_0, per group of four blocks (128 values): `qs` holds the four blocks' first halves
+///   (64 bytes) then their second halves; `corr` 16 lanes, lane `4k` = −8 · Σ qs of block `k`
+///   (the nibbles' offset); `dx` 16 lanes, lanes `4k..4k+4` = the scale of block `k`.
+/// - Q8_0, per pair of blocks: `qs` is empty (the plain `qs` already lines up); `corr` lane `8k`
+///   = −128 · Σ qs of block `k` (the weights are made unsigned by adding 128); `dx` lanes
+///   `8k..8k+8` = the scale of block `k`.
+/// - Q4_K, per super-block (eight 32-value sub-blocks): `qs` four 64-byte registers holding
+///   sub-blocks (0, 2), (1, 3), (4, 6), (5, 7); `dx` their scales per lane (4 × 16); `dsum` the
+///   eight `d · Σ qs` in order (for the sub-block minimums).
+#[derive(Debug, Clone)]
+pub(crate) struct Packed {
+    /// The weight format this layout serves.
+    pub format: QuantFormat,
+    /// Rearranged quantized values (empty for Q8_0).
+    pub qs: Vec<i8>,
+    /// Integer corrections added to each register's sums.
+    pub corr: Vec<i32>,
+    /// Activation scales per 32-bit lane.
+    pub dx: Vec<f32>,
+    /// Q4_K: scale × sum per 32-value block.
+    pub dsum: Vec<f32>,
+}
+
+/// Sub-blocks of a Q4_K super-block held by register `r` (lanes 0..8, then 8..16) after the
+/// nibbles of one 64-byte load are split into low and high halves.
+pub(crate) fn q4k_register_blocks(r: usize) -> [usize; 2] {
+    [4 * (r / 2) + r % 2, 4 * (r / 2) + 2 + r % 2]
 }
 
 impl ActQ8 {
@@ -30,6 +65,7 @@ impl ActQ8 {
         let nb = x.len() / QK;
         self.d.clear();
         self.sums.clear();
+        self.packed = None;
         self.qs.resize(x.len(), 0);
         for (b, chunk) in x.chunks_exact(QK).enumerate() {
             let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -45,6 +81,62 @@ impl ActQ8 {
             self.sums.push(sum);
         }
         debug_assert_eq!(self.d.len(), nb);
+    }
+
+    /// Adds the layout of the AVX-512 VNNI kernel for `format` (see [`Packed`]). Only whole
+    /// groups are packed (Q4_0: four blocks, Q8_0: two); the kernels do the rest from the plain fields.
+    pub(crate) fn pack_for(&mut self, format: QuantFormat) {
+        let nb = self.d.len();
+        let mut p = Packed { format, qs: Vec::new(), corr: Vec::new(), dx: Vec::new(), dsum: Vec::new() };
+        match format {
+            QuantFormat::Q4_0 => {
+                let groups = nb / 4;
+                p.qs.reserve(groups * 128);
+                for g in 0..groups {
+                    for half in 0..2 {
+                        for k in 0..4 {
+                            let at = (4 * g + k) * QK + 16 * half;
+                            p.qs.extend_from_slice(&self.qs[at..at + 16]);
+                        }
+                    }
+                    for k in 0..4 {
+                        let b = 4 * g + k;
+                        p.corr.extend_from_slice(&[-8 * self.sums[b], 0, 0, 0]);
+                        p.dx.extend_from_slice(&[self.d[b]; 4]);
+                    }
+                }
+            }
+            QuantFormat::Q8_0 => {
+                for b in 0..nb / 2 * 2 {
+                    p.corr.push(-128 * self.sums[b]);
+                    p.corr.extend_from_slice(&[0; 7]);
+                    p.dx.extend_from_slice(&[self.d[b]; 8]);
+                }
+            }
+            QuantFormat::Q4K => {
+                let nsb = nb / 8;
+                p.qs.reserve(nsb * 256);
+                for sb in 0..nsb {
+                    for r in 0..4 {
+                        for j in q4k_register_blocks(r) {
+                            let b = 8 * sb + j;
+                            p.qs.extend_from_slice(&self.qs[b * QK..(b + 1) * QK]);
+                            p.dx.extend_from_slice(&[self.d[b]; 8]);
+                        }
+                    }
+                    for j in 0..8 {
+                        let b = 8 * sb + j;
+                        p.dsum.push(self.d[b] * self.sums[b] as f32);
+                    }
+                }
+            }
+        }
+        self.packed = Some(p);
+    }
+
+    /// The packed layout when it was made for `format`.
+    pub(crate) fn packed_for(&self, format: QuantFormat) -> Option<&Packed> {
+        self.packed.as_ref().filter(|p| p.format == format)
     }
 
     /// Number of values.

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use candle_core::{DType, Tensor};
 use half::f16;
 
+use super::gguf::{GgufType, TensorSpec};
 use super::thudm_int4::{self, SCALE_SUFFIX};
-use super::QMatrix;
+use super::{QMatrix, QuantFormat};
 use crate::arch::{LoadMode, Loader};
 use crate::weights::WeightStore;
 use crate::error::{ModelError, Result};
@@ -17,61 +18,101 @@ use crate::layers::LoraLinear;
 /// The layer `name` (`[out, inp]`) when its weight is stored quantized; `None` when it is a plain
 /// float weight (the caller loads it as usual). On the CPU the quantized matrix is used as is;
 /// on another device it is dequantized (exactly) into the compute dtype.
+///
+/// For the quantize-on-load cache ([`LoadMode::Plan`] / [`LoadMode::Convert`]) such a weight
+/// keeps its stored blocks (THUDM int4/int8 as Q4_0/Q8_0, GGUF blocks as mapped): re-quantizing
+/// them to the requested format would only add error. The cache then holds it under
+/// `name.weight` like any other quantized weight, and the scale tensor is not needed any more.
 pub fn imported_linear(ld: &Loader, name: &str, inp: usize, out: usize, bias: bool) -> Result<Option<LoraLinear>> {
     let wname = format!("{name}.weight");
     let sname = format!("{name}.{SCALE_SUFFIX}");
     let store = match &ld.mode {
-        LoadMode::Checkpoint { store, .. } => *store,
-        LoadMode::Plan { store, .. } | LoadMode::Convert { store, .. } => {
-            if stored_quantized(store, &wname, &sname)? {
-                return Err(ModelError::Input(format!(
-                    "{wname} is stored already quantized (THUDM int4/int8 or GGUF); load this model without quantize-on-load and its cache"
-                )));
-            }
-            return Ok(None);
-        }
+        LoadMode::Checkpoint { store, .. } | LoadMode::Plan { store, .. } | LoadMode::Convert { store, .. } => *store,
         LoadMode::Cache(_) => return Ok(None),
     };
-    let ld = Ctx { store, ld };
-    let (q, consumed) = if let Some(q) = ld.store.stored_qmatrix(&wname)? {
-        if (q.rows(), q.cols()) != (out, inp) {
-            return Err(ModelError::ShapeMismatch {
-                name: wname.clone(),
-                file: ld.store.file_of(&wname),
-                expected: vec![out, inp],
-                found: vec![q.rows(), q.cols()],
-            });
-        }
-        (Weight::Quant(q), 1)
-    } else if ld.store.contains(&sname) || (ld.store.contains(&wname) && ld.store.int8_bytes(&wname)?.is_some()) {
-        (thudm_weight(&ld, &wname, &sname, out, inp)?, 2)
-    } else {
+    if !stored_quantized(store, &wname, &sname)? {
         return Ok(None);
-    };
-    if ld.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(ModelError::Cancelled);
     }
-    let layer = match q {
-        Weight::Quant(q) if ld.device.is_cpu() => {
-            let placeholder = Tensor::zeros((), ld.dtype, ld.device)?.broadcast_as((out, inp))?;
-            let mut l = LoraLinear::new(name.to_string(), placeholder, None);
-            l.quant = Some(Arc::new(q));
-            l
+    let ctx = Ctx { store, ld };
+    let placeholder = || -> Result<Tensor> { crate::arch::placeholder(&[out, inp], ld.dtype, ld.device) };
+    let layer = match &ld.mode {
+        LoadMode::Plan { specs, .. } => {
+            let ty = match planned_format(&ctx, &wname, &sname, out, inp)? {
+                Some(f) => GgufType::Quant(f),
+                None => GgufType::F32,
+            };
+            specs.borrow_mut().push(TensorSpec { name: wname.clone(), shape: vec![out, inp], ty });
+            LoraLinear::new(name.to_string(), placeholder()?, None)
         }
-        Weight::Quant(q) => LoraLinear::new(name.to_string(), q.dequantize_tensor(ld.device)?.to_dtype(ld.dtype)?, None),
-        Weight::Exact(w) => {
-            let t = Tensor::from_vec(w, (out, inp), ld.device)?.to_dtype(ld.dtype)?;
-            LoraLinear::new(name.to_string(), t, None)
+        LoadMode::Convert { writer, .. } => {
+            // Progress counts the cache's tensors here: the weight is one, whatever it was read from.
+            let (w, _) = import_weight(&ctx, &wname, &sname, out, inp)?;
+            match w {
+                Weight::Quant(q) => writer.borrow_mut().write_part(&wname, q.bytes())?,
+                Weight::Exact(v) => {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    writer.borrow_mut().write_part(&wname, &bytes)?
+                }
+            }
+            ctx.count(1);
+            LoraLinear::new(name.to_string(), placeholder()?, None)
+        }
+        _ => {
+            let (w, consumed) = import_weight(&ctx, &wname, &sname, out, inp)?;
+            let layer = match w {
+                Weight::Quant(q) if ld.device.is_cpu() => {
+                    let mut l = LoraLinear::new(name.to_string(), placeholder()?, None);
+                    l.quant = Some(Arc::new(q));
+                    l
+                }
+                Weight::Quant(q) => LoraLinear::new(name.to_string(), q.dequantize_tensor(ld.device)?.to_dtype(ld.dtype)?, None),
+                Weight::Exact(w) => {
+                    let t = Tensor::from_vec(w, (out, inp), ld.device)?.to_dtype(ld.dtype)?;
+                    LoraLinear::new(name.to_string(), t, None)
+                }
+            };
+            ctx.count(consumed);
+            layer
         }
     };
-    // The weight (and its scale) count as loaded tensors; the bias reports progress itself.
-    ld.done.set(ld.done.get() + consumed);
-    (ld.progress)(ld.done.get(), ld.total);
     let mut layer = layer;
     if bias {
         layer.bias = Some(ld.tensor(&format!("{name}.bias"), &[out])?);
     }
     Ok(Some(layer))
+}
+
+/// The stored weight as a quantized matrix (or exact values), and how many checkpoint tensors
+/// it used (the weight, and the THUDM scale).
+fn import_weight(ld: &Ctx, wname: &str, sname: &str, out: usize, inp: usize) -> Result<(Weight, usize)> {
+    let r = if let Some(q) = ld.store.stored_qmatrix(wname)? {
+        if (q.rows(), q.cols()) != (out, inp) {
+            return Err(ModelError::ShapeMismatch { name: wname.to_string(), file: ld.store.file_of(wname), expected: vec![out, inp], found: vec![q.rows(), q.cols()] });
+        }
+        (Weight::Quant(q), 1)
+    } else {
+        (thudm_weight(ld, wname, sname, out, inp)?, 2)
+    };
+    if ld.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ModelError::Cancelled);
+    }
+    Ok(r)
+}
+
+/// The block format [`import_weight`] will give (`None`: exact f32), read from shapes and
+/// headers only.
+fn planned_format(ld: &Ctx, wname: &str, sname: &str, out: usize, inp: usize) -> Result<Option<QuantFormat>> {
+    if let Some(q) = ld.store.stored_qmatrix(wname)? {
+        return Ok(Some(q.format()));
+    }
+    let stored = ld.store.shape_of(wname)?;
+    let bits = thudm_int4::bits_from_shape(&stored, out, inp)
+        .map_err(|reason| ModelError::BadTensor { name: wname.to_string(), file: ld.store.file_of(wname), reason })?;
+    if !ld.store.contains(sname) {
+        // import_weight reports the missing scale with its full explanation.
+        return Ok(None);
+    }
+    Ok((inp % super::format::QK == 0).then_some(if bits == 4 { QuantFormat::Q4_0 } else { QuantFormat::Q8_0 }))
 }
 
 /// Whether `wname` is stored quantized (a GGUF block matrix, or int8 / with a THUDM scale).
@@ -83,6 +124,14 @@ fn stored_quantized(store: &WeightStore, wname: &str, sname: &str) -> Result<boo
 struct Ctx<'a, 'b> {
     store: &'a WeightStore,
     ld: &'a Loader<'b>,
+}
+
+impl Ctx<'_, '_> {
+    /// Reports `n` more checkpoint tensors loaded.
+    fn count(&self, n: usize) {
+        self.ld.done.set(self.ld.done.get() + n);
+        (self.ld.progress)(self.ld.done.get(), self.ld.total);
+    }
 }
 
 impl<'b> std::ops::Deref for Ctx<'_, 'b> {

@@ -1,4 +1,4 @@
-//! Run-time choice of the dot-product kernels (scalar, AVX2, AVX-512, NEON).
+//! Run-time choice of the dot-product kernels (scalar, AVX2, AVX-512, AVX-512 VNNI, NEON).
 
 use std::sync::OnceLock;
 
@@ -13,6 +13,8 @@ enum Isa {
     Avx2,
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
     #[cfg(target_arch = "aarch64")]
     Neon,
 }
@@ -42,6 +44,9 @@ impl Kernel {
                 v.push(Kernel(Isa::Avx2));
                 if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
                     v.push(Kernel(Isa::Avx512));
+                    if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vbmi") {
+                        v.push(Kernel(Isa::Avx512Vnni));
+                    }
                 }
             }
         }
@@ -54,7 +59,7 @@ impl Kernel {
         v
     }
 
-    /// The fastest kernel set of this CPU (detected once). `DOCTORGLM_KERNEL=scalar|avx2|avx512|neon`
+    /// The fastest kernel set of this CPU (detected once). `DOCTORGLM_KERNEL=scalar|avx2|avx512|avx512vnni|neon`
     /// picks a slower one when it is available (for comparisons).
     pub fn best() -> Kernel {
         static BEST: OnceLock<Kernel> = OnceLock::new();
@@ -70,7 +75,7 @@ impl Kernel {
         })
     }
 
-    /// The kernel set's name: `scalar`, `avx2`, `avx512` or `neon`.
+    /// The kernel set's name: `scalar`, `avx2`, `avx512`, `avx512vnni` or `neon`.
     pub fn name(self) -> &'static str {
         match self.0 {
             Isa::Scalar => "scalar",
@@ -78,13 +83,30 @@ impl Kernel {
             Isa::Avx2 => "avx2",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => "avx512",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => "avx512vnni",
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => "neon",
         }
     }
 
+    /// Quantizes the activation `x` for products with `format` weights, in the layout this kernel
+    /// set reads fastest (the VNNI kernels want it rearranged; see [`ActQ8`]). Done once per
+    /// matrix product, never per row.
+    pub fn prepare(self, format: QuantFormat, x: &[f32]) -> ActQ8 {
+        let mut act = ActQ8::quantize(x);
+        #[cfg(target_arch = "x86_64")]
+        if self.0 == Isa::Avx512Vnni {
+            act.pack_for(format);
+        }
+        let _ = format;
+        act
+    }
+
     /// Dot product of one quantized weight row (`format` bytes) with a quantized activation of the
     /// same length. Panics if the lengths disagree (a programming error, checked before any read).
+    /// The VNNI kernels need the activation from [`Kernel::prepare`]; without its layout they use
+    /// the plain AVX-512 kernels.
     #[inline]
     pub fn dot(self, format: QuantFormat, row: &[u8], act: &ActQ8) -> f32 {
         match self.0 {
@@ -105,6 +127,19 @@ impl Kernel {
                     QuantFormat::Q8_0 => super::x86::dot_q8_0_avx512(row, act),
                     QuantFormat::Q4_0 => super::x86::dot_q4_0_avx512(row, act),
                     QuantFormat::Q4K => super::x86::dot_q4k_avx2(row, act),
+                }
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Kernel(Isa::Avx512Vnni) exists only where avx2, fma, f16c, avx512f, avx512bw,
+            // avx512vnni and avx512vbmi were detected (a superset of what the AVX-512 kernels need).
+            Isa::Avx512Vnni => unsafe {
+                match (format, act.packed_for(format)) {
+                    (QuantFormat::Q8_0, Some(p)) => super::x86_vnni::dot_q8_0(row, act, p),
+                    (QuantFormat::Q4_0, Some(p)) => super::x86_vnni::dot_q4_0(row, act, p),
+                    (QuantFormat::Q4K, Some(p)) => super::x86_vnni::dot_q4k(row, act, p),
+                    (QuantFormat::Q8_0, None) => super::x86::dot_q8_0_avx512(row, act),
+                    (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx512(row, act),
+                    (QuantFormat::Q4K, None) => super::x86::dot_q4k_avx2(row, act),
                 }
             },
             #[cfg(target_arch = "aarch64")]
@@ -148,11 +183,50 @@ mod tests {
                 let tol = 1e-4 * (1.0 + exact.abs()) + 1e-5 * cols as f32;
                 assert!((want - exact).abs() <= tol, "{format} reference {want} vs {exact}");
                 for k in &kernels {
-                    let got = k.dot(format, &row, &act);
-                    assert!((got - want).abs() <= tol, "{} {format} cols {cols}: {got} vs scalar {want}", k.name());
+                    let prepared = k.prepare(format, &x);
+                    for a in [&act, &prepared] {
+                        let got = k.dot(format, &row, a);
+                        assert!((got - want).abs() <= tol, "{} {format} cols {cols}: {got} vs scalar {want}", k.name());
+                    }
                 }
             }
         }
         assert!(QK_K % 32 == 0);
+    }
+
+    #[test]
+    fn every_kernel_agrees_on_arbitrary_bytes() {
+        // Bytes a quantizer never writes (Q8_0 −128, every nibble and 6-bit scale pattern) can come
+        // from imported files; every kernel must still compute exactly what the reference does.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut byte = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        };
+        for format in QuantFormat::ALL {
+            for nblocks in [1usize, 2, 3, 4, 5, 6, 9, 13] {
+                let cols = format.block_len() * nblocks;
+                let mut row: Vec<u8> = (0..format.row_bytes(cols).unwrap()).map(|_| byte()).collect();
+                // Finite f16 scales: 2^-8 ·(1 + m), either sign (Q4_K: d and dmin).
+                let scale_at: Vec<usize> = match format {
+                    QuantFormat::Q4K => (0..nblocks).flat_map(|b| [b * format.block_bytes(), b * format.block_bytes() + 2]).collect(),
+                    _ => (0..nblocks).map(|b| b * format.block_bytes()).collect(),
+                };
+                for at in scale_at {
+                    let h = half::f16::from_f32((1.0 + (byte() as f32) / 256.0) / 256.0 * if byte() & 1 == 0 { 1.0 } else { -1.0 });
+                    row[at..at + 2].copy_from_slice(&h.to_le_bytes());
+                }
+                let x: Vec<f32> = (0..cols).map(|_| byte() as f32 - 127.5).collect();
+                let act = ActQ8::quantize(&x);
+                let want = reference::dot_row(format, &row, &act);
+                let tol = 1e-4 * (1.0 + want.abs()) + 1e-3;
+                for k in Kernel::available() {
+                    let got = k.dot(format, &row, &k.prepare(format, &x));
+                    assert!((got - want).abs() <= tol, "{} {format} {nblocks} blocks: {got} vs scalar {want}", k.name());
+                }
+            }
+        }
     }
 }

@@ -161,7 +161,7 @@ impl QMatrix {
     /// `y = W·x` with a chosen kernel set (for tests and benchmarks).
     pub fn matvec_with(&self, kernel: Kernel, x: &[f32], y: &mut [f32]) -> Result<()> {
         self.check_io(x.len(), y.len(), 1)?;
-        let act = ActQ8::quantize(x);
+        let act = kernel.prepare(self.format, x);
         let chunk = rows_per_task(self.rows);
         let data = self.bytes();
         y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
@@ -190,7 +190,7 @@ impl QMatrix {
             return Ok(y);
         }
         self.check_io(x.len(), y.len(), n)?;
-        let acts: Vec<ActQ8> = x.par_chunks(self.cols).map(ActQ8::quantize).collect();
+        let acts: Vec<ActQ8> = x.par_chunks(self.cols).map(|x| kernel.prepare(self.format, x)).collect();
         let chunk = rows_per_task(self.rows);
         let data = self.bytes();
         // Transposed result (rows × n) so that each task writes one contiguous range.

@@ -10,22 +10,35 @@ use super::activation::ActQ8;
 use super::format::{q4k_scale_min, Q4_0_BYTES, Q4_K_BYTES, Q8_0_BYTES, QK, QK_K};
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn f16_to_f32(b: &[u8]) -> f32 {
+pub(super) fn f16_to_f32(b: &[u8]) -> f32 {
     let bits = u16::from_le_bytes([b[0], b[1]]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum256(v: __m256) -> f32 {
+pub(super) fn hsum256(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
     _mm_cvtss_f32(s)
 }
 
+/// Asks for the cache lines `PREFETCH` bytes ahead of `p[at..at + span]` (a hint: it never
+/// faults, even past the end). Streaming rows from memory ran at half the bandwidth without it.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn prefetch(p: &[u8], at: usize, span: usize) {
+    let base = p.as_ptr().wrapping_add(at + super::x86_vnni::PREFETCH);
+    let mut off = 0;
+    while off < span {
+        _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off) as *const i8);
+        off += 64;
+    }
+}
+
 /// Loads 32 bytes at `p[at..at + 32]`.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn load32(p: &[u8], at: usize) -> __m256i {
+pub(super) fn load32(p: &[u8], at: usize) -> __m256i {
     assert!(at + 32 <= p.len());
     // SAFETY: the assert above keeps the 32-byte unaligned load inside `p`.
     unsafe { _mm256_loadu_si256(p.as_ptr().add(at) as *const __m256i) }
@@ -39,14 +52,14 @@ fn load16(p: &[u8], at: usize) -> __m128i {
     unsafe { _mm_loadu_si128(p.as_ptr().add(at) as *const __m128i) }
 }
 
-fn as_bytes(q: &[i8]) -> &[u8] {
+pub(super) fn as_bytes(q: &[i8]) -> &[u8] {
     // SAFETY: i8 and u8 have the same size and alignment and every bit pattern is valid for both.
     unsafe { std::slice::from_raw_parts(q.as_ptr() as *const u8, q.len()) }
 }
 
 /// Sums of products of adjacent signed bytes, as eight i32.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256i {
+pub(super) fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256i {
     let ax = _mm256_sign_epi8(x, x);
     let sy = _mm256_sign_epi8(y, x);
     _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1))
@@ -54,7 +67,7 @@ fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256i {
 
 /// Q4_0 block `b` of `row` against activation block `b`, as eight i32 whose sum is Σ (q−8)·a.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_0_block(row: &[u8], a: &[u8], sums: &[i32], b: usize) -> __m256i {
+pub(super) fn q4_0_block(row: &[u8], a: &[u8], sums: &[i32], b: usize) -> __m256i {
     let q = load16(row, b * Q4_0_BYTES + 2);
     let m4 = _mm_set1_epi8(0x0F);
     let lo = _mm_and_si128(q, m4);
@@ -65,7 +78,7 @@ fn q4_0_block(row: &[u8], a: &[u8], sums: &[i32], b: usize) -> __m256i {
     _mm256_sub_epi32(p, _mm256_set1_epi32(sums[b]))
 }
 
-fn check(row: &[u8], block_bytes: usize, act: &ActQ8) -> usize {
+pub(super) fn check(row: &[u8], block_bytes: usize, act: &ActQ8) -> usize {
     let nb = row.len() / block_bytes;
     assert!(row.len() == nb * block_bytes && act.qs.len() == nb * QK && act.d.len() == nb && act.sums.len() == nb);
     nb
@@ -80,6 +93,7 @@ pub(super) fn dot_q8_0_avx2(row: &[u8], act: &ActQ8) -> f32 {
     let mut acc1 = _mm256_setzero_ps();
     let mut b = 0;
     while b + 2 <= nb {
+        prefetch(row, b * Q8_0_BYTES, 2 * Q8_0_BYTES);
         let p0 = mul_sum_i8(load32(row, b * Q8_0_BYTES + 2), load32(a, b * QK));
         let p1 = mul_sum_i8(load32(row, (b + 1) * Q8_0_BYTES + 2), load32(a, (b + 1) * QK));
         let s0 = f16_to_f32(&row[b * Q8_0_BYTES..]) * act.d[b];
@@ -105,6 +119,7 @@ pub(super) fn dot_q4_0_avx2(row: &[u8], act: &ActQ8) -> f32 {
     let mut acc1 = _mm256_setzero_ps();
     let mut b = 0;
     while b + 2 <= nb {
+        prefetch(row, b * Q4_0_BYTES, 2 * Q4_0_BYTES);
         let p0 = q4_0_block(row, a, &act.sums, b);
         let p1 = q4_0_block(row, a, &act.sums, b + 1);
         let s0 = f16_to_f32(&row[b * Q4_0_BYTES..]) * act.d[b];
@@ -132,6 +147,7 @@ pub(super) fn dot_q4k_avx2(row: &[u8], act: &ActQ8) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut mins = 0f32;
     for sb in 0..nsb {
+        prefetch(row, sb * Q4_K_BYTES, Q4_K_BYTES);
         let blk = &row[sb * Q4_K_BYTES..(sb + 1) * Q4_K_BYTES];
         let d = f16_to_f32(blk);
         let dmin = f16_to_f32(&blk[2..]);
@@ -243,6 +259,7 @@ pub(super) fn dot_q8_0_avx512(row: &[u8], act: &ActQ8) -> f32 {
     // `nb` scales; pairs are only taken for blocks `b, b + 1 < nb`.
     unsafe {
         while b + 4 <= nb {
+            prefetch(row, b * Q8_0_BYTES, 4 * Q8_0_BYTES);
             acc0 = q8_0_pair(acc0, rp, ap, dp, b, idx);
             acc1 = q8_0_pair(acc1, rp, ap, dp, b + 2, idx);
             b += 4;
@@ -272,6 +289,7 @@ pub(super) fn dot_q4_0_avx512(row: &[u8], act: &ActQ8) -> f32 {
     // `act.sums` `nb` entries; pairs are only taken for blocks `b, b + 1 < nb`.
     unsafe {
         while b + 4 <= nb {
+            prefetch(row, b * Q4_0_BYTES, 4 * Q4_0_BYTES);
             acc0 = q4_0_pair(acc0, rp, ap, dp, sp, b, idx);
             acc1 = q4_0_pair(acc1, rp, ap, dp, sp, b + 2, idx);
             b += 4;
