@@ -187,7 +187,7 @@ fn thudm_checkpoints_go_through_the_quantize_on_load_cache() {
     use doctorglm_models::{CacheUse, QuantizeOptions};
     use std::sync::atomic::AtomicBool;
     let Some(src) = fixtures().into_iter().last() else { panic!("fixture models missing") };
-    let ids = case_ids(&src).remove(0);
+    let ids = common::case_ids(&src).remove(0);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("int4");
     write_thudm(&src, &dir, 4, false, &|_| Out::Keep);
@@ -213,7 +213,7 @@ fn thudm_checkpoints_go_through_the_quantize_on_load_cache() {
         let b = reused.linear_weight_f32(name).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(a == b, "{name}: the cached weights differ from the direct import");
     }
-    let l = logits(&direct, &ids);
-    assert_eq!(logits(&written, &ids), l);
-    assert_eq!(logits(&reused, &ids), l);
+    let l = common::logits(&direct, &ids);
+    assert_eq!(common::logits(&written, &ids), l);
+    assert_eq!(common::logits(&reused, &ids), l);
 }
