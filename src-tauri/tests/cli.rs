@@ -1,25 +1,6 @@
 //! The `doctorglm` binary's subcommands, run as a person would, on a fresh data folder.
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn fixtures() -> PathBuf {
-    std::env::var_os("DOCTORGLM_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
-}
-
-fn run(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_doctorglm"))
-        .args(args)
-        .env("DOCTORGLM_DATA_DIR", data)
-        .env_remove("DOCTORGLM_TEST_ANSWER")
-        .output()
-        .expect("the doctorglm binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
+mod common;
+use common::{fixtures, run, text};
 
 #[test]
 fn models_import_then_list() {

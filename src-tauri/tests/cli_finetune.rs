@@ -2,42 +2,19 @@
 //! the tiny ChatGLM3 fixture is trained for a few steps, the PEFT adapter loads in the engine
 //! and is registered (app registry and encrypted store); Ctrl-C leaves a checkpoint that
 //! `resume` continues.
+mod common;
+use common::{command as cmd, run, s, shared, text};
 use doctorglm::store::{AppPaths, KeySource, Store, TrainingStatus};
 use doctorglm_models::{LoadOptions, Model};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
-}
+use std::process::{Command, Stdio};
 
 fn tiny_model() -> PathBuf {
-    std::env::var_os("DOCTORGLM_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| shared().join("fixtures"))
-        .join("models/chatglm3-tiny")
+    common::tiny_model("chatglm3-tiny")
 }
 
 fn export() -> PathBuf {
     shared().join("data/exports/medicalgpt-sft-1k.sharegpt.jsonl")
-}
-
-fn cmd(data: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_doctorglm"));
-    c.args(args).env("DOCTORGLM_DATA_DIR", data).env_remove("DOCTORGLM_TEST_ANSWER");
-    c
-}
-
-fn run(data: &Path, args: &[&str]) -> Output {
-    cmd(data, args).output().expect("the doctorglm binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("a UTF-8 temporary path")
 }
 
 /// Settings small enough for the tiny model on two shared cores.

@@ -1,35 +1,14 @@
 //! `doctorglm designer` and `doctorglm knowledge ...` run as a person would, each test on a
 //! fresh data folder (`$DOCTORGLM_DATA_DIR`), with real files from `../shared/data`.
+mod common;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::{command, json, run, shared_data, text};
 use serde_json::Value;
-
-fn shared_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
-}
 
 fn starter_library() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../knowledge/library")
-}
-
-fn command(data: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_doctorglm"));
-    c.args(args).env("DOCTORGLM_DATA_DIR", data).env_remove("DOCTORGLM_LIBRARY").env_remove("RUST_LOG");
-    c
-}
-
-fn run(data: &Path, args: &[&str]) -> Output {
-    command(data, args).output().expect("the doctorglm binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn json(out: &Output) -> Value {
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
 }
 
 /// Every file under `dir`, sorted, with its size.
