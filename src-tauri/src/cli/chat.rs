@@ -14,17 +14,22 @@ pub struct ChatArgs {
     pub generation: GenerationArgs,
 }
 
+/// An empty line, `/quit` or `/exit` ends the conversation (they are never asked as questions).
+fn ends_the_conversation(line: &str) -> bool {
+    matches!(line.trim(), "" | "/quit" | "/exit")
+}
+
 /// Runs `doctorglm chat`.
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let ctx = AppContext::open_default()?;
     let mut conversation_id = args.conversation.clone();
-    eprintln!("DoctorGLM — answers need a clinician's judgement. An empty line ends the conversation.");
+    eprintln!("DoctorGLM — answers need a clinician's judgement. An empty line, /quit or Ctrl-D ends the conversation.");
     let stdin = std::io::stdin();
     loop {
         eprint!("> ");
         let _ = std::io::stderr().flush();
         let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+        if stdin.lock().read_line(&mut line)? == 0 || ends_the_conversation(&line) {
             break;
         }
         let request = AskRequest {

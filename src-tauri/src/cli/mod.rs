@@ -34,7 +34,7 @@ pub enum Command {
     /// Answer one question and print the answer (and its sources).
     Ask(ask::AskArgs),
     #[cfg(feature = "app")]
-    /// A conversation in the terminal (empty line or Ctrl-D ends it).
+    /// A conversation in the terminal (an empty line, `/quit` or Ctrl-D ends it).
     Chat(chat::ChatArgs),
     #[cfg(feature = "app")]
     /// Import and list models and adapters.
