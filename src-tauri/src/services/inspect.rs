@@ -129,21 +129,28 @@ pub fn detect_architecture(config: &Value) -> Option<Architecture> {
     None
 }
 
-/// Reads the tensor table of a safetensors file: name → shape.
+/// Reads the tensor table of a safetensors file: name → shape. A file shorter than its
+/// header says (cut short by a copy or a download) is refused.
 pub fn safetensors_shapes(path: &Path) -> AppResult<BTreeMap<String, Vec<u64>>> {
     let bad = |reason: String| AppError::NotAModel { path: path.to_path_buf(), reason };
+    let read_err = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => bad("it is truncated: the file ends inside its safetensors header".into()),
+        _ => AppError::io(path, e),
+    };
     let mut f = std::fs::File::open(path).map_err(|e| AppError::io(path, e))?;
+    let file_len = f.metadata().map_err(|e| AppError::io(path, e))?.len();
     let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|e| AppError::io(path, e))?;
+    f.read_exact(&mut len).map_err(read_err)?;
     let n = u64::from_le_bytes(len);
     if n > 100 * 1024 * 1024 {
-        return Err(bad(format!("safetensors header of {n} bytes is implausible")));
+        return Err(bad(format!("not a safetensors file (its header length, {n} bytes, is implausible)")));
     }
     let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).map_err(|e| AppError::io(path, e))?;
+    f.read_exact(&mut header).map_err(read_err)?;
     let table: BTreeMap<String, Value> =
         serde_json::from_slice(&header).map_err(|e| bad(format!("unreadable safetensors header: {e}")))?;
     let mut shapes = BTreeMap::new();
+    let mut data_end = 0u64;
     for (name, entry) in table {
         if name == "__metadata__" {
             continue;
@@ -153,7 +160,18 @@ pub fn safetensors_shapes(path: &Path) -> AppResult<BTreeMap<String, Vec<u64>>> 
             .and_then(Value::as_array)
             .map(|dims| dims.iter().filter_map(Value::as_u64).collect::<Vec<_>>())
             .ok_or_else(|| bad(format!("tensor {name} has no shape")))?;
+        let end = entry
+            .get("data_offsets")
+            .and_then(Value::as_array)
+            .and_then(|o| o.get(1))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad(format!("tensor {name} has no data offsets")))?;
+        data_end = data_end.max(end);
         shapes.insert(name, shape);
+    }
+    let needed = 8 + n + data_end;
+    if file_len < needed {
+        return Err(bad(format!("it is truncated: its tensors need {needed} bytes, the file holds {file_len}")));
     }
     Ok(shapes)
 }
@@ -366,6 +384,21 @@ pub fn inspect_adapter(path: &Path) -> AppResult<AdapterInfo> {
 /// layer count; a P-tuning prefix's config against the base's.
 pub fn check_adapter_against(adapter: &AdapterInfo, base: &ModelInfo) -> AppResult<()> {
     let mismatch = |reason: String| AppError::AdapterMismatch { path: adapter.path.clone(), reason };
+    if let Some(hint) = &adapter.base_model_hint {
+        if let Some(family) = family_named(hint).filter(|f| *f != base.architecture) {
+            return Err(mismatch(format!(
+                "it says it was trained on {hint} ({}), this base is {}",
+                family.label(),
+                base.architecture.label()
+            )));
+        }
+    }
+    // ChatGLM-6B (v1) names its layers `transformer.layers.N.attention`, ChatGLM2/3 and
+    // GLM-4 `transformer.encoder.layers.N.self_attention`.
+    let layout = match base.architecture {
+        Architecture::Chatglm6b => "transformer.layers.",
+        Architecture::Chatglm3 | Architecture::Glm4 => "transformer.encoder.layers.",
+    };
     match &adapter.adapter {
         AdapterKind::Lora { r, .. } => {
             let file = adapter.path.join("adapter_model.safetensors");
@@ -378,6 +411,12 @@ pub fn check_adapter_against(adapter: &AdapterInfo, base: &ModelInfo) -> AppResu
             }
             for (name, shape) in &shapes {
                 if let Some(layer) = layer_index(name) {
+                    if !name.contains(layout) {
+                        return Err(mismatch(format!(
+                            "{name} is laid out for another architecture ({} layers are `{layout}N`)",
+                            base.architecture.label()
+                        )));
+                    }
                     if layer >= base.num_layers {
                         return Err(mismatch(format!("{name} is for layer {layer}, the base has {} layers", base.num_layers)));
                     }
@@ -411,6 +450,21 @@ pub fn check_adapter_against(adapter: &AdapterInfo, base: &ModelInfo) -> AppResu
             }
             Ok(())
         }
+    }
+}
+
+/// The model family a base model name or path names (`THUDM/chatglm3-6b`, `glm-4-9b-chat`,
+/// `chatglm-6b`), if it names one.
+fn family_named(hint: &str) -> Option<Architecture> {
+    let last = hint.trim_end_matches(['/', '\\']).rsplit(['/', '\\']).next()?.to_ascii_lowercase();
+    if last.contains("glm-4") || last.contains("glm4") {
+        Some(Architecture::Glm4)
+    } else if last.contains("chatglm3") || last.contains("chatglm2") {
+        Some(Architecture::Chatglm3)
+    } else if last.contains("chatglm-6b") || last.contains("chatglm6b") {
+        Some(Architecture::Chatglm6b)
+    } else {
+        None
     }
 }
 
@@ -492,5 +546,40 @@ mod tests {
         // A ChatGLM3 prefix does not fit the v1 base.
         let v1 = inspect_model(&fixtures().join("chatglm-6b-v1-tiny"), &|_| {}, &none).unwrap();
         assert!(check_adapter_against(&pt3, &v1).is_err());
+    }
+
+    #[test]
+    fn a_lora_for_another_family_is_refused_by_its_layout_or_its_base_name() {
+        let none = CancelFlag::new();
+        let base3 = inspect_model(&fixtures().join("chatglm3-tiny"), &|_| {}, &none).unwrap();
+        // The tiny models share hidden size and depth: only the tensor names tell v1 apart.
+        let mut lora_v1 = inspect_adapter(&fixtures().join("chatglm-6b-v1-tiny/lora-adapter")).unwrap();
+        lora_v1.base_model_hint = None;
+        let err = check_adapter_against(&lora_v1, &base3).unwrap_err();
+        assert!(err.to_string().contains("another architecture"), "{err}");
+        let v1 = inspect_model(&fixtures().join("chatglm-6b-v1-tiny"), &|_| {}, &none).unwrap();
+        check_adapter_against(&lora_v1, &v1).unwrap();
+        // GLM-4 and ChatGLM3 LoRA tensors look alike; the base the adapter names differs.
+        let lora4 = inspect_adapter(&fixtures().join("glm4-tiny/lora-adapter")).unwrap();
+        let err = check_adapter_against(&lora4, &base3).unwrap_err();
+        assert!(err.to_string().contains("glm4-tiny (GLM-4)"), "{err}");
+        assert_eq!(family_named("THUDM/chatglm3-6b"), Some(Architecture::Chatglm3));
+        assert_eq!(family_named("/models/glm-4-9b-chat/"), Some(Architecture::Glm4));
+        assert_eq!(family_named("chatglm-6b-int4"), Some(Architecture::Chatglm6b));
+        assert_eq!(family_named("/data/my-model"), None);
+    }
+
+    #[test]
+    fn a_truncated_safetensors_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("adapter_model.safetensors");
+        let bytes = std::fs::read(fixtures().join("chatglm3-tiny/lora-adapter/adapter_model.safetensors")).unwrap();
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(safetensors_shapes(&file).unwrap().len(), 4);
+        for len in [bytes.len() - 1, 100, 4] {
+            std::fs::write(&file, &bytes[..len]).unwrap();
+            let err = safetensors_shapes(&file).unwrap_err();
+            assert!(err.to_string().contains("truncated"), "{len}: {err}");
+        }
     }
 }
