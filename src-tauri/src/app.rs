@@ -3,10 +3,30 @@ use crate::commands::{self, AppState};
 use crate::services::AppContext;
 use std::time::Instant;
 
+/// Opens the store and the main window. Where the store's key is not found (a store made
+/// with a passphrase, no key in the keyring or key file) or the given passphrase is wrong, the
+/// window opens locked and asks for the passphrase (`store_lock`, `unlock_store`).
+pub fn open_and_run(started: Instant) -> anyhow::Result<()> {
+    let paths = crate::store::AppPaths::resolve(None)?;
+    match AppContext::open_with(paths.clone(), crate::services::context::default_key_source()) {
+        Ok(ctx) => run_state(AppState::new(ctx, started)),
+        Err(e) if e.store_needs_key() => {
+            tracing::warn!(error = %e, "store key not found: the window asks for the passphrase");
+            run_state(AppState::locked(paths, e.to_string(), started))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Opens the main window and runs until it is closed; `started` is when the process began.
 pub fn run(ctx: AppContext, started: Instant) -> anyhow::Result<()> {
+    run_state(AppState::new(ctx, started))
+}
+
+/// Opens the main window over `state` and runs until it is closed.
+pub fn run_state(state: AppState) -> anyhow::Result<()> {
     tauri::Builder::default()
-        .manage(AppState::new(ctx, started))
+        .manage(state)
         .invoke_handler(tauri::generate_handler![
             commands::ui_ready,
             commands::send_message,
@@ -18,6 +38,8 @@ pub fn run(ctx: AppContext, started: Instant) -> anyhow::Result<()> {
             commands::export_conversation,
             commands::rename_conversation,
             commands::store_status,
+            commands::store_lock,
+            commands::unlock_store,
             commands::list_models,
             commands::import_model,
             commands::check_model,

@@ -5,7 +5,7 @@
 //! - `job-done` — `{ jobId, result }` or `{ jobId, error }`.
 use crate::error::{AppError, AppResult};
 use crate::services::chat::{self, AskRequest, ChatEvent};
-use crate::services::conversations::{self, Conversation, ConversationSummary, ExportFormat};
+use crate::services::conversations::{self, Conversation, ConversationPage, ExportFormat};
 use crate::services::generation::{GenerationSettings, Preset};
 use crate::services::inspect::ModelInfo;
 use crate::services::registry::{new_id, AdapterRecord, Registry};
@@ -15,14 +15,21 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use zeroize::Zeroizing;
+use crate::store::{AppPaths, KeySource};
 use std::time::Instant;
 use tauri::{AppHandle, Emitter, State};
 
 /// State shared by all commands.
 pub struct AppState {
-    /// The services' context.
-    pub ctx: Arc<AppContext>,
+    /// The services' context: set at start, or by `unlock_store` when the window started
+    /// locked (see [`AppState::locked`]).
+    ctx: OnceLock<Arc<AppContext>>,
+    /// Where the store is and why it could not be opened, when the window started locked.
+    locked: Option<Locked>,
+    /// Held while a passphrase is being tried (key derivation takes a moment).
+    unlocking: Mutex<()>,
     /// Cancellation flags of running jobs, by job id.
     pub jobs: Mutex<HashMap<String, CancelFlag>>,
     /// When the process started (`main`), for the start-up time `ui_ready` reports.
@@ -34,7 +41,52 @@ pub struct AppState {
 impl AppState {
     /// State over a context; `started` is when the process began.
     pub fn new(ctx: AppContext, started: Instant) -> Self {
-        Self { ctx: Arc::new(ctx), jobs: Mutex::new(HashMap::new()), started, ready_reported: AtomicBool::new(false) }
+        let state = Self::empty(None, started);
+        let _ = state.ctx.set(Arc::new(ctx));
+        state
+    }
+
+    /// State of a window whose store could not be opened for want of its key (`reason`): every
+    /// command answers [`AppError::Locked`] until [`AppState::unlock`] opens `paths`' store.
+    pub fn locked(paths: AppPaths, reason: String, started: Instant) -> Self {
+        Self::empty(Some(Locked { paths, reason }), started)
+    }
+
+    fn empty(locked: Option<Locked>, started: Instant) -> Self {
+        Self {
+            ctx: OnceLock::new(),
+            locked,
+            unlocking: Mutex::new(()),
+            jobs: Mutex::new(HashMap::new()),
+            started,
+            ready_reported: AtomicBool::new(false),
+        }
+    }
+
+    /// The services' context, or [`AppError::Locked`] while the store waits for its passphrase.
+    pub fn ctx(&self) -> AppResult<Arc<AppContext>> {
+        self.ctx.get().cloned().ok_or(AppError::Locked)
+    }
+
+    /// Whether the store waits for its passphrase, and why.
+    pub fn lock_state(&self) -> LockState {
+        let locked = self.ctx.get().is_none();
+        LockState { locked, reason: if locked { self.locked.as_ref().map(|l| l.reason.clone()) } else { None } }
+    }
+
+    /// Opens the store with `passphrase` (SQLCipher derives the key). A wrong passphrase is an
+    /// error ([`crate::store::StoreError::WrongKey`]) that changes nothing: the window stays
+    /// locked and may try again. Unlocking an open store does nothing.
+    pub fn unlock(&self, passphrase: Zeroizing<String>) -> AppResult<()> {
+        let _one_at_a_time = self.unlocking.lock().unwrap_or_else(|p| p.into_inner());
+        if self.ctx.get().is_some() {
+            return Ok(());
+        }
+        let locked = self.locked.as_ref().ok_or(AppError::Locked)?;
+        let ctx = AppContext::open_with(locked.paths.clone(), KeySource::Passphrase(passphrase))?;
+        tracing::info!("store unlocked with its passphrase");
+        let _ = self.ctx.set(Arc::new(ctx));
+        Ok(())
     }
 
     fn start_job(&self) -> (String, CancelFlag) {
@@ -57,6 +109,22 @@ impl AppState {
         jobs.insert(job_id.to_owned(), flag.clone());
         Ok(flag)
     }
+}
+
+/// Where a locked store is and why it could not be opened.
+struct Locked {
+    paths: AppPaths,
+    reason: String,
+}
+
+/// Whether the store waits for its passphrase (the window then shows the unlock screen).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LockState {
+    /// True until the passphrase has opened the store.
+    pub locked: bool,
+    /// Why the store could not be opened at start (no key found, wrong passphrase).
+    pub reason: Option<String>,
 }
 
 /// A job id from the window: 1 to 100 characters of ASCII letters, digits, `-` and `_`.
@@ -138,8 +206,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> AppResult<T> + Send + '
 }
 
 fn spawn_chat(app: AppHandle, state: &AppState, request: AskRequest, job_id: String, regenerate: bool) -> AppResult<String> {
+    let ctx = state.ctx()?;
     let cancel = state.register_job(&job_id)?;
-    let ctx = state.ctx.clone();
     let id = job_id.clone();
     std::thread::spawn(move || {
         let emit = |payload: ChatPayload| {
@@ -193,38 +261,45 @@ pub fn cancel_job(state: State<'_, AppState>, job_id: String) -> bool {
     jobs.get(&job_id).map(CancelFlag::cancel).is_some()
 }
 
-/// Conversations, newest first, filtered by a search query.
+/// A page of conversations (`limit`, default 50, after `offset`), newest first, filtered by a
+/// search query; `nextOffset` is the next page's offset, null after the last.
 #[tauri::command]
-pub async fn list_conversations(state: State<'_, AppState>, query: Option<String>) -> AppResult<Vec<ConversationSummary>> {
-    let ctx = state.ctx.clone();
-    blocking(move || conversations::list(&ctx, query.as_deref())).await
+pub async fn list_conversations(
+    state: State<'_, AppState>,
+    query: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+) -> AppResult<ConversationPage> {
+    let ctx = state.ctx()?;
+    let (offset, limit) = (offset.unwrap_or(0), limit.unwrap_or(conversations::DEFAULT_PAGE));
+    blocking(move || conversations::list_page(&ctx, query.as_deref(), offset, limit)).await
 }
 
 /// One conversation with its messages.
 #[tauri::command]
 pub async fn get_conversation(state: State<'_, AppState>, id: String) -> AppResult<Conversation> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || conversations::get(&ctx, &id)).await
 }
 
 /// Deletes a conversation.
 #[tauri::command]
 pub async fn delete_conversation(state: State<'_, AppState>, id: String) -> AppResult<()> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || conversations::delete(&ctx, &id)).await
 }
 
 /// Exports a conversation as Markdown or JSON text.
 #[tauri::command]
 pub async fn export_conversation(state: State<'_, AppState>, id: String, format: ExportFormat) -> AppResult<String> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || conversations::export(&ctx, Some(&id), format)).await
 }
 
 /// Renames a conversation.
 #[tauri::command]
 pub async fn rename_conversation(state: State<'_, AppState>, id: String, title: String) -> AppResult<()> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || conversations::rename(&ctx, &id, &title)).await
 }
 
@@ -232,14 +307,29 @@ pub async fn rename_conversation(state: State<'_, AppState>, id: String, title: 
 /// database's path and size.
 #[tauri::command]
 pub async fn store_status(state: State<'_, AppState>) -> AppResult<storage::StoreStatus> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || storage::status(&ctx)).await
+}
+
+/// Whether the store waits for its passphrase (the window shows the unlock screen first).
+#[tauri::command]
+pub fn store_lock(state: State<'_, AppState>) -> LockState {
+    state.lock_state()
+}
+
+/// Opens a locked store with the passphrase the user typed; a wrong one is an error and the
+/// store stays locked (the database is not changed).
+#[tauri::command]
+pub async fn unlock_store(app: AppHandle, passphrase: String) -> AppResult<()> {
+    use tauri::Manager;
+    let passphrase = Zeroizing::new(passphrase);
+    blocking(move || app.state::<AppState>().unlock(passphrase)).await
 }
 
 /// Imported models and adapters.
 #[tauri::command]
 pub async fn list_models(state: State<'_, AppState>) -> AppResult<Registry> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || models::list(&ctx)).await
 }
 
@@ -247,8 +337,8 @@ pub async fn list_models(state: State<'_, AppState>) -> AppResult<Registry> {
 /// `job-done` events follow. Returns the job id.
 #[tauri::command]
 pub fn import_model(app: AppHandle, state: State<'_, AppState>, path: String, job_id: String) -> AppResult<String> {
+    let ctx = state.ctx()?;
     let cancel = state.register_job(&job_id)?;
-    let ctx = state.ctx.clone();
     spawn_progress_job(app, job_id.clone(), |_| false, move |report| {
         models::import_model(&ctx, &PathBuf::from(path.trim()), report, &cancel)
     });
@@ -264,14 +354,14 @@ pub async fn check_model(path: String) -> AppResult<ModelInfo> {
 /// Imports an adapter for an imported base, after checking it fits.
 #[tauri::command]
 pub async fn import_adapter(state: State<'_, AppState>, base_id: String, path: String) -> AppResult<AdapterRecord> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || models::import_adapter(&ctx, &base_id, &PathBuf::from(path.trim()))).await
 }
 
 /// Forgets a model (files stay on disk).
 #[tauri::command]
 pub async fn remove_model(state: State<'_, AppState>, id: String) -> AppResult<()> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || models::remove_model(&ctx, &id)).await
 }
 
@@ -288,34 +378,35 @@ pub fn presets() -> HashMap<&'static str, GenerationSettings> {
 /// The user's preferences.
 #[tauri::command]
 pub async fn get_settings(state: State<'_, AppState>) -> AppResult<settings::Settings> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || settings::load(&ctx)).await
 }
 
 /// Saves the user's preferences.
 #[tauri::command]
 pub async fn save_settings(state: State<'_, AppState>, value: settings::Settings) -> AppResult<()> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || settings::save(&ctx, &value)).await
 }
 
 /// Versions, licences, data folder, keyring status.
 #[tauri::command]
-pub fn about_info(state: State<'_, AppState>) -> about::About {
-    about::about(&state.ctx)
+pub fn about_info(state: State<'_, AppState>) -> AppResult<about::About> {
+    let ctx = state.ctx()?;
+    Ok(about::about(&ctx))
 }
 
 /// Library documents matching a query (all for an empty one).
 #[tauri::command]
 pub async fn knowledge_search(state: State<'_, AppState>, query: String) -> AppResult<Vec<DocumentSummary>> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || knowledge::search(&ctx, &query, 500)).await
 }
 
 /// One library document with its sections.
 #[tauri::command]
 pub async fn knowledge_document(state: State<'_, AppState>, id: String) -> AppResult<doctorglm_knowledge::Document> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || knowledge::document(&ctx, &id)).await
 }
 
@@ -323,8 +414,8 @@ pub async fn knowledge_document(state: State<'_, AppState>, id: String) -> AppRe
 /// events follow. Returns the job id.
 #[tauri::command]
 pub fn knowledge_import(app: AppHandle, state: State<'_, AppState>, path: String, job_id: String) -> AppResult<String> {
+    let ctx = state.ctx()?;
     let cancel = state.register_job(&job_id)?;
-    let ctx = state.ctx.clone();
     spawn_progress_job(app, job_id.clone(), |summary: &ImportSummary| summary.cancelled, move |report| {
         knowledge::import(&ctx, &PathBuf::from(path.trim()), report, &cancel)
     });
@@ -349,11 +440,11 @@ pub async fn finetune_inspect(path: String) -> AppResult<finetune::FileInspectio
 
 /// Starts preparing a dataset; returns the job id (`progress` then `job-done` with a `PrepareResult`).
 #[tauri::command]
-pub fn finetune_prepare(app: AppHandle, state: State<'_, AppState>, request: finetune::PrepareRequest) -> String {
+pub fn finetune_prepare(app: AppHandle, state: State<'_, AppState>, request: finetune::PrepareRequest) -> AppResult<String> {
+    let ctx = state.ctx()?;
     let (job_id, cancel) = state.start_job();
-    let ctx = state.ctx.clone();
     spawn_progress_job(app, job_id.clone(), |_| false, move |report| finetune::prepare(&ctx, &request, report, &cancel));
-    job_id
+    Ok(job_id)
 }
 
 /// The paper's training settings, for the wizard's defaults.
@@ -362,18 +453,18 @@ pub fn finetune_defaults() -> doctorglm_finetune::FinetuneSettings {
     finetune::default_settings()
 }
 
-fn spawn_training(app: AppHandle, state: &AppState, start: finetune::JobStart) -> String {
-    let (job_id, _) = finetune::jobs().start(state.ctx.clone(), start, move |job_id, update| {
+fn spawn_training(app: AppHandle, state: &AppState, start: finetune::JobStart) -> AppResult<String> {
+    let (job_id, _) = finetune::jobs().start(state.ctx()?, start, move |job_id, update| {
         if let Err(e) = app.emit("finetune", FinetunePayload { job_id: job_id.to_string(), update }) {
             tracing::warn!("could not send a fine-tuning event: {e}");
         }
     });
-    job_id
+    Ok(job_id)
 }
 
 /// Starts a training job; returns its id (`finetune` events follow).
 #[tauri::command]
-pub fn finetune_start(app: AppHandle, state: State<'_, AppState>, request: finetune::TrainRequest) -> String {
+pub fn finetune_start(app: AppHandle, state: State<'_, AppState>, request: finetune::TrainRequest) -> AppResult<String> {
     spawn_training(app, &state, finetune::JobStart::New(request))
 }
 
@@ -384,7 +475,7 @@ pub fn finetune_resume_job(
     state: State<'_, AppState>,
     output: String,
     overrides: Option<finetune::ResumeOverrides>,
-) -> String {
+) -> AppResult<String> {
     let start = finetune::JobStart::Resume { output: PathBuf::from(output.trim()), overrides: overrides.unwrap_or_default() };
     spawn_training(app, &state, start)
 }
@@ -392,7 +483,7 @@ pub fn finetune_resume_job(
 /// Training runs that stopped before their end and can be continued.
 #[tauri::command]
 pub async fn finetune_unfinished(state: State<'_, AppState>) -> AppResult<Vec<finetune::UnfinishedRun>> {
-    let ctx = state.ctx.clone();
+    let ctx = state.ctx()?;
     blocking(move || finetune::unfinished_runs(&ctx)).await
 }
 
@@ -417,6 +508,53 @@ pub fn finetune_cancel(job_id: String) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every file in `dir` with its bytes.
+    fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.insert(p.clone(), std::fs::read(&p).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_locked_store_opens_only_with_its_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = AppPaths::under(dir.path());
+        let pass = || Zeroizing::new("mein geheimes 口令".to_string());
+        {
+            let ctx = AppContext::open_with(paths.clone(), KeySource::Passphrase(pass())).unwrap();
+            conversations::save_question(&ctx, None, "locked question").unwrap();
+        }
+        // No key in a key file or keyring: the window starts locked.
+        let err = AppContext::open(dir.path()).err().unwrap();
+        assert!(err.store_needs_key(), "{err}");
+        let state = AppState::locked(paths, err.to_string(), Instant::now());
+        assert!(matches!(state.ctx(), Err(AppError::Locked)));
+        let lock = state.lock_state();
+        assert!(lock.locked);
+        assert!(lock.reason.unwrap().contains("key was not found"));
+        let before = snapshot(dir.path());
+        let err = state.unlock(Zeroizing::new("wrong".into())).unwrap_err();
+        assert!(err.to_string().contains("wrong") && err.to_string().contains("Nothing was changed"), "{err}");
+        assert!(state.lock_state().locked, "a wrong passphrase leaves the store locked");
+        assert_eq!(snapshot(dir.path()), before, "a wrong passphrase changes no file");
+        state.unlock(pass()).unwrap();
+        assert!(!state.lock_state().locked);
+        let ctx = state.ctx().unwrap();
+        assert_eq!(conversations::list(&ctx, Some("locked")).unwrap().len(), 1);
+        state.unlock(Zeroizing::new("anything".into())).unwrap();
+        assert_eq!(state.lock_state(), LockState { locked: false, reason: None });
+    }
 
     #[test]
     fn job_ids_from_the_window_are_checked_and_unique() {

@@ -54,12 +54,21 @@ pub enum AppError {
     /// The request itself is not valid.
     #[error("{0}")]
     Invalid(String),
+    /// The window was started without the store's key and nobody has typed the passphrase yet.
+    #[error("the conversation store is locked: type its passphrase first")]
+    Locked,
     /// The encrypted store failed (its message says what to do).
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
 
 impl AppError {
+    /// Whether the store could not be opened for want of the right key (none found, or a
+    /// wrong key or passphrase): the window then asks for the passphrase.
+    pub fn store_needs_key(&self) -> bool {
+        matches!(self, AppError::Store(crate::store::StoreError::MissingKey { .. } | crate::store::StoreError::WrongKey { .. }))
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         AppError::Io { path: path.into(), source }

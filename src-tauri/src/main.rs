@@ -11,10 +11,11 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let parsed = Cli::parse();
+    parsed.apply_global_options()?;
     match parsed.command {
         Some(command) => cli::run(command),
         #[cfg(feature = "desktop")]
-        None => doctorglm::app::run(doctorglm::services::AppContext::open_default()?, started),
+        None => doctorglm::app::open_and_run(started),
         #[cfg(not(feature = "desktop"))]
         None => {
             anyhow::bail!("this build has no window (it was built without the `desktop` feature); see `doctorglm --help`")

@@ -22,9 +22,31 @@ pub mod finetune_train;
 #[derive(Debug, Parser)]
 #[command(name = "doctorglm", version, about)]
 pub struct Cli {
+    /// Read the store's passphrase from the first line of standard input (for stores made with
+    /// a passphrase instead of the OS keyring; a new store is made with it). The variable
+    /// DOCTORGLM_PASSPHRASE does the same; a passphrase is never taken as an argument.
+    #[arg(long, global = true)]
+    pub passphrase_stdin: bool,
     /// What to do; none opens the desktop window.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// Applies the global options before a command runs: `--passphrase-stdin` reads the
+    /// passphrase now, so later opens of the store use it.
+    pub fn apply_global_options(&self) -> anyhow::Result<()> {
+        if self.passphrase_stdin {
+            #[cfg(feature = "app")]
+            {
+                let passphrase = crate::services::context::read_passphrase(&mut std::io::stdin().lock())?;
+                crate::services::context::use_passphrase(passphrase);
+            }
+            #[cfg(not(feature = "app"))]
+            anyhow::bail!("--passphrase-stdin needs a build with the app feature (this one has no store)");
+        }
+        Ok(())
+    }
 }
 
 /// The subcommands.

@@ -5,7 +5,8 @@ use crate::store::{AppPaths, KeySource, Store};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use zeroize::Zeroizing;
 
 /// Environment variable that overrides the data folder (tests, portable installs).
 pub use crate::store::DATA_DIR_ENV;
@@ -32,9 +33,11 @@ impl AppContext {
         Self::open_with(AppPaths::under(data_dir.as_ref()), KeySource::Auto)
     }
 
-    /// Opens the context on `$DOCTORGLM_DATA_DIR`, or the platform's data and config folders.
+    /// Opens the context on `$DOCTORGLM_DATA_DIR`, or the platform's data and config folders,
+    /// with the key source of [`default_key_source`] (a passphrase given to this process, or
+    /// the OS keyring / key file).
     pub fn open_default() -> AppResult<Self> {
-        Self::open_with(AppPaths::resolve(None)?, KeySource::Auto)
+        Self::open_with(AppPaths::resolve(None)?, default_key_source())
     }
 
     /// Opens the context on `paths` with the database key from `key` (a passphrase, a key
@@ -69,6 +72,43 @@ impl AppContext {
         // A panic while the lock was held cannot leave SQLite half-written (an open
         // transaction rolls back when dropped), so a poisoned lock is safe to take over.
         self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Environment variable with the store's passphrase, for administrators' scripts where no
+/// keyring is wanted (the CLI's `--passphrase-stdin` keeps it out of the environment too).
+pub const PASSPHRASE_ENV: &str = "DOCTORGLM_PASSPHRASE";
+
+/// A passphrase given to this process (the CLI's `--passphrase-stdin`), set once at start.
+static PASSPHRASE: OnceLock<Zeroizing<String>> = OnceLock::new();
+
+/// Makes [`AppContext::open_default`] use `passphrase` (SQLCipher derives the key from it).
+/// A passphrase given before wins; an empty one is refused when the store opens.
+pub fn use_passphrase(passphrase: Zeroizing<String>) {
+    let _ = PASSPHRASE.set(passphrase);
+}
+
+/// Reads a passphrase from the first line of `input` (the line end removed); nothing else is
+/// read, so what follows stays for the command (`chat` reads its questions there).
+pub fn read_passphrase(input: &mut dyn std::io::BufRead) -> AppResult<Zeroizing<String>> {
+    let mut line = Zeroizing::new(String::new());
+    input.read_line(&mut line).map_err(|e| AppError::Invalid(format!("could not read the passphrase: {e}")))?;
+    let trimmed = line.trim_end_matches(['\n', '\r']);
+    if trimmed.is_empty() {
+        return Err(AppError::Invalid("no passphrase was given on standard input (an empty first line)".into()));
+    }
+    Ok(Zeroizing::new(trimmed.to_owned()))
+}
+
+/// The key source for this process: the passphrase given with [`use_passphrase`], else
+/// `$DOCTORGLM_PASSPHRASE` if set and not empty, else the OS keyring or key file.
+pub fn default_key_source() -> KeySource {
+    if let Some(p) = PASSPHRASE.get() {
+        return KeySource::Passphrase(p.clone());
+    }
+    match std::env::var(PASSPHRASE_ENV) {
+        Ok(p) if !p.is_empty() => KeySource::Passphrase(Zeroizing::new(p)),
+        _ => KeySource::Auto,
     }
 }
 

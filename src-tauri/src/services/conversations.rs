@@ -265,27 +265,67 @@ fn summary(c: store::Conversation) -> ConversationSummary {
     }
 }
 
-/// Most message hits a search looks at (they are grouped by conversation).
-const SEARCH_HITS: usize = 200;
+/// Conversations in a page of the list when the caller does not say.
+pub const DEFAULT_PAGE: usize = 50;
+/// The most conversations one page may hold.
+pub const MAX_PAGE: usize = 200;
+/// Most message hits a search looks at (they are grouped by conversation); the store's limit.
+const MAX_SEARCH_HITS: usize = 1000;
 
-/// Conversations, most recently changed first. With a query: those with a message matching
-/// it (full-text search over every message, Chinese included; best match first, with a
-/// highlighted snippet), then those whose title contains every word of it.
+/// One page of the conversation list.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationPage {
+    /// The conversations of this page, in list order.
+    pub items: Vec<ConversationSummary>,
+    /// The offset of the next page; `None` when this is the last.
+    pub next_offset: Option<usize>,
+}
+
+/// The first page ([`DEFAULT_PAGE`] conversations) of [`list_page`].
 pub fn list(ctx: &AppContext, query: Option<&str>) -> AppResult<Vec<ConversationSummary>> {
+    Ok(list_page(ctx, query, 0, DEFAULT_PAGE)?.items)
+}
+
+/// A page of conversations: `limit` (1 to [`MAX_PAGE`]) after the first `offset`. Without a
+/// query, most recently changed first. With one: those with a message matching it (full-text
+/// search over every message, Chinese included; newest match first, with a highlighted
+/// snippet), then those whose title contains every word of it.
+pub fn list_page(ctx: &AppContext, query: Option<&str>, offset: usize, limit: usize) -> AppResult<ConversationPage> {
+    let limit = limit.clamp(1, MAX_PAGE);
     let query = query.map(str::trim).filter(|q| !q.is_empty());
     let store = ctx.store();
-    let all = store.list_conversations()?;
     let Some(query) = query else {
-        return Ok(all.into_iter().map(summary).collect());
+        // One more than asked, to know whether another page follows.
+        let mut items: Vec<ConversationSummary> =
+            store.list_conversations_page(offset, limit + 1)?.into_iter().map(summary).collect();
+        let next_offset = (items.len() > limit).then(|| offset + limit);
+        items.truncate(limit);
+        return Ok(ConversationPage { items, next_offset });
     };
-    let hits = store.search(query, SEARCH_HITS)?;
-    drop(store);
-    let mut out: Vec<ConversationSummary> = Vec::new();
-    let by_id: std::collections::HashMap<ConversationId, &store::Conversation> = all.iter().map(|c| (c.id, c)).collect();
-    for hit in hits {
-        if out.iter().any(|s| s.id == hit.conversation_id.to_string()) {
-            continue;
+    // Message hits, newest first, grouped by conversation: ask for more hits until there are
+    // enough conversations for this page and one more (or the search has no more to give).
+    let want = offset.saturating_add(limit).saturating_add(1);
+    let mut asked = want.saturating_mul(3).clamp(60, MAX_SEARCH_HITS);
+    let (found, exhausted) = loop {
+        let hits = store.search(query, asked)?;
+        let exhausted = hits.len() < asked;
+        let mut found: Vec<store::SearchHit> = Vec::new();
+        for hit in hits {
+            if !found.iter().any(|f| f.conversation_id == hit.conversation_id) {
+                found.push(hit);
+            }
         }
+        if found.len() >= want || exhausted || asked >= MAX_SEARCH_HITS {
+            break (found, exhausted);
+        }
+        asked = asked.saturating_mul(2).min(MAX_SEARCH_HITS);
+    };
+    let all = store.list_conversations()?;
+    drop(store);
+    let by_id: std::collections::HashMap<ConversationId, &store::Conversation> = all.iter().map(|c| (c.id, c)).collect();
+    let mut out: Vec<ConversationSummary> = Vec::new();
+    for hit in found {
         if let Some(c) = by_id.get(&hit.conversation_id) {
             let mut s = summary((*c).clone());
             s.snippet = Some(hit.snippet.iter().map(|p| p.text.as_str()).collect());
@@ -293,14 +333,21 @@ pub fn list(ctx: &AppContext, query: Option<&str>) -> AppResult<Vec<Conversation
             out.push(s);
         }
     }
-    let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
-    for c in &all {
-        let title = c.title.to_lowercase();
-        if words.iter().all(|w| title.contains(w.as_str())) && !out.iter().any(|s| s.id == c.id.to_string()) {
-            out.push(summary(c.clone()));
+    // Title matches follow the message hits; only once those are all known is the order of
+    // the whole list settled, which is when pages reach past the hits anyway.
+    if out.len() < want || exhausted {
+        let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+        let listed: std::collections::HashSet<String> = out.iter().map(|s| s.id.clone()).collect();
+        for c in &all {
+            let title = c.title.to_lowercase();
+            if words.iter().all(|w| title.contains(w.as_str())) && !listed.contains(&c.id.to_string()) {
+                out.push(summary(c.clone()));
+            }
         }
     }
-    Ok(out)
+    let next_offset = (out.len() > offset + limit).then(|| offset + limit);
+    let items = out.into_iter().skip(offset).take(limit).collect();
+    Ok(ConversationPage { items, next_offset })
 }
 
 /// Export formats.
@@ -385,6 +432,45 @@ pub(crate) fn import_legacy(store: &Store, conversations: &[Conversation], sourc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_pages_with_and_without_a_query() {
+        let (_dir, ctx) = ctx();
+        // 7 conversations with a matching message, 2 matching only by title, 1 not at all.
+        for i in 0..7 {
+            save_question(&ctx, None, &format!("问题 {i}：皮肤瘙痒怎么办")).unwrap();
+        }
+        let titled: Vec<String> = (0..2).map(|i| create(&ctx, &format!("瘙痒 notes {i}")).unwrap().id).collect();
+        save_question(&ctx, None, "unrelated").unwrap();
+
+        let mut all = Vec::new();
+        let mut offset = Some(0);
+        while let Some(o) = offset {
+            let page = list_page(&ctx, None, o, 3).unwrap();
+            assert!(page.items.len() <= 3);
+            all.extend(page.items.into_iter().map(|c| c.id));
+            offset = page.next_offset;
+        }
+        assert_eq!(all.len(), 10, "every conversation once: {all:?}");
+        assert_eq!(all.iter().collect::<std::collections::HashSet<_>>().len(), 10);
+
+        let mut found = Vec::new();
+        let mut offset = Some(0);
+        while let Some(o) = offset {
+            let page = list_page(&ctx, Some("瘙痒"), o, 4).unwrap();
+            found.extend(page.items);
+            offset = page.next_offset;
+        }
+        assert_eq!(found.len(), 9, "7 by message, 2 by title");
+        assert!(found[..7].iter().all(|c| c.highlights.iter().any(|s| s.hit && s.text == "瘙痒")));
+        assert_eq!(found[7..].iter().map(|c| c.id.clone()).collect::<std::collections::HashSet<_>>(), titled.into_iter().collect());
+        let first = list_page(&ctx, Some("瘙痒"), 0, 4).unwrap();
+        assert_eq!(first.next_offset, Some(4));
+        let last = list_page(&ctx, Some("瘙痒"), 8, 4).unwrap();
+        assert_eq!((last.items.len(), last.next_offset), (1, None));
+        assert_eq!(list_page(&ctx, None, 0, 0).unwrap().items.len(), 1, "a limit of 0 is raised to 1");
+        assert_eq!(list(&ctx, None).unwrap().len(), 10);
+    }
 
     fn ctx() -> (tempfile::TempDir, AppContext) {
         let dir = tempfile::tempdir().unwrap();

@@ -63,13 +63,27 @@ impl Store {
 
     /// All conversations, most recently changed first.
     pub fn list_conversations(&self) -> Result<Vec<Conversation>> {
+        self.list_conversations_page(0, usize::MAX)
+    }
+
+    /// At most `limit` conversations after the first `offset`, most recently changed first
+    /// (one page of the list).
+    pub fn list_conversations_page(&self, offset: usize, limit: usize) -> Result<Vec<Conversation>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.id, c.title, c.created_at, c.updated_at,
                     (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)
-             FROM conversations c ORDER BY c.updated_at DESC, c.id DESC",
+             FROM conversations c ORDER BY c.updated_at DESC, c.id DESC LIMIT ?1 OFFSET ?2",
         )?;
-        let rows = stmt.query_map([], row_to_conversation)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let rows = stmt.query_map([limit, offset], row_to_conversation)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many conversations there are.
+    pub fn count_conversations(&self) -> Result<usize> {
+        let n: i64 = self.conn.query_row("SELECT count(*) FROM conversations", [], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// Renames a conversation.
@@ -152,5 +166,22 @@ mod tests {
         assert!(store.messages(a.id).unwrap().is_empty());
         assert!(store.delete_conversation(a.id).is_err());
         assert_eq!(store.list_conversations().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn store_conversations_page_through_the_list() {
+        let (_dir, store) = temp_store();
+        let ids: Vec<i64> = (0..7).map(|i| store.create_conversation(&format!("c{i}")).unwrap().id).collect();
+        assert_eq!(store.count_conversations().unwrap(), 7);
+        let all: Vec<i64> = store.list_conversations().unwrap().iter().map(|c| c.id).collect();
+        let mut paged = Vec::new();
+        for offset in (0..9).step_by(3) {
+            let page = store.list_conversations_page(offset, 3).unwrap();
+            assert!(page.len() <= 3);
+            paged.extend(page.iter().map(|c| c.id));
+        }
+        assert_eq!(paged, all, "pages put together are the whole list, in order");
+        assert_eq!(all.len(), ids.len());
+        assert!(store.list_conversations_page(7, 3).unwrap().is_empty());
     }
 }

@@ -2,10 +2,13 @@
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
-  About, AdapterRecord, AskRequest, ChatPayload, Conversation, ConversationSummary, DonePayload,
+  About, AdapterRecord, AskRequest, ChatPayload, Conversation, DonePayload,
   DocumentSummary, GenerationSettings, ImportSummary, LibraryDocument, ModelInfo, ModelRecord, PresetName, ProgressPayload, Registry, Settings,
-  StoreStatus,
+  ConversationPage, LockState, StoreStatus,
 } from "./types";
+
+/** Conversations per page of the list (the app allows up to 200). */
+export const CONVERSATION_PAGE = 50;
 
 export const api = {
   /** Tells the app the interface is up (it logs the start-up time). */
@@ -13,7 +16,9 @@ export const api = {
   sendMessage: (request: AskRequest, jobId: string) => invoke<string>("send_message", { request, jobId }),
   regenerate: (request: AskRequest, jobId: string) => invoke<string>("regenerate", { request, jobId }),
   cancelJob: (jobId: string) => invoke<boolean>("cancel_job", { jobId }),
-  listConversations: (query?: string) => invoke<ConversationSummary[]>("list_conversations", { query: query || null }),
+  /** A page of conversations (`limit` after `offset`); `nextOffset` is null after the last page. */
+  listConversations: (query?: string, offset = 0, limit = CONVERSATION_PAGE) =>
+    invoke<ConversationPage>("list_conversations", { query: query || null, offset, limit }),
   getConversation: (id: string) => invoke<Conversation>("get_conversation", { id }),
   deleteConversation: (id: string) => invoke<void>("delete_conversation", { id }),
   exportConversation: (id: string, format: "markdown" | "json") => invoke<string>("export_conversation", { id, format }),
@@ -27,6 +32,10 @@ export const api = {
   saveSettings: (value: Settings) => invoke<void>("save_settings", { value }),
   about: () => invoke<About>("about_info"),
   storeStatus: () => invoke<StoreStatus>("store_status"),
+  /** Whether the store waits for its passphrase (the window then shows the unlock screen). */
+  storeLock: () => invoke<LockState>("store_lock"),
+  /** Opens a locked store; rejects (the store stays locked) when the passphrase is wrong. */
+  unlockStore: (passphrase: string) => invoke<void>("unlock_store", { passphrase }),
   renameConversation: (id: string, title: string) => invoke<void>("rename_conversation", { id, title }),
   knowledgeSearch: (query: string) => invoke<DocumentSummary[]>("knowledge_search", { query }),
   knowledgeDocument: (id: string) => invoke<LibraryDocument>("knowledge_document", { id }),

@@ -123,6 +123,18 @@ export type KeyStorage =
   | { kind: "passphrase" }
   | { kind: "provided" };
 
+/** One page of the conversation list (services::conversations::ConversationPage). */
+export interface ConversationPage {
+  items: ConversationSummary[];
+  nextOffset: number | null;
+}
+
+/** Whether the store waits for its passphrase (commands::LockState). */
+export interface LockState {
+  locked: boolean;
+  reason: string | null;
+}
+
 export interface StoreStatus {
   key: KeyStorage;
   keyDescription: string;
