@@ -6,6 +6,7 @@
 //! - `app`: builds and runs the Tauri window (feature `desktop`);
 //! - `cli`: the `doctorglm` subcommands, calling the same `services` functions;
 //! - `error`: `AppError`, messages a person can act on;
+//! - `resources`: where an installed app finds the files its installer put beside it (starter library);
 //! - `store`: the encrypted conversation store (SQLCipher), its key, paths, backup and search.
 #[cfg(feature = "desktop")]
 pub mod app;
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod commands;
 #[cfg(feature = "app")]
 pub mod error;
+pub mod resources;
 #[cfg(feature = "app")]
 pub mod services;
 pub mod store;

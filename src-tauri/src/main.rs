@@ -1,9 +1,32 @@
-// No console window on Windows release builds; the CLI still prints when run from a terminal.
+// Windows release builds are GUI programs, so starting the app opens no console window. Such a
+// program has no console of its own: when given a subcommand it attaches to the console of the
+// terminal that started it (`attach_parent_console`), so the CLI prints there. See README
+// "Windows installer" for what that means in cmd and PowerShell.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 use clap::Parser;
 use doctorglm::cli::{self, Cli};
 
+/// Attaches to the console of the process that started this one (a terminal), if it has one;
+/// standard output and error then reach it. Without a parent console (started from Explorer
+/// or the Start menu) nothing happens.
+#[cfg(all(windows, not(debug_assertions)))]
+fn attach_parent_console() {
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn AttachConsole(process_id: u32) -> i32;
+    }
+    const ATTACH_PARENT_PROCESS: u32 = u32::MAX;
+    // SAFETY: a Win32 call with no pointer arguments; its failure (no parent console) is harmless.
+    unsafe {
+        AttachConsole(ATTACH_PARENT_PROCESS);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    #[cfg(all(windows, not(debug_assertions)))]
+    if std::env::args_os().len() > 1 {
+        attach_parent_console();
+    }
     #[cfg(feature = "desktop")]
     let started = std::time::Instant::now();
     tracing_subscriber::fmt()

@@ -103,13 +103,17 @@ fn parse_lexicon_arg(arg: &str) -> anyhow::Result<(PathBuf, TermKind)> {
     Ok((path, kind))
 }
 
-/// The starter library: `$DOCTORGLM_LIBRARY`, else `knowledge/library` beside the executable
-/// (or a parent of it), else the source tree's. It is only read, never written.
+/// The starter library: `$DOCTORGLM_LIBRARY`, else the installed one (the package's resource
+/// folder, see `crate::resources`), else `knowledge/library` beside the executable or a parent
+/// of it (a build in the repository), else the source tree's. It is only read, never written.
 pub fn default_library_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DOCTORGLM_LIBRARY") {
         return PathBuf::from(dir);
     }
     if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = crate::resources::find_resource_dir(&exe, crate::resources::STARTER_LIBRARY) {
+            return dir;
+        }
         for dir in exe.ancestors().skip(1).take(4) {
             let candidate = dir.join("knowledge").join("library");
             if candidate.is_dir() {
