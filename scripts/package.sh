@@ -56,18 +56,20 @@ built=()
 failed=()
 for b in "${bundles[@]}"; do
   echo "== packaging: $b"
+  stamp="$(mktemp)"  # packages newer than this are this run's (the binary's own mtime changes while bundling)
   if (cd src-tauri && "$tauri" bundle --bundles "$b" --ci); then
     case "$b" in
       deb) dir="$out/deb"; pattern="*.deb" ;;
       appimage) dir="$out/appimage"; pattern="*.AppImage" ;;
     esac
-    while IFS= read -r f; do built+=("$f"); done < <(find "$dir" -maxdepth 1 -name "$pattern" -newer "$target/release/doctorglm")
+    while IFS= read -r f; do built+=("$f"); done < <(find "$dir" -maxdepth 1 -name "$pattern" -newer "$stamp")
   else
     failed+=("$b")
     if [ "$b" = appimage ]; then
       echo "the AppImage was not built: its tools (linuxdeploy and plugins in ~/.cache/tauri) could not be downloaded or run; see the lines above" >&2
     fi
   fi
+  rm -f "$stamp"
 done
 
 echo
