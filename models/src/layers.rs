@@ -40,7 +40,7 @@ impl LoraLinear {
     pub fn forward(&self, x: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
         let base = match &self.quant {
             Some(q) => {
-                let y = q.forward(x)?;
+                let y = crate::quant_grad::quantized_linear(q, x)?;
                 match &self.bias {
                     Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
                     None => y,

@@ -416,6 +416,19 @@ impl Model {
         Ok(false)
     }
 
+    /// Replaces every quantized linear weight by its dequantized tensor in the model's dtype (the
+    /// inverse of [`Model::quantize`] up to the rounding already done): for comparisons, or to
+    /// merge an adapter into what was a quantized base.
+    pub fn dequantize(&mut self) -> Result<()> {
+        let (dtype, device) = (self.dtype, self.device.clone());
+        for layer in self.linears_mut() {
+            if let Some(q) = layer.quant.take() {
+                layer.weight = q.dequantize_tensor(&device)?.to_dtype(dtype)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes of weights one generated token reads: every linear weight as stored (quantized
     /// blocks, or the tensor's elements) plus one embedding row. The numerator of the
     /// memory-bandwidth roofline of decoding.

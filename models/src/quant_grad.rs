@@ -1,0 +1,189 @@
+//! A quantized linear layer that gradients flow through (LoRA training over a Q8_0/Q4_0 base).
+//!
+//! candle's own quantized matmul has no backward pass, so a layer whose weight is a [`QMatrix`]
+//! would cut the graph and every LoRA layer below it would get no gradient. [`QuantLinearOp`]
+//! is a candle `CustomOp1` whose forward is `y = x Wᵀ` and whose backward is the gradient with
+//! respect to the input only, `∂x = ∂y W`: the weight is frozen and gets none.
+//!
+//! Both directions dequantize `W` one slice of rows at a time (at most [`SLICE_BYTES`] of f32)
+//! and use candle's f32 matrix product on it, so no full-precision copy of the model is ever
+//! held and the forward and the backward use exactly the same dequantized weights (the
+//! integer-dot decoding kernels quantize the activations too, which would make the forward a
+//! slightly different function from the one the backward differentiates).
+use std::sync::Arc;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+
+use crate::error::Result;
+use crate::quant::QMatrix;
+
+/// Most bytes of dequantized f32 rows alive at once in either direction.
+pub const SLICE_BYTES: usize = 16 << 20;
+
+/// `y = x Wᵀ` over a quantized `W`, with a backward pass to `x` (the weight is frozen).
+pub struct QuantLinearOp {
+    q: Arc<QMatrix>,
+}
+
+impl QuantLinearOp {
+    /// The op for one quantized weight.
+    pub fn new(q: Arc<QMatrix>) -> Self {
+        Self { q }
+    }
+
+    fn rows_per_slice(&self) -> usize {
+        (SLICE_BYTES / (4 * self.q.cols().max(1))).max(1)
+    }
+
+    /// `x Wᵀ` for `x` `[n, cols]` (f32, CPU, no graph): `[n, rows]`.
+    fn product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (rows, cols) = (self.q.rows(), self.q.cols());
+        let chunk = self.rows_per_slice();
+        let mut parts = Vec::with_capacity(rows.div_ceil(chunk));
+        for first in (0..rows).step_by(chunk) {
+            let r = chunk.min(rows - first);
+            let w = Tensor::from_vec(self.q.dequantize_rows(first, r), (r, cols), &Device::Cpu)?;
+            parts.push(x.matmul(&w.t()?)?);
+        }
+        if parts.len() == 1 {
+            Ok(parts.remove(0))
+        } else {
+            Tensor::cat(&parts, 1)
+        }
+    }
+
+    /// `g W` for `g` `[n, rows]` (f32, CPU, no graph): `[n, cols]`, summed over slices of rows.
+    fn input_gradient(&self, g: &Tensor) -> candle_core::Result<Tensor> {
+        let (rows, cols) = (self.q.rows(), self.q.cols());
+        let chunk = self.rows_per_slice();
+        let mut acc: Option<Tensor> = None;
+        for first in (0..rows).step_by(chunk) {
+            let r = chunk.min(rows - first);
+            let w = Tensor::from_vec(self.q.dequantize_rows(first, r), (r, cols), &Device::Cpu)?;
+            let part = g.narrow(1, first, r)?.contiguous()?.matmul(&w)?;
+            acc = Some(match acc {
+                None => part,
+                Some(sum) => (sum + part)?,
+            });
+        }
+        acc.ok_or_else(|| candle_core::Error::Msg("a quantized weight without rows".into()))
+    }
+}
+
+impl CustomOp1 for QuantLinearOp {
+    fn name(&self) -> &'static str {
+        "quantized-linear"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("quantized-linear takes f32 inputs, got {:?}", storage.dtype());
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("quantized-linear takes a contiguous input");
+        };
+        let dims = layout.shape().dims();
+        let cols = dims.last().copied().unwrap_or(0);
+        if cols != self.q.cols() {
+            candle_core::bail!("quantized-linear: input has {cols} features, the weight {}", self.q.cols());
+        }
+        let n = (end - start) / cols.max(1);
+        let x = Tensor::from_slice(&data[start..end], (n, cols), &Device::Cpu)?;
+        let y = self.product(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = dims.to_vec();
+        if let Some(last) = out.last_mut() {
+            *last = self.q.rows();
+        }
+        Ok((CpuStorage::F32(y), Shape::from(out)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let rows = self.q.rows();
+        let n = grad_res.elem_count() / rows.max(1);
+        let g = grad_res.detach().to_dtype(DType::F32)?.reshape((n, rows))?;
+        let gx = self.input_gradient(&g)?;
+        Ok(Some(gx.reshape(arg.shape())?))
+    }
+}
+
+/// `x Wᵀ` for `x` `[..., cols]` over the quantized `q`: with candle's gradient graph when `x`
+/// carries one (training; computed in f32 on the CPU and returned in `x`'s dtype and device),
+/// else the inference kernels of [`QMatrix::forward`].
+pub fn quantized_linear(q: &Arc<QMatrix>, x: &Tensor) -> Result<Tensor> {
+    if !x.track_op() {
+        return Ok(q.forward(x)?);
+    }
+    let xs = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?;
+    let y = xs.apply_op1(QuantLinearOp::new(q.clone()))?;
+    Ok(y.to_dtype(x.dtype())?.to_device(x.device())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::QuantFormat;
+    use candle_core::Var;
+
+    fn random(seed: u64, n: usize) -> Vec<f32> {
+        // A small LCG: the values only need to be spread out and reproducible.
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
+    #[test]
+    fn forward_and_input_gradient_use_the_dequantized_weight() {
+        let (rows, cols) = (96, 64);
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_0] {
+            let q = Arc::new(QMatrix::quantize(&random(1, rows * cols), rows, cols, format).unwrap());
+            let w = q.dequantize_tensor(&Device::Cpu).unwrap();
+            let x = Tensor::from_vec(random(2, 2 * 3 * cols), (2, 3, cols), &Device::Cpu).unwrap();
+            let g = Tensor::from_vec(random(3, 2 * 3 * rows), (2, 3, rows), &Device::Cpu).unwrap();
+            // Through the op.
+            let xv = Var::from_tensor(&x).unwrap();
+            let y = quantized_linear(&q, xv.as_tensor()).unwrap();
+            let grads = (&y * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let gx = grads.get(xv.as_tensor()).expect("a gradient for the input");
+            // The same with the dequantized weight as a plain tensor.
+            let xd = Var::from_tensor(&x).unwrap();
+            let yd = xd.as_tensor().broadcast_matmul(&w.t().unwrap()).unwrap();
+            let grads_d = (&yd * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let gxd = grads_d.get(xd.as_tensor()).unwrap();
+            assert!(max_diff(&y, &yd) < 1e-4, "{format} forward");
+            assert!(max_diff(gx, gxd) < 1e-4, "{format} backward");
+            assert!(gx.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 0.1);
+        }
+    }
+
+    #[test]
+    fn several_slices_give_the_same_result_as_one() {
+        // 600 rows of 8192 inputs are 19.7 MB of f32: two slices.
+        let (rows, cols) = (600, 8192);
+        let q = Arc::new(QMatrix::quantize(&random(4, rows * cols), rows, cols, QuantFormat::Q4_0).unwrap());
+        let op = QuantLinearOp::new(q.clone());
+        assert!(op.rows_per_slice() < rows);
+        let w = q.dequantize_tensor(&Device::Cpu).unwrap();
+        let x = Tensor::from_vec(random(5, 2 * cols), (2, cols), &Device::Cpu).unwrap();
+        let g = Tensor::from_vec(random(6, 2 * rows), (2, rows), &Device::Cpu).unwrap();
+        assert!(max_diff(&op.product(&x).unwrap(), &x.matmul(&w.t().unwrap()).unwrap()) < 1e-3);
+        assert!(max_diff(&op.input_gradient(&g).unwrap(), &g.matmul(&w).unwrap()) < 1e-3);
+    }
+
+    #[test]
+    fn without_a_graph_it_is_the_inference_product() {
+        let q = Arc::new(QMatrix::quantize(&random(7, 32 * 64), 32, 64, QuantFormat::Q8_0).unwrap());
+        let x = Tensor::from_vec(random(8, 64), (1, 64), &Device::Cpu).unwrap();
+        let got = quantized_linear(&q, &x).unwrap();
+        assert!(!got.track_op());
+        assert!(max_diff(&got, &q.forward(&x).unwrap()) < 1e-6);
+    }
+}
