@@ -1,10 +1,14 @@
 //! Training throughput on CPU: tokens/s of the job runner on the tiny fixture model over a
 //! slice of the GenMedGPT export, and the process's peak memory.
 //!
-//! `cargo run --release -p doctorglm-finetune --example finetune_bench [-- MODEL_DIR [STEPS]]`
+//! `cargo run --release -p doctorglm-finetune --example finetune_bench [-- MODEL_DIR [STEPS [WORD...]]]`
+//!
+//! Words after STEPS pick the memory settings: `q8_0` / `q4_0` (quantized base), `ckpt`
+//! (gradient checkpointing), `bf16`, and `512` (only the paper's 512/100 lengths). The peak RSS
+//! is the process's, so compare settings in separate runs.
 use doctorglm_datasets::import::{import, ReadOptions};
 use doctorglm_datasets::Control;
-use doctorglm_finetune::{run, Event, FinetuneJob, FinetuneSettings, JobControl, TrainingData};
+use doctorglm_finetune::{run, BaseQuantization, ComputeDtype, Event, FinetuneJob, FinetuneSettings, JobControl, TrainingData};
 use doctorglm_models::LoadOptions;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,11 +26,23 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let model_dir = args.next().map(PathBuf::from).unwrap_or_else(|| fixtures.join("models").join("chatglm3-tiny"));
     let steps: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let words: Vec<String> = args.collect();
+    let has = |w: &str| words.iter().any(|x| x == w);
+    let base_quantization = if has("q4_0") {
+        BaseQuantization::Q4_0
+    } else if has("q8_0") {
+        BaseQuantization::Q8_0
+    } else {
+        BaseQuantization::F32
+    };
+    let dtype = if has("bf16") { ComputeDtype::Bf16 } else { ComputeDtype::Auto };
+    let configs: &[(usize, usize, usize)] = if has("512") { &[(4, 512, 100)] } else { &[(4, 128, 64), (4, 512, 100)] };
+    println!("base {base_quantization:?}, dtype {dtype:?}, gradient checkpointing {}", has("ckpt"));
     let export = root.join("data").join("exports").join("genmedgpt-5k.zh.alpaca.json");
     let dialogues = import(&export, None, &ReadOptions::default(), &mut Control::none())?.dialogues;
     let train = dialogues.into_iter().take(256).collect::<Vec<_>>();
     let rss_before = peak_rss_mib();
-    for (batch, max_source, max_target) in [(4usize, 128usize, 64usize), (4, 512, 100)] {
+    for &(batch, max_source, max_target) in configs {
         let out = tempfile::tempdir()?;
         let settings = FinetuneSettings {
             lr: 1e-3,
@@ -38,6 +54,9 @@ fn main() -> anyhow::Result<()> {
             eval_every: 0,
             checkpoint_every: 0,
             probe: Vec::new(),
+            base_quantization,
+            dtype,
+            gradient_checkpointing: has("ckpt"),
             ..Default::default()
         };
         let job = FinetuneJob {

@@ -28,4 +28,4 @@ pub mod summary;
 pub use error::FinetuneError;
 pub use events::{Event, JobControl};
 pub use runner::{run, FinetuneJob, Outcome, StopReason, TrainingData};
-pub use settings::{FinetuneSettings, OptimizerKind};
+pub use settings::{BaseQuantization, ComputeDtype, FinetuneSettings, OptimizerKind};

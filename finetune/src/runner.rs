@@ -67,7 +67,7 @@ pub struct FinetuneJob {
     pub settings: FinetuneSettings,
     /// Continue from the output folder's latest checkpoint when there is one.
     pub resume: bool,
-    /// Device and dtype of the base model.
+    /// Device of the base model (its dtype follows `settings.dtype`; a quantized base runs on the CPU).
     pub load: LoadOptions,
 }
 
@@ -133,6 +133,28 @@ fn save_adapter_as(trainer: &LoraTrainer, out: &Path, dir_name: &str, base: &str
     Ok(dst)
 }
 
+/// Loads the base model as the settings ask: in the compute dtype on the job's device, or with
+/// its linear weights quantized as they are read (CPU, never a full-precision copy).
+fn load_base(job: &FinetuneJob) -> doctorglm_models::Result<Model> {
+    let s = &job.settings;
+    match s.base_quantization.format() {
+        Some(format) => {
+            if !job.load.device.is_cpu() {
+                return Err(doctorglm_models::ModelError::Device(
+                    "a quantized base trains on the CPU; choose the CPU device or base quantization f32".into(),
+                ));
+            }
+            let quant = doctorglm_models::QuantizeOptions { format, cache: None };
+            let (model, _) = Model::load_quantized(&job.model_dir, &quant, &|_, _| {}, &std::sync::atomic::AtomicBool::new(false))?;
+            Ok(model)
+        }
+        None => {
+            let load = LoadOptions { dtype: s.dtype.resolve(&job.load.device), device: job.load.device.clone() };
+            Model::load(&job.model_dir, &load)
+        }
+    }
+}
+
 /// Runs a job to its end (all steps, early stop or cancel), calling `on_event` as it goes.
 /// Check `control` from any thread to pause, resume or cancel.
 pub fn run(job: &FinetuneJob, control: &JobControl, mut on_event: impl FnMut(&Event)) -> Result<Outcome> {
@@ -142,7 +164,7 @@ pub fn run(job: &FinetuneJob, control: &JobControl, mut on_event: impl FnMut(&Ev
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let model_err = |message: String| FinetuneError::Model { dir: job.model_dir.clone(), message };
     let tok = Tokenizer::load(&job.model_dir).map_err(|e| model_err(e.to_string()))?;
-    let mut model = Model::load(&job.model_dir, &job.load).map_err(|e| model_err(e.to_string()))?;
+    let mut model = load_base(job).map_err(|e| model_err(e.to_string()))?;
     let base = job.model_dir.display().to_string();
     let pad = pad_id(&tok);
 
@@ -209,6 +231,7 @@ pub fn run(job: &FinetuneJob, control: &JobControl, mut on_event: impl FnMut(&Ev
             (trainer, state)
         }
     };
+    trainer.set_gradient_checkpointing(s.gradient_checkpointing);
     let start_step = state.step;
     on_event(&Event::Started {
         total_steps,

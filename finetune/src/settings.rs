@@ -15,6 +15,58 @@ pub enum OptimizerKind {
     AdamW,
 }
 
+/// How the frozen base weights are held while the adapter trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaseQuantization {
+    /// Full precision (the compute dtype).
+    #[default]
+    F32,
+    /// 8-bit blocks (about a quarter of f32's memory; CPU).
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    /// 4-bit blocks (about an eighth of f32's memory; CPU), as QLoRA trains over an INT4 base.
+    #[serde(rename = "q4_0")]
+    Q4_0,
+}
+
+impl BaseQuantization {
+    /// The engine's block format (`None` for a full-precision base).
+    pub fn format(self) -> Option<doctorglm_models::quant::QuantFormat> {
+        match self {
+            BaseQuantization::F32 => None,
+            BaseQuantization::Q8_0 => Some(doctorglm_models::quant::QuantFormat::Q8_0),
+            BaseQuantization::Q4_0 => Some(doctorglm_models::quant::QuantFormat::Q4_0),
+        }
+    }
+}
+
+/// The dtype of the base weights and activations (the LoRA parameters and the optimizer's
+/// state stay f32 whatever this says, as PEFT keeps them under mixed precision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputeDtype {
+    /// bf16 on a CUDA device, f32 elsewhere.
+    #[default]
+    Auto,
+    /// f32.
+    F32,
+    /// bf16 (mixed precision).
+    Bf16,
+}
+
+impl ComputeDtype {
+    /// The dtype on `device`.
+    pub fn resolve(self, device: &candle_core::Device) -> candle_core::DType {
+        match self {
+            ComputeDtype::F32 => candle_core::DType::F32,
+            ComputeDtype::Bf16 => candle_core::DType::BF16,
+            ComputeDtype::Auto if device.is_cuda() => candle_core::DType::BF16,
+            ComputeDtype::Auto => candle_core::DType::F32,
+        }
+    }
+}
+
 /// Everything that decides how a job trains.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneSettings {
@@ -64,6 +116,16 @@ pub struct FinetuneSettings {
     pub probe: Vec<ProbeQuestion>,
     /// Most tokens of a probe answer.
     pub probe_max_tokens: usize,
+    /// How the frozen base is held: f32, or quantized to Q8_0/Q4_0 (less memory, CPU).
+    #[serde(default)]
+    pub base_quantization: BaseQuantization,
+    /// Recompute each block's activations during the backward pass instead of keeping them
+    /// (less memory, about one more forward pass of time).
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
+    /// Compute dtype of the base and the activations.
+    #[serde(default)]
+    pub dtype: ComputeDtype,
 }
 
 impl Default for FinetuneSettings {
@@ -92,6 +154,9 @@ impl Default for FinetuneSettings {
             seed: 42,
             probe: ProbeQuestion::defaults(),
             probe_max_tokens: 32,
+            base_quantization: BaseQuantization::F32,
+            gradient_checkpointing: false,
+            dtype: ComputeDtype::Auto,
         }
     }
 }
@@ -117,6 +182,9 @@ impl FinetuneSettings {
         }
         if self.target_modules.is_empty() {
             return bad("name at least one target module (e.g. query_key_value)");
+        }
+        if self.base_quantization != BaseQuantization::F32 && self.dtype == ComputeDtype::Bf16 {
+            return bad("a quantized base computes in f32 on the CPU; choose dtype f32 (or auto) with base quantization q8_0/q4_0");
         }
         Ok(())
     }
@@ -163,6 +231,25 @@ mod tests {
         assert_eq!((s.max_source, s.max_target, s.warmup_steps, s.weight_decay), (512, 100, 0, 0.0));
         assert_eq!(s.target_modules, vec!["query_key_value".to_string()]);
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn memory_settings_parse_and_old_files_still_load() {
+        let mut v = serde_json::to_value(FinetuneSettings::default()).unwrap();
+        v["base_quantization"] = "q4_0".into();
+        v["gradient_checkpointing"] = true.into();
+        v["dtype"] = "bf16".into();
+        let s: FinetuneSettings = serde_json::from_value(v).unwrap();
+        assert_eq!((s.base_quantization, s.gradient_checkpointing, s.dtype), (BaseQuantization::Q4_0, true, ComputeDtype::Bf16));
+        assert!(s.validate().unwrap_err().to_string().contains("quantized base"));
+        // Settings saved before these fields existed.
+        let mut old = serde_json::to_value(FinetuneSettings::default()).unwrap();
+        for k in ["base_quantization", "gradient_checkpointing", "dtype"] {
+            old.as_object_mut().unwrap().remove(k);
+        }
+        let s: FinetuneSettings = serde_json::from_value(old).unwrap();
+        assert_eq!(s, FinetuneSettings::default());
+        assert_eq!(ComputeDtype::Auto.resolve(&candle_core::Device::Cpu), candle_core::DType::F32);
     }
 
     #[test]

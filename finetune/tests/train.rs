@@ -7,7 +7,7 @@ use common::{fast_settings, genmedgpt, tiny_model};
 use doctorglm_datasets::Dialogue;
 use doctorglm_finetune::encode::encode_all;
 use doctorglm_finetune::summary::{TrainingSummary, SUMMARY_FILE};
-use doctorglm_finetune::{run, Event, FinetuneJob, FinetuneSettings, JobControl, OptimizerKind, StopReason, TrainingData};
+use doctorglm_finetune::{run, BaseQuantization, ComputeDtype, Event, FinetuneJob, FinetuneSettings, JobControl, OptimizerKind, StopReason, TrainingData};
 use doctorglm_models::tokenizer::Tokenizer;
 use doctorglm_models::train::causal_lm_loss;
 use doctorglm_models::{LoadOptions, Model};
@@ -53,6 +53,47 @@ fn loss_falls_on_a_real_export() -> anyhow::Result<()> {
     assert_eq!(summary.evaluations.len(), 3);
     let mut model = Model::load(&tiny_model(), &LoadOptions::default())?;
     model.load_lora("trained", &out.path().join("adapter"))?;
+    Ok(())
+}
+
+#[test]
+fn memory_saving_settings_train_too() -> anyhow::Result<()> {
+    // An INT4 base with gradient checkpointing, then the same data in bf16: both learn, and the
+    // adapter over the INT4 base loads onto the full-precision model.
+    let dialogues = genmedgpt(16);
+    for (base_quantization, dtype, checkpointing) in [
+        (BaseQuantization::Q4_0, ComputeDtype::Auto, true),
+        (BaseQuantization::F32, ComputeDtype::Bf16, false),
+    ] {
+        let out = tempfile::tempdir()?;
+        let settings = FinetuneSettings {
+            epochs: 100,
+            max_steps: Some(40),
+            eval_every: 0,
+            checkpoint_every: 0,
+            patience: None,
+            probe: Vec::new(),
+            base_quantization,
+            dtype,
+            gradient_checkpointing: checkpointing,
+            ..fast_settings()
+        };
+        let job = FinetuneJob {
+            model_dir: tiny_model(),
+            out_dir: out.path().to_path_buf(),
+            data: TrainingData { train: dialogues.clone(), validation: Vec::new(), dataset: None },
+            settings,
+            resume: false,
+            load: LoadOptions::default(),
+        };
+        let outcome = run(&job, &JobControl::new(), |_| {})?;
+        let losses: Vec<f32> = outcome.summary.history.iter().map(|r| r.loss).collect();
+        let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
+        let last: f32 = losses[losses.len() - 5..].iter().sum::<f32>() / 5.0;
+        assert!(last < first * 0.9, "{base_quantization:?} {dtype:?}: train loss {first} → {last}");
+        let mut model = Model::load(&tiny_model(), &LoadOptions::default())?;
+        model.load_lora("trained", &out.path().join("adapter"))?;
+    }
     Ok(())
 }
 

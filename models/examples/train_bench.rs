@@ -1,7 +1,11 @@
 //! Benchmark of one LoRA training step (developer tool; prints figures, asserts nothing).
 //!
 //! `cargo run --release -p doctorglm-models --example train_bench -- --model DIR
-//!  [--batch 2] [--seq 64] [--steps 5] [--optimizer lion|adamw] [--rank 8]`
+//!  [--batch 2] [--seq 64] [--steps 5] [--optimizer lion|adamw] [--rank 8]
+//!  [--base f32|q8_0|q4_0] [--checkpointing] [--dtype f32|bf16]`
+//!
+//! Memory: the process's resident set after loading, and its peak over the training steps
+//! (measured before the inference forward, whose full-vocabulary logits would dominate it).
 //!
 //! Runs a seeded random batch (the second half of each row scored) through a fresh LoRA
 //! adapter on `query_key_value` and reports, per step: the inference forward (fused kernels,
@@ -35,11 +39,34 @@ struct Args {
     /// LoRA rank.
     #[arg(long, default_value_t = 8)]
     rank: usize,
+    /// Base weights: `f32`, or quantized while loading to `q8_0` / `q4_0`.
+    #[arg(long, default_value = "f32")]
+    base: String,
+    /// Gradient checkpointing (recompute each block in the backward pass).
+    #[arg(long)]
+    checkpointing: bool,
+    /// Compute dtype of a full-precision base: `f32` or `bf16`.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut model = Model::load(&args.model, &LoadOptions::default())?;
+    let dtype = match args.dtype.as_str() {
+        "bf16" => candle_core::DType::BF16,
+        "f32" => candle_core::DType::F32,
+        other => anyhow::bail!("--dtype is f32 or bf16, not {other}"),
+    };
+    let mut model = match args.base.as_str() {
+        "f32" => Model::load(&args.model, &LoadOptions { dtype, ..LoadOptions::default() })?,
+        name => {
+            let format = doctorglm_models::quant::QuantFormat::parse(name)
+                .ok_or_else(|| anyhow::anyhow!("--base is f32, q8_0 or q4_0, not {name}"))?;
+            let quant = doctorglm_models::QuantizeOptions { format, cache: None };
+            Model::load_quantized(&args.model, &quant, &|_, _| {}, &std::sync::atomic::AtomicBool::new(false))?.0
+        }
+    };
+    let loaded_rss = rss_mib("VmRSS:");
     let vocab = model.config().vocab_size as u64;
     // A fixed linear-congruential sequence keeps the batch the same from run to run.
     let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -74,6 +101,7 @@ fn main() -> anyhow::Result<()> {
     };
     let settings = TrainSettings { optimizer, schedule: LrSchedule::constant(), max_grad_norm: Some(1.0) };
     let mut trainer = LoraTrainer::new(&mut model, "bench", params, settings)?;
+    trainer.set_gradient_checkpointing(args.checkpointing);
     trainer.step(&model, &batch)?;
 
     let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
@@ -83,6 +111,12 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(start.elapsed().as_secs_f64() / args.steps as f64)
     };
+    let mut last = 0f32;
+    let step = time(&mut || {
+        last = trainer.step(&model, &batch)?.loss;
+        Ok(())
+    })?;
+    let training_peak = rss_mib("VmHWM:");
     let inference = time(&mut || {
         model.forward_batch(&batch.input_ids, None)?;
         Ok(())
@@ -91,28 +125,37 @@ fn main() -> anyhow::Result<()> {
         trainer.loss(&model, &batch)?;
         Ok(())
     })?;
-    let mut last = 0f32;
-    let step = time(&mut || {
-        last = trainer.step(&model, &batch)?.loss;
-        Ok(())
-    })?;
     let tokens = (args.batch * args.seq) as f64;
-    println!("model {} | batch {}x{} | LoRA r {} ({} trainable scalars) | {}", args.model.display(), args.batch, args.seq, args.rank, trainable, args.optimizer);
+    println!(
+        "model {} | base {} | dtype {} | checkpointing {} | batch {}x{} | LoRA r {} ({} trainable scalars) | {}",
+        args.model.display(),
+        args.base,
+        args.dtype,
+        args.checkpointing,
+        args.batch,
+        args.seq,
+        args.rank,
+        trainable,
+        args.optimizer
+    );
     println!("inference forward   {:>9.1} ms", inference * 1e3);
     println!("trainable forward   {:>9.1} ms  ({:.2}x inference)", trainable_forward * 1e3, trainable_forward / inference);
     println!("training step       {:>9.1} ms  ({:.2}x inference, {:.0} tokens/s)", step * 1e3, step / inference, tokens / step);
     println!("loss after {} steps {last:.4}", trainer.steps_done());
-    match peak_rss_mib() {
-        Some(mib) => println!("peak RSS            {mib:>9.0} MiB (whole process: weights, activations, gradients)"),
-        None => println!("peak RSS            unknown (no /proc/self/status)"),
+    match (loaded_rss, training_peak) {
+        (Some(loaded), Some(peak)) => {
+            println!("RSS after load      {loaded:>9.0} MiB (weights)");
+            println!("peak RSS training   {peak:>9.0} MiB (whole process; {:.0} MiB over the loaded model)", peak - loaded);
+        }
+        _ => println!("RSS unknown (no /proc/self/status)"),
     }
     Ok(())
 }
 
-/// The process's peak resident set (VmHWM), MiB; Linux only.
-fn peak_rss_mib() -> Option<f64> {
+/// A line of /proc/self/status (`VmRSS:` now, `VmHWM:` the peak), MiB; Linux only.
+fn rss_mib(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }

@@ -26,6 +26,15 @@ pub struct Step<'a> {
     pub adapter: Option<&'a str>,
 }
 
+/// What every block of one forward step shares: the rotary angles (cos, sin pairs) and the
+/// additive attention mask (none when one token is decoded).
+pub struct StepShared {
+    /// Rotary cos/sin tensors, in the order the architecture uses them.
+    pub angles: Vec<Tensor>,
+    /// Additive mask `[b, 1, n, t]`.
+    pub mask: Option<Tensor>,
+}
+
 /// One transformer block's norms and linear layers (the same in both architectures).
 pub struct Block {
     /// Norm before attention.

@@ -1,7 +1,7 @@
 //! ChatGLM2-6B, ChatGLM3-6B and GLM-4: multi-query (grouped) attention with a fused qkv
 //! projection, RoPE on the first half of each head in interleaved pairs (base 10000·rope_ratio),
 //! RMSNorm, SwiGLU MLP, causal mask.
-use crate::arch::{Block, Loader, Step};
+use crate::arch::{Block, Loader, Step, StepShared};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::kv_cache::LayerKv;
@@ -54,6 +54,16 @@ impl ChatGlm2 {
 
     /// Runs the new tokens through every layer; returns final hidden states `[b, n, hidden]`.
     pub fn forward(&self, step: &Step, cache: &mut [LayerKv]) -> Result<Tensor> {
+        let shared = self.prepare(step)?;
+        let mut x = self.embed(step)?;
+        for (i, kv) in (0..self.blocks.len()).zip(cache.iter_mut()) {
+            x = self.run_block(i, &x, &shared, kv, step.adapter)?;
+        }
+        self.finish(&x)
+    }
+
+    /// The rotary angles and the mask of a step.
+    pub fn prepare(&self, step: &Step) -> Result<StepShared> {
         let (b, n) = step.ids.dims2()?;
         let device = step.ids.device();
         let positions: Vec<u32> = (0..b).flat_map(|_| (step.past..step.past + n).map(|p| p as u32)).collect();
@@ -62,13 +72,32 @@ impl ChatGlm2 {
         let t = step.prefix_len + step.past + n;
         let offset = step.prefix_len + step.past;
         let mask = if n > 1 { Some(build_mask(b, n, t, device, |_, i, j| j <= offset + i)?) } else { None };
-        let mut x = self.embeddings.forward(step.ids)?.reshape((b, n, ()))?;
-        for (block, kv) in self.blocks.iter().zip(cache.iter_mut()) {
-            x = self.block(block, &x, &cos, &sin, mask.as_ref(), kv, step.adapter)?;
-        }
+        Ok(StepShared { angles: vec![cos, sin], mask })
+    }
+
+    /// The token embeddings of a step `[b, n, hidden]`.
+    pub fn embed(&self, step: &Step) -> Result<Tensor> {
+        let (b, n) = step.ids.dims2()?;
+        Ok(self.embeddings.forward(step.ids)?.reshape((b, n, ()))?)
+    }
+
+    /// Number of transformer blocks.
+    pub fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Block `i` on `x` `[b, n, hidden]`.
+    pub fn run_block(&self, i: usize, x: &Tensor, shared: &StepShared, kv: &mut LayerKv, adapter: Option<&str>) -> Result<Tensor> {
+        let blk = self.blocks.get(i).ok_or_else(|| crate::error::ModelError::Input(format!("no block {i}")))?;
+        let [cos, sin] = [&shared.angles[0], &shared.angles[1]];
+        self.block(blk, x, cos, sin, shared.mask.as_ref(), kv, adapter)
+    }
+
+    /// The final norm (where the family has one).
+    pub fn finish(&self, x: &Tensor) -> Result<Tensor> {
         match &self.final_norm {
-            Some(norm) => norm.forward(&x),
-            None => Ok(x),
+            Some(norm) => norm.forward(x),
+            None => Ok(x.clone()),
         }
     }
 

@@ -2,7 +2,7 @@
 //! positions in the other, `inv_freq` rounded to fp16), GeLU MLP, LayerNorm, DeepNorm residual
 //! `norm(x)·sqrt(2·28) + f(norm(x))`, query scaling by `1/(sqrt(d)(layer+1))` with the scores
 //! multiplied back by `layer+1`, and a prefix-LM mask: bidirectional up to `<sop>`, causal after.
-use crate::arch::{Block, Loader, Step};
+use crate::arch::{Block, Loader, Step, StepShared};
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::kv_cache::LayerKv;
@@ -69,6 +69,16 @@ impl ChatGlm6b {
 
     /// Runs the new tokens through every layer; returns final hidden states `[b, n, hidden]`.
     pub fn forward(&self, step: &Step, cache: &mut [LayerKv]) -> Result<Tensor> {
+        let shared = self.prepare(step)?;
+        let mut x = self.embed(step)?;
+        for (i, kv) in (0..self.blocks.len()).zip(cache.iter_mut()) {
+            x = self.run_block(i, &x, &shared, kv, step.adapter)?;
+        }
+        self.finish(&x)
+    }
+
+    /// The two rotary angle pairs and the prefix-LM mask of a step.
+    pub fn prepare(&self, step: &Step) -> Result<StepShared> {
         let (b, n) = step.ids.dims2()?;
         let device = step.ids.device();
         let layouts: Vec<Layout> = step.rows.iter().map(|r| self.layout(r)).collect::<Result<_>>()?;
@@ -95,12 +105,30 @@ impl ChatGlm6b {
         } else {
             None
         };
-        let angles = [&cos1, &sin1, &cos2, &sin2];
-        let mut x = self.embeddings.forward(step.ids)?.reshape((b, n, ()))?;
-        for (layer, (block, kv)) in self.blocks.iter().zip(cache.iter_mut()).enumerate() {
-            x = self.block(layer, block, &x, angles, mask.as_ref(), kv, step.adapter)?;
-        }
-        self.final_norm.forward(&x)
+        Ok(StepShared { angles: vec![cos1, sin1, cos2, sin2], mask })
+    }
+
+    /// The token embeddings of a step `[b, n, hidden]`.
+    pub fn embed(&self, step: &Step) -> Result<Tensor> {
+        let (b, n) = step.ids.dims2()?;
+        Ok(self.embeddings.forward(step.ids)?.reshape((b, n, ()))?)
+    }
+
+    /// Number of transformer blocks.
+    pub fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Block `i` on `x` `[b, n, hidden]`.
+    pub fn run_block(&self, i: usize, x: &Tensor, shared: &StepShared, kv: &mut LayerKv, adapter: Option<&str>) -> Result<Tensor> {
+        let blk = self.blocks.get(i).ok_or_else(|| ModelError::Input(format!("no block {i}")))?;
+        let a = &shared.angles;
+        self.block(i, blk, x, [&a[0], &a[1], &a[2], &a[3]], shared.mask.as_ref(), kv, adapter)
+    }
+
+    /// The final LayerNorm.
+    pub fn finish(&self, x: &Tensor) -> Result<Tensor> {
+        self.final_norm.forward(x)
     }
 
     #[allow(clippy::too_many_arguments)]

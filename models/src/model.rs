@@ -333,6 +333,24 @@ impl Model {
         self.output().forward(hidden, adapter)
     }
 
+    /// The forward of [`Model::forward_batch_hidden`] (no prefix) split into its pieces, for
+    /// gradient checkpointing: the embeddings, each block on its own, the final norm. Running
+    /// `finish(block(n-1, … block(0, embed())))` gives the same hidden states.
+    pub fn blockwise(&self, ids: &Tensor, adapter: Option<&str>) -> Result<Blockwise<'_>> {
+        self.check_adapter(adapter)?;
+        let ids = ids.to_dtype(DType::U32)?;
+        let rows: Vec<Vec<u32>> = ids.to_vec2()?;
+        for row in &rows {
+            self.check_ids(row)?;
+        }
+        let step = Step { ids: &ids, rows: &rows, past: 0, prefix_len: 0, adapter };
+        let shared = match &self.arch {
+            Arch::V1(m) => m.prepare(&step)?,
+            Arch::V2(m) => m.prepare(&step)?,
+        };
+        Ok(Blockwise { model: self, ids: ids.clone(), rows, shared, adapter: adapter.map(str::to_string) })
+    }
+
     fn run(&self, step: &Step, cache: &mut KvCache) -> Result<Tensor> {
         match &self.arch {
             Arch::V1(m) => m.forward(step, cache.layers_mut()),
@@ -528,6 +546,55 @@ impl Model {
         }
         self.adapters.remove(name);
         Ok(())
+    }
+}
+
+/// One batch's forward in pieces (see [`Model::blockwise`]): no cache, no prefix.
+pub struct Blockwise<'m> {
+    model: &'m Model,
+    ids: Tensor,
+    rows: Vec<Vec<u32>>,
+    shared: crate::arch::StepShared,
+    adapter: Option<String>,
+}
+
+impl Blockwise<'_> {
+    fn step(&self) -> Step<'_> {
+        Step { ids: &self.ids, rows: &self.rows, past: 0, prefix_len: 0, adapter: self.adapter.as_deref() }
+    }
+
+    /// The token embeddings `[b, seq, hidden]` (no gradient: the embeddings are frozen).
+    pub fn embed(&self) -> Result<Tensor> {
+        match &self.model.arch {
+            Arch::V1(m) => m.embed(&self.step()),
+            Arch::V2(m) => m.embed(&self.step()),
+        }
+    }
+
+    /// Number of transformer blocks.
+    pub fn num_blocks(&self) -> usize {
+        match &self.model.arch {
+            Arch::V1(m) => m.num_blocks(),
+            Arch::V2(m) => m.num_blocks(),
+        }
+    }
+
+    /// Block `i` on its input `x` `[b, seq, hidden]`.
+    pub fn block(&self, i: usize, x: &Tensor) -> Result<Tensor> {
+        let mut kv = crate::kv_cache::LayerKv::default();
+        let adapter = self.adapter.as_deref();
+        match &self.model.arch {
+            Arch::V1(m) => m.run_block(i, x, &self.shared, &mut kv, adapter),
+            Arch::V2(m) => m.run_block(i, x, &self.shared, &mut kv, adapter),
+        }
+    }
+
+    /// The final norm: the hidden states the output layer takes.
+    pub fn finish(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.model.arch {
+            Arch::V1(m) => m.finish(x),
+            Arch::V2(m) => m.finish(x),
+        }
     }
 }
 

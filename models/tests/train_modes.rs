@@ -210,3 +210,84 @@ fn lora_over_an_int4_base_learns() {
     let (first, last) = (losses[0], *losses.last().unwrap());
     assert!(last < 0.5 * first, "loss {first} → {last}");
 }
+
+/// A fixture folder of each architecture (v1 `.bin`, v2 safetensors) with its batch.
+fn families() -> Vec<(PathBuf, Batch)> {
+    ["pytorch_model.bin.index.json", "model.safetensors.index.json"]
+        .iter()
+        .map(|marker| {
+            let dir = common::model_dir(marker).expect("fixture models (set DOCTORGLM_FIXTURES)");
+            let b = batch(&dir);
+            (dir, b)
+        })
+        .collect()
+}
+
+#[test]
+fn gradient_checkpointing_gives_the_same_loss_and_gradients() {
+    for (dir, b) in families() {
+        for quant in [None, Some(QuantFormat::Q4_0)] {
+            let mut model = load(&dir, quant);
+            let init = start(&model);
+            let mut t = trainer(&mut model, &init);
+            let (loss_plain, grads_plain) = t.gradients(&model, &b).unwrap();
+            let plain = flat_grads(&t, &grads_plain);
+            let eval_plain = loss(&t, &model, &b);
+            t.set_gradient_checkpointing(true);
+            let (loss_ckpt, grads_ckpt) = t.gradients(&model, &b).unwrap();
+            let ckpt = flat_grads(&t, &grads_ckpt);
+            let eval_ckpt = loss(&t, &model, &b);
+            let rel = rel_diff(&ckpt, &plain);
+            eprintln!("{dir:?} {quant:?}: loss {loss_plain} / {loss_ckpt}, gradient difference {rel:.2e}");
+            assert_eq!(loss_plain, loss_ckpt, "{dir:?} {quant:?}: the loss changed");
+            assert_eq!(eval_plain, eval_ckpt, "{dir:?} {quant:?}: the evaluation loss changed");
+            assert!(rel < 1e-5, "{dir:?} {quant:?}: gradients differ by {rel}");
+            assert!(norm(&plain) > 1e-3);
+            // Steps with checkpointing follow the same path as steps without it.
+            let mut m2 = load(&dir, quant);
+            let mut t2 = trainer(&mut m2, &init);
+            t.set_gradient_checkpointing(true);
+            for _ in 0..3 {
+                let a = t.step(&model, &b).unwrap().loss;
+                let c = t2.step(&m2, &b).unwrap().loss;
+                assert!((a - c).abs() <= 1e-5 * c.abs(), "{a} vs {c}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bf16_base_with_f32_lora_matches_f32_and_learns() {
+    for (dir, b) in families() {
+        let mut f = load(&dir, None);
+        let mut h = Model::load(&dir, &LoadOptions { dtype: DType::BF16, ..LoadOptions::default() }).expect("load in bf16");
+        let init = start(&f);
+        let tf = trainer(&mut f, &init);
+        let th = trainer(&mut h, &init);
+        let (loss_f, grads_f) = tf.gradients(&f, &b).unwrap();
+        let (loss_h, grads_h) = th.gradients(&h, &b).unwrap();
+        // Mixed precision: the parameters, their gradients and the optimizer's state stay f32.
+        for (name, var) in th.params().iter() {
+            assert_eq!(var.dtype(), DType::F32, "{name}");
+            assert_eq!(grads_h.get(var.as_tensor()).unwrap().dtype(), DType::F32, "{name} gradient");
+        }
+        let rel_loss = ((loss_h - loss_f) / loss_f).abs();
+        let rel_grad = rel_diff(&flat_grads(&th, &grads_h), &flat_grads(&tf, &grads_f));
+        eprintln!("{dir:?}: bf16 loss {loss_h} vs f32 {loss_f} (relative {rel_loss:.2e}); gradients differ by {rel_grad:.3e}");
+        assert!(rel_loss < 1e-2, "bf16 loss {loss_h} vs f32 {loss_f}");
+        assert!(rel_loss > 0.0, "the bf16 model computed in f32");
+        assert!(rel_grad < 0.2, "bf16 gradients differ by {rel_grad}");
+        // A fresh adapter over the bf16 base learns.
+        let mut fresh = Model::load(&dir, &LoadOptions { dtype: DType::BF16, ..LoadOptions::default() }).unwrap();
+        let params = LoraParams::init(&fresh, config(), 3).unwrap();
+        let mut t = LoraTrainer::new(&mut fresh, "t", params, settings(1e-2)).unwrap();
+        let losses: Vec<f32> = (0..12).map(|_| t.step(&fresh, &b).unwrap().loss).collect();
+        eprintln!("{dir:?}: bf16 losses {losses:?}");
+        assert!(losses[11] < 0.5 * losses[0], "bf16 training did not learn: {losses:?}");
+        assert!(t.params().vars().iter().all(|v| v.dtype() == DType::F32));
+        let saved = tempfile::tempdir().unwrap();
+        t.save_checkpoint(saved.path(), "bf16").unwrap();
+        let moments = candle_core::safetensors::load(saved.path().join("optimizer.safetensors"), &Device::Cpu).unwrap();
+        assert!(!moments.is_empty() && moments.values().all(|m| m.dtype() == DType::F32), "optimizer state is not f32");
+    }
+}

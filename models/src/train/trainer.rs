@@ -103,6 +103,22 @@ pub struct StepStats {
     pub step: usize,
 }
 
+/// The loss as an f32, or an error when it is NaN or infinite.
+fn finite_loss(loss: &Tensor) -> Result<f32, TrainError> {
+    let value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+    if !value.is_finite() {
+        return Err(TrainError::NonFiniteLoss(value));
+    }
+    Ok(value)
+}
+
+/// A block's output as the next block's input under checkpointing: a copy that is a variable,
+/// so that the next block runs the same (differentiable) kernels as without checkpointing and
+/// the backward can ask for its gradient, while no graph reaches back into the block before.
+fn block_input(out: &Tensor) -> Result<Tensor, TrainError> {
+    Ok(candle_core::Var::from_tensor(&out.detach())?.as_tensor().clone())
+}
+
 /// Trains one LoRA adapter registered with a model; the base weights stay frozen.
 pub struct LoraTrainer {
     params: LoraParams,
@@ -110,6 +126,7 @@ pub struct LoraTrainer {
     optimizer: TrainOptimizer,
     settings: TrainSettings,
     step: usize,
+    checkpointing: bool,
 }
 
 impl LoraTrainer {
@@ -123,6 +140,7 @@ impl LoraTrainer {
             optimizer,
             settings,
             step: 0,
+            checkpointing: false,
         })
     }
 
@@ -141,28 +159,93 @@ impl LoraTrainer {
         self.step
     }
 
-    /// The loss of a batch with the current parameters (a graph that can be back-propagated).
+    /// Turns gradient checkpointing on or off (off by default). On, the forward keeps only each
+    /// block's input and the backward recomputes one block at a time: activation memory is one
+    /// block's instead of every block's, for about one more forward pass of compute. Losses and
+    /// gradients are the same either way (the same kernels run on the same values).
+    pub fn set_gradient_checkpointing(&mut self, on: bool) {
+        self.checkpointing = on;
+    }
+
+    /// Whether gradient checkpointing is on.
+    pub fn gradient_checkpointing(&self) -> bool {
+        self.checkpointing
+    }
+
+    /// The loss of a batch with the current parameters (a graph that can be back-propagated;
+    /// with checkpointing on, only the part after the last block is a graph).
     ///
     /// The output layer runs on the scored positions only (the answer tokens), not on every
     /// position: with a 65k vocabulary it is most of the forward's work and memory otherwise.
     pub fn loss(&self, model: &Model, batch: &Batch) -> Result<Tensor, TrainError> {
         let adapter = Some(self.adapter.as_str());
+        if self.checkpointing {
+            let run = model.blockwise(&batch.input_ids, adapter)?;
+            let mut x = run.embed()?;
+            for i in 0..run.num_blocks() {
+                x = block_input(&run.block(i, &x)?)?;
+            }
+            return self.head_loss(model, &run.finish(&x)?, batch);
+        }
         let hidden = model.forward_batch_hidden(&batch.input_ids, adapter, None)?;
+        self.head_loss(model, &hidden, batch)
+    }
+
+    /// The output layer on the scored positions of `hidden` `[b, seq, h]`, then the loss.
+    fn head_loss(&self, model: &Model, hidden: &Tensor, batch: &Batch) -> Result<Tensor, TrainError> {
         let (b, seq, h) = hidden.dims3()?;
         let (rows, targets) = scored_positions(&batch.labels, b, seq, model.config().vocab_size)?;
         let picked = hidden.reshape((b * seq, h))?.index_select(&rows, 0)?.unsqueeze(0)?;
-        let logits = model.output_logits(&picked, adapter)?.squeeze(0)?;
+        let logits = model.output_logits(&picked, Some(self.adapter.as_str()))?.squeeze(0)?;
         cross_entropy(&logits, &targets)
     }
 
     /// Loss and gradients of a batch, without updating anything.
     pub fn gradients(&self, model: &Model, batch: &Batch) -> Result<(f32, GradStore), TrainError> {
-        let loss = self.loss(model, batch)?;
-        let value = loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
-        if !value.is_finite() {
-            return Err(TrainError::NonFiniteLoss(value));
+        if self.checkpointing {
+            return self.checkpointed_gradients(model, batch);
         }
+        let loss = self.loss(model, batch)?;
+        let value = finite_loss(&loss)?;
         Ok((value, loss.backward()?))
+    }
+
+    /// [`LoraTrainer::gradients`] with recomputation: a forward that keeps each block's input
+    /// (as a fresh variable, so no graph links the blocks), the backward of the head, then for
+    /// each block from the last: recompute it from its input and back-propagate the gradient
+    /// of its output, which gives its LoRA parameters' gradients and its input's.
+    fn checkpointed_gradients(&self, model: &Model, batch: &Batch) -> Result<(f32, GradStore), TrainError> {
+        let run = model.blockwise(&batch.input_ids, Some(self.adapter.as_str()))?;
+        let mut inputs = vec![run.embed()?];
+        for i in 0..run.num_blocks() {
+            let out = run.block(i, &inputs[i])?;
+            inputs.push(block_input(&out)?);
+        }
+        let last = inputs.last().ok_or_else(|| TrainError::Batch("the model has no block".into()))?.clone();
+        let loss = self.head_loss(model, &run.finish(&last)?, batch)?;
+        let value = finite_loss(&loss)?;
+        let mut grads = loss.backward()?;
+        drop(loss);
+        let vars = self.params.vars();
+        let missing = || TrainError::Batch("no gradient reached a block's output".into());
+        let mut upstream = grads.remove(&last).ok_or_else(missing)?;
+        for i in (0..run.num_blocks()).rev() {
+            let out = run.block(i, &inputs[i])?;
+            let block_grads = (out * &upstream)?.sum_all()?.backward()?;
+            for v in &vars {
+                if let Some(g) = block_grads.get(v.as_tensor()) {
+                    let sum = match grads.get(v.as_tensor()) {
+                        Some(prev) => (prev + g)?,
+                        None => g.clone(),
+                    };
+                    grads.insert(v.as_tensor(), sum);
+                }
+            }
+            if i > 0 {
+                upstream = block_grads.get(&inputs[i]).ok_or_else(missing)?.clone();
+            }
+        }
+        Ok((value, grads))
     }
 
     /// Mean loss and mean gradients over micro-batches (gradient accumulation): one update

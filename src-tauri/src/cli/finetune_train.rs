@@ -7,7 +7,7 @@ use crate::services::AppContext;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use doctorglm_finetune::probe::ProbeQuestion;
-use doctorglm_finetune::{Event, FinetuneSettings, JobControl, OptimizerKind, StopReason};
+use doctorglm_finetune::{BaseQuantization, ComputeDtype, Event, FinetuneSettings, JobControl, OptimizerKind, StopReason};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,6 +18,30 @@ pub enum OptimizerArg {
     Lion,
     /// AdamW.
     Adamw,
+}
+
+/// How the frozen base is held, on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BaseQuantArg {
+    /// Full precision.
+    F32,
+    /// 8-bit blocks (CPU).
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// 4-bit blocks (CPU).
+    #[value(name = "q4_0")]
+    Q4_0,
+}
+
+/// Compute dtype on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DtypeArg {
+    /// bf16 on CUDA, f32 on the CPU.
+    Auto,
+    /// f32.
+    F32,
+    /// bf16 (LoRA weights and optimizer state stay f32).
+    Bf16,
 }
 
 /// Arguments of `finetune train`. Every setting defaults to the DoctorGLM paper's.
@@ -107,6 +131,15 @@ pub struct TrainArgs {
     /// Most tokens of a probe answer [32].
     #[arg(long)]
     pub probe_max_tokens: Option<usize>,
+    /// Base weights: f32, or quantized to q8_0/q4_0 while loading (less memory; CPU) [f32].
+    #[arg(long, value_enum)]
+    pub base_quantization: Option<BaseQuantArg>,
+    /// Recompute activations in the backward pass (less memory, slower).
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
+    /// Compute dtype of the base and activations [auto: bf16 on CUDA, f32 on the CPU].
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeArg>,
     /// Where to train.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
@@ -180,6 +213,23 @@ pub fn settings_from(args: &TrainArgs) -> anyhow::Result<FinetuneSettings> {
     }
     if args.no_early_stop {
         s.patience = None;
+    }
+    if let Some(q) = args.base_quantization {
+        s.base_quantization = match q {
+            BaseQuantArg::F32 => BaseQuantization::F32,
+            BaseQuantArg::Q8_0 => BaseQuantization::Q8_0,
+            BaseQuantArg::Q4_0 => BaseQuantization::Q4_0,
+        };
+    }
+    if args.gradient_checkpointing {
+        s.gradient_checkpointing = true;
+    }
+    if let Some(d) = args.dtype {
+        s.dtype = match d {
+            DtypeArg::Auto => ComputeDtype::Auto,
+            DtypeArg::F32 => ComputeDtype::F32,
+            DtypeArg::Bf16 => ComputeDtype::Bf16,
+        };
     }
     if args.no_probe {
         s.probe.clear();
@@ -359,6 +409,14 @@ mod tests {
         assert_eq!(s.target_modules, vec!["query_key_value".to_string(), "dense".to_string()]);
         assert_eq!(s.probe, vec![ProbeQuestion { question: "1+1等于几？".into(), expected: vec!["2".into(), "二".into()] }]);
         assert_eq!(s.alpha, 16.0);
+        let w = Wrap::try_parse_from([
+            "x", "--base", "m", "--data", "d", "--base-quantization", "q4_0", "--gradient-checkpointing", "--dtype", "f32",
+        ])
+        .unwrap();
+        let s = settings_from(&w.args).unwrap();
+        assert_eq!((s.base_quantization, s.gradient_checkpointing, s.dtype), (BaseQuantization::Q4_0, true, ComputeDtype::F32));
+        let w = Wrap::try_parse_from(["x", "--base", "m", "--data", "d", "--base-quantization", "q4_0", "--dtype", "bf16"]).unwrap();
+        assert!(settings_from(&w.args).unwrap_err().to_string().contains("quantized base"));
     }
 
     #[test]

@@ -142,6 +142,12 @@ export interface FinetuneSettings {
   seed: number;
   probe: ProbeQuestion[];
   probe_max_tokens: number;
+  /** How the frozen base is held: full precision or quantized while loading (CPU). */
+  base_quantization: "f32" | "q8_0" | "q4_0";
+  /** Recompute activations in the backward pass (less memory, slower). */
+  gradient_checkpointing: boolean;
+  /** Compute dtype of the base and activations ("auto": bf16 on a GPU, f32 on the CPU). */
+  dtype: "auto" | "f32" | "bf16";
 }
 
 export interface TrainRequest {

@@ -140,6 +140,14 @@ describe("settings", () => {
     expect(settingsProblems(s)).toEqual(["ft.err.lr", "ft.err.rank", "ft.err.maxSteps", "ft.err.modules"]);
     expect(changedSettings({ ...paperDefaults(), rank: 16, probe: [] })).toEqual(["rank", "probe"]);
   });
+
+  it("memory settings: default f32 base without checkpointing; a quantized base cannot be bf16", () => {
+    const d = paperDefaults();
+    expect([d.base_quantization, d.gradient_checkpointing, d.dtype]).toEqual(["f32", false, "auto"]);
+    expect(settingsProblems({ ...d, base_quantization: "q4_0", gradient_checkpointing: true })).toEqual([]);
+    expect(settingsProblems({ ...d, base_quantization: "q4_0", dtype: "bf16" })).toEqual(["ft.err.quantDtype"]);
+    expect(settingsProblems({ ...d, dtype: "bf16" })).toEqual([]);
+  });
 });
 
 describe("training view", () => {

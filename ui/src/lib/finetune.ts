@@ -39,6 +39,7 @@ export function paperDefaults(): FinetuneSettings {
       { question: "一年有几个月？", expected: ["12", "十二"] },
     ],
     probe_max_tokens: 32,
+    base_quantization: "f32", gradient_checkpointing: false, dtype: "auto",
   };
 }
 
@@ -59,6 +60,7 @@ export function settingsProblems(s: FinetuneSettings): string[] {
   if (!(Number.isInteger(s.max_source) && s.max_source >= 4) || !(Number.isInteger(s.max_target) && s.max_target >= 2)) p.push("ft.err.lengths");
   if (s.target_modules.filter((m) => m.trim()).length === 0) p.push("ft.err.modules");
   if (!(Number.isFinite(s.weight_decay) && s.weight_decay >= 0)) p.push("ft.err.decay");
+  if (s.base_quantization !== "f32" && s.dtype === "bf16") p.push("ft.err.quantDtype");
   return p;
 }
 
