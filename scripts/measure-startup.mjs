@@ -1,6 +1,6 @@
 // Measures the desktop app's start-up and idle memory (a measurement, not a test).
 //
-//   xvfb-run -a node scripts/measure-startup.mjs [--app PATH] [--runs 10] [--idle 3]
+//   xvfb-run -a node scripts/measure-startup.mjs [--app PATH] [--runs 10] [--idle 3] [--cold]
 //   (scripts/measure-startup.sh builds the release app and runs this under Xvfb)
 //
 // Each run starts the app with no arguments (the window) on one data folder and times, from
@@ -9,7 +9,11 @@
 // `interface ready elapsed_ms=…` (time since `main`). After `--idle` seconds it reads the memory
 // of the app and its WebKit processes (RSS, and PSS which counts shared pages once), then ends
 // them. Prints each run, then median and p95.
-import { spawn } from "node:child_process";
+//
+// `--cold` drops the app's files from the page cache before each run (the executable, the
+// shared libraries it and WebKit's helper processes load, and those helpers; GNU dd's
+// `iflag=nocache count=0`), as after a reboot. Pages other running programs have mapped stay.
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -27,6 +31,7 @@ const app = path.resolve(
 const runs = Number(opt("runs", "10"));
 const idleSeconds = Number(opt("idle", "3"));
 const timeoutMs = 60_000;
+const cold = args.includes("--cold");
 
 if (!process.env.DISPLAY && !process.env.WAYLAND_DISPLAY) {
   console.error("no display: run under xvfb-run (scripts/measure-startup.sh does)");
@@ -80,6 +85,38 @@ function memory(pid) {
     }
   }
   return rows;
+}
+
+/** Shared libraries `exe` loads (from ldd). */
+function libraries(exe) {
+  const out = spawnSync("ldd", [exe], { encoding: "utf8" }).stdout ?? "";
+  return [...out.matchAll(/=>\s+(\/\S+)/g)].map((m) => m[1]);
+}
+
+/** The files a cold start reads: the app, WebKit's helper executables, and their libraries. */
+function startFiles() {
+  const files = new Set([app]);
+  const appLibs = libraries(app);
+  const webkit = appLibs.find((l) => /libwebkit2gtk-4\.1\.so/.test(l));
+  const helpers = [];
+  if (webkit) {
+    const dir = path.join(path.dirname(webkit), "webkit2gtk-4.1");
+    try {
+      for (const f of readdirSync(dir)) helpers.push(path.join(dir, f));
+    } catch {
+      // no helper folder here
+    }
+  }
+  for (const exe of [app, ...helpers]) {
+    files.add(exe);
+    for (const lib of exe === app ? appLibs : libraries(exe)) files.add(lib);
+  }
+  return [...files];
+}
+
+/** Asks the kernel to drop these files' pages from the page cache. */
+function evict(files) {
+  for (const f of files) spawnSync("dd", [`if=${f}`, "iflag=nocache", "count=0", "status=none"]);
 }
 
 const ansi = /\x1b\[[0-9;]*m/g;
@@ -140,9 +177,12 @@ const median = (v) => {
 const dataDir = mkdtempSync(path.join(tmpdir(), "doctorglm-startup-"));
 const results = [];
 try {
-  console.log(`app: ${app}\nruns: ${runs}, idle ${idleSeconds} s before reading memory\n`);
+  const coldFiles = cold ? startFiles() : [];
+  console.log(`app: ${app}\nruns: ${runs}, idle ${idleSeconds} s before reading memory`);
+  console.log(cold ? `cold: ${coldFiles.length} files dropped from the page cache before each run\n` : "");
   console.log("run  spawn→ready ms  main→ready ms  RSS MiB (all)  PSS MiB (all)  processes");
   for (let i = 1; i <= runs; i++) {
+    if (cold) evict(coldFiles);
     const r = await once(dataDir);
     const rss = r.mem.reduce((a, m) => a + m.rssKiB, 0) / 1024;
     const pss = r.mem.reduce((a, m) => a + m.pssKiB, 0) / 1024;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the release app and measures start-up to an interactive window and idle memory under
 # Xvfb (see scripts/measure-startup.mjs). Arguments go to the script, e.g. --runs 20.
-# Set DOCTORGLM_APP to measure an already built binary.
+# Set DOCTORGLM_APP to measure an already built binary; --cold drops its files from the page cache
+# before each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${DOCTORGLM_APP:-}" ]; then
