@@ -1,7 +1,8 @@
 //! `doctorglm chat`: a conversation in the terminal.
 use super::ask::{print_event, GenerationArgs};
 use crate::services::chat::{self, AskRequest, ChatEvent};
-use crate::services::{AppContext, CancelFlag};
+use crate::error::AppError;
+use crate::services::{models, AppContext, CancelFlag};
 use std::io::{BufRead, Write};
 
 /// `doctorglm chat` options.
@@ -22,6 +23,10 @@ fn ends_the_conversation(line: &str) -> bool {
 /// Runs `doctorglm chat`.
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let ctx = AppContext::open_default()?;
+    // Nothing could be answered: say so before the first question is typed.
+    if args.generation.model.is_none() && models::list(&ctx)?.models.is_empty() {
+        return Err(AppError::NoModel.into());
+    }
     let mut conversation_id = args.conversation.clone();
     eprintln!("DoctorGLM — answers need a clinician's judgement. An empty line, /quit or Ctrl-D ends the conversation.");
     let stdin = std::io::stdin();
