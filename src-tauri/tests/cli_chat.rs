@@ -147,7 +147,10 @@ fn a_saved_conversation_continues_with_its_history() {
 fn without_a_model_it_says_how_to_import_one() {
     let data = tempfile::tempdir().unwrap();
     let out = chat(data.path(), &[], "发热\n");
+    assert!(!out.status.success(), "nothing can be answered: {}", text(&out));
     assert!(text(&out).contains("doctorglm models import"), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.lines().any(|l| l.starts_with('>')), "no prompt for a question: {err}");
     assert!(!text(&out).contains("panicked"), "{}", text(&out));
     assert!(exported(data.path()).is_empty(), "nothing is saved without a model");
 }
