@@ -14,20 +14,18 @@ pub struct ActQ8 {
     pub qs: Vec<i8>,
     /// Sum of the block's `qs`.
     pub sums: Vec<i32>,
-    /// The same values rearranged for the AVX-512 VNNI kernels of one weight format
+    /// The same values rearranged for the VNNI kernels of one weight format
     /// ([`ActQ8::pack_for`]); `None` for the other kernels.
     pub(crate) packed: Option<Packed>,
 }
 
-/// An activation laid out so that each 64-byte load lines up with the weight nibbles or bytes a
-/// VNNI kernel unpacks from one 512-bit load, with per-lane scales and offset corrections.
+/// An activation laid out so that each register load lines up with the weight nibbles a
+/// VNNI kernel unpacks from one load of weights, with per-lane scales and offset corrections.
 ///
-/// - Q4_0, per group of four blocks (128 values): `qs` holds the four blocks' first halves
-///   (64 bytes) then their second halves; `corr` 16 lanes, lane `4k` = −8 · Σ qs of block `k`
-///   (the nibbles' offset); `dx` 16 lanes, lanes `4k..4k+4` = the scale of block `k`.
-/// - Q8_0, per pair of blocks: `qs` is empty (the plain `qs` already lines up); `corr` lane `8k`
-///   = −128 · Σ qs of block `k` (the weights are made unsigned by adding 128); `dx` lanes
-///   `8k..8k+8` = the scale of block `k`.
+/// - Q4_0, per group of `group` blocks (four for 512-bit registers, two for 256-bit): `qs` holds
+///   the blocks' first halves (16 bytes each) then their second halves; `corr` four lanes per
+///   block, the first = −8 · Σ qs of the block (the nibbles' offset), the others 0; `dx` four
+///   lanes per block = its scale.
 /// - Q4_K, per super-block (eight 32-value sub-blocks): `qs` four 64-byte registers holding
 ///   sub-blocks (0, 2), (1, 3), (4, 6), (5, 7); `dx` their scales per lane (4 × 16); `dsum` the
 ///   eight `d · Σ qs` in order (for the sub-block minimums).
@@ -35,7 +33,9 @@ pub struct ActQ8 {
 pub(crate) struct Packed {
     /// The weight format this layout serves.
     pub format: QuantFormat,
-    /// Rearranged quantized values (empty for Q8_0).
+    /// Blocks per register step: Q4_0 groups of 4 (512-bit kernels) or 2 (256-bit); 1 otherwise.
+    pub group: usize,
+    /// Rearranged quantized values.
     pub qs: Vec<i8>,
     /// Integer corrections added to each register's sums.
     pub corr: Vec<i32>,
@@ -83,36 +83,33 @@ impl ActQ8 {
         debug_assert_eq!(self.d.len(), nb);
     }
 
-    /// Adds the layout of the AVX-512 VNNI kernel for `format` (see [`Packed`]). Only whole
-    /// groups are packed (Q4_0: four blocks, Q8_0: two); the kernels do the rest from the plain fields.
-    pub(crate) fn pack_for(&mut self, format: QuantFormat) {
+    /// Adds the layout of a VNNI kernel for `format` (see [`Packed`]); `group` is the number of
+    /// Q4_0 blocks per register (4 or 2). Only whole Q4_0 groups are packed; the kernels do the
+    /// rest from the plain fields.
+    pub(crate) fn pack_for(&mut self, format: QuantFormat, group: usize) {
         let nb = self.d.len();
-        let mut p = Packed { format, qs: Vec::new(), corr: Vec::new(), dx: Vec::new(), dsum: Vec::new() };
+        let group = if format == QuantFormat::Q4_0 { group.max(1) } else { 1 };
+        let mut p = Packed { format, group, qs: Vec::new(), corr: Vec::new(), dx: Vec::new(), dsum: Vec::new() };
         match format {
             QuantFormat::Q4_0 => {
-                let groups = nb / 4;
-                p.qs.reserve(groups * 128);
+                let groups = nb / group;
+                p.qs.reserve(groups * group * QK);
                 for g in 0..groups {
                     for half in 0..2 {
-                        for k in 0..4 {
-                            let at = (4 * g + k) * QK + 16 * half;
+                        for k in 0..group {
+                            let at = (group * g + k) * QK + 16 * half;
                             p.qs.extend_from_slice(&self.qs[at..at + 16]);
                         }
                     }
-                    for k in 0..4 {
-                        let b = 4 * g + k;
+                    for k in 0..group {
+                        let b = group * g + k;
                         p.corr.extend_from_slice(&[-8 * self.sums[b], 0, 0, 0]);
                         p.dx.extend_from_slice(&[self.d[b]; 4]);
                     }
                 }
             }
-            QuantFormat::Q8_0 => {
-                for b in 0..nb / 2 * 2 {
-                    p.corr.push(-128 * self.sums[b]);
-                    p.corr.extend_from_slice(&[0; 7]);
-                    p.dx.extend_from_slice(&[self.d[b]; 8]);
-                }
-            }
+            // No VNNI kernel reads a packed Q8_0 activation (see `x86_vnni`).
+            QuantFormat::Q8_0 => return,
             QuantFormat::Q4K => {
                 let nsb = nb / 8;
                 p.qs.reserve(nsb * 256);
@@ -134,9 +131,10 @@ impl ActQ8 {
         self.packed = Some(p);
     }
 
-    /// The packed layout when it was made for `format`.
-    pub(crate) fn packed_for(&self, format: QuantFormat) -> Option<&Packed> {
-        self.packed.as_ref().filter(|p| p.format == format)
+    /// The packed layout when it was made for `format` with `group` Q4_0 blocks per register
+    /// (any group for the other formats).
+    pub(crate) fn packed_for(&self, format: QuantFormat, group: usize) -> Option<&Packed> {
+        self.packed.as_ref().filter(|p| p.format == format && (format != QuantFormat::Q4_0 || p.group == group))
     }
 
     /// Number of values.

@@ -1,4 +1,4 @@
-//! Run-time choice of the dot-product kernels (scalar, AVX2, AVX-512, AVX-512 VNNI, NEON).
+//! Run-time choice of the dot-product kernels (scalar, AVX2, AVX-VNNI, AVX-512, AVX-512 VNNI, NEON).
 
 use std::sync::OnceLock;
 
@@ -11,6 +11,8 @@ enum Isa {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
     #[cfg(target_arch = "x86_64")]
     Avx512,
     #[cfg(target_arch = "x86_64")]
@@ -42,6 +44,9 @@ impl Kernel {
             let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
             if avx2 {
                 v.push(Kernel(Isa::Avx2));
+                if is_x86_feature_detected!("avxvnni") {
+                    v.push(Kernel(Isa::AvxVnni));
+                }
                 if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
                     v.push(Kernel(Isa::Avx512));
                     if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vbmi") {
@@ -59,7 +64,7 @@ impl Kernel {
         v
     }
 
-    /// The fastest kernel set of this CPU (detected once). `DOCTORGLM_KERNEL=scalar|avx2|avx512|avx512vnni|neon`
+    /// The fastest kernel set of this CPU (detected once). `DOCTORGLM_KERNEL=scalar|avx2|avxvnni|avx512|avx512vnni|neon`
     /// picks a slower one when it is available (for comparisons).
     pub fn best() -> Kernel {
         static BEST: OnceLock<Kernel> = OnceLock::new();
@@ -75,12 +80,14 @@ impl Kernel {
         })
     }
 
-    /// The kernel set's name: `scalar`, `avx2`, `avx512`, `avx512vnni` or `neon`.
+    /// The kernel set's name: `scalar`, `avx2`, `avxvnni`, `avx512`, `avx512vnni` or `neon`.
     pub fn name(self) -> &'static str {
         match self.0 {
             Isa::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => "avxvnni",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => "avx512",
             #[cfg(target_arch = "x86_64")]
@@ -96,8 +103,10 @@ impl Kernel {
     pub fn prepare(self, format: QuantFormat, x: &[f32]) -> ActQ8 {
         let mut act = ActQ8::quantize(x);
         #[cfg(target_arch = "x86_64")]
-        if self.0 == Isa::Avx512Vnni {
-            act.pack_for(format);
+        match (self.0, format) {
+            (Isa::Avx512Vnni, QuantFormat::Q4_0 | QuantFormat::Q4K) => act.pack_for(format, 4),
+            (Isa::AvxVnni, QuantFormat::Q4_0) => act.pack_for(format, 2),
+            _ => {}
         }
         let _ = format;
         act
@@ -121,6 +130,16 @@ impl Kernel {
                 }
             },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: Kernel(Isa::AvxVnni) exists only where avx2, fma, f16c and avxvnni were detected.
+            Isa::AvxVnni => unsafe {
+                match (format, act.packed_for(format, 2)) {
+                    (QuantFormat::Q8_0, _) => super::x86::dot_q8_0_avx2(row, act),
+                    (QuantFormat::Q4_0, Some(p)) => super::x86_avx_vnni::dot_q4_0(row, act, p),
+                    (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx2(row, act),
+                    (QuantFormat::Q4K, _) => super::x86_avx_vnni::dot_q4k(row, act),
+                }
+            },
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: Kernel(Isa::Avx512) exists only where avx2, fma, f16c, avx512f and avx512bw were detected.
             Isa::Avx512 => unsafe {
                 match format {
@@ -133,11 +152,10 @@ impl Kernel {
             // SAFETY: Kernel(Isa::Avx512Vnni) exists only where avx2, fma, f16c, avx512f, avx512bw,
             // avx512vnni and avx512vbmi were detected (a superset of what the AVX-512 kernels need).
             Isa::Avx512Vnni => unsafe {
-                match (format, act.packed_for(format)) {
-                    (QuantFormat::Q8_0, Some(p)) => super::x86_vnni::dot_q8_0(row, act, p),
+                match (format, act.packed_for(format, 4)) {
+                    (QuantFormat::Q8_0, _) => super::x86::dot_q8_0_avx512(row, act),
                     (QuantFormat::Q4_0, Some(p)) => super::x86_vnni::dot_q4_0(row, act, p),
                     (QuantFormat::Q4K, Some(p)) => super::x86_vnni::dot_q4k(row, act, p),
-                    (QuantFormat::Q8_0, None) => super::x86::dot_q8_0_avx512(row, act),
                     (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx512(row, act),
                     (QuantFormat::Q4K, None) => super::x86::dot_q4k_avx2(row, act),
                 }

@@ -4,8 +4,8 @@
 //! - `format`: the block formats (Q8_0, Q4_0, Q4_K) and their byte layouts.
 //! - `reference`: portable scalar quantize / dequantize / dot (the reference for every kernel).
 //! - `activation`: activations quantized to 8 bits per 32-value block.
-//! - `kernel`: run-time choice of scalar, AVX2, AVX-512, AVX-512 VNNI or NEON dot products.
-//! - `x86`, `x86_vnni`, `neon`: the SIMD kernels (AVX2 / AVX-512, AVX-512 VNNI, NEON).
+//! - `kernel`: run-time choice of scalar, AVX2, AVX-VNNI, AVX-512, AVX-512 VNNI or NEON dot products.
+//! - `x86`, `x86_avx_vnni`, `x86_vnni`, `neon`: the SIMD kernels (AVX2 / AVX-512, AVX-VNNI, AVX-512 VNNI, NEON).
 //! - `matrix`: [`QMatrix`], a quantized matrix with multi-threaded matrix-vector and small-matrix products.
 //! - `gguf`: streaming GGUF writer and memory-mapped reader (the quantization cache format).
 //! - `cache`: the quantized model cache (every tensor of a quantized model, memory-mapped on later starts).
@@ -33,6 +33,8 @@ pub mod thudm_int4;
 pub(crate) mod testutil;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx_vnni;
 #[cfg(target_arch = "x86_64")]
 mod x86_vnni;
 

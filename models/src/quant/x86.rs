@@ -84,6 +84,24 @@ pub(super) fn check(row: &[u8], block_bytes: usize, act: &ActQ8) -> usize {
     nb
 }
 
+/// The eight 6-bit scales and eight 6-bit minimums of a Q4_K super-block (its 12 packed bytes
+/// as three little-endian words), each as eight bytes of a u64.
+#[inline]
+pub(super) fn q4k_scales_mins(w0: u32, w1: u32, w2: u32) -> (u64, u64) {
+    const LOW6: u32 = 0x3F3F_3F3F;
+    const LOW4: u32 = 0x0F0F_0F0F;
+    const TOP2: u32 = 0x0303_0303;
+    let sc_hi = (w2 & LOW4) | (((w0 >> 6) & TOP2) << 4);
+    let mn_hi = ((w2 >> 4) & LOW4) | (((w1 >> 6) & TOP2) << 4);
+    ((w0 & LOW6) as u64 | (sc_hi as u64) << 32, (w1 & LOW6) as u64 | (mn_hi as u64) << 32)
+}
+
+/// Eight bytes (of a u64) as eight f32 times `f`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn bytes_f32(v: u64, f: f32) -> __m256 {
+    _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v as i64))), _mm256_set1_ps(f))
+}
+
 /// Q8_0 row · activation with AVX2.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q8_0_avx2(row: &[u8], act: &ActQ8) -> f32 {

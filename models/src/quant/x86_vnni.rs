@@ -4,8 +4,9 @@
 //! - Q4_0: the nibbles (0..15) are the unsigned side; the activation's `−8 · Σ a` correction
 //!   starts each register's sum. Four blocks (72 bytes) are gathered into one register with one
 //!   two-source byte permutation.
-//! - Q8_0: the signed weights are made unsigned by adding 128 (`xor 0x80`); the correction
-//!   `−128 · Σ a` starts the sum.
+//! - Q8_0 has no VNNI kernel: making the weights unsigned (`xor 0x80`, with `−128 · Σ a` as the
+//!   start) and gathering two 34-byte blocks cost what the AVX-512 kernel's sign trick costs; it
+//!   measured 5–10% slower single-threaded, and Q8_0 decoding is bound by memory anyway.
 //! - Q4_K: the nibbles are the unsigned side; the sub-block minimums use the activation's sums.
 //!
 //! The activation is rearranged once per product ([`Packed`]) so that every register of weights
@@ -16,8 +17,8 @@
 use std::arch::x86_64::*;
 
 use super::activation::{ActQ8, Packed};
-use super::format::{Q4_0_BYTES, Q4_K_BYTES, Q8_0_BYTES, QK, QK_K};
-use super::x86::{as_bytes, check, f16_to_f32, hsum256, load32, mul_sum_i8, q4_0_block};
+use super::format::{Q4_0_BYTES, Q4_K_BYTES, QK_K};
+use super::x86::{as_bytes, bytes_f32, check, f16_to_f32, hsum256, q4_0_block, q4k_scales_mins};
 
 /// How far ahead of the bytes being read the kernels prefetch (bytes).
 pub(super) const PREFETCH: usize = 512;
@@ -43,32 +44,6 @@ const Q4_0_SCALES: [u8; 64] = {
     while l < 16 {
         idx[2 * l] = (18 * (l / 4)) as u8;
         idx[2 * l + 1] = (18 * (l / 4) + 1) as u8;
-        l += 1;
-    }
-    idx
-};
-
-/// vpermt2b indices gathering the 2 × 32 weight bytes of two Q8_0 blocks from two loads: bytes
-/// 0..64 of the pair (indices 0..64) and bytes 4..68 (indices 64..128).
-const Q8_0_GATHER: [u8; 64] = {
-    let mut idx = [0u8; 64];
-    let mut i = 0;
-    while i < 64 {
-        let src = if i < 32 { 2 + i } else { 4 + i };
-        idx[i] = if src < 64 { src as u8 } else { (64 + src - 4) as u8 };
-        i += 1;
-    }
-    idx
-};
-
-/// vpermb indices putting block `k`'s f16 scale (bytes 34k, 34k + 1 of a Q8_0 pair) in 16-bit
-/// lanes `8k..8k + 8` of the low 256 bits.
-const Q8_0_SCALES: [u8; 64] = {
-    let mut idx = [0u8; 64];
-    let mut l = 0;
-    while l < 16 {
-        idx[2 * l] = (34 * (l / 8)) as u8;
-        idx[2 * l + 1] = (34 * (l / 8) + 1) as u8;
         l += 1;
     }
     idx
@@ -102,7 +77,7 @@ fn load_idx(idx: &[u8; 64]) -> __m512i {
 pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
     let nb = check(row, Q4_0_BYTES, act);
     let groups = nb / 4;
-    assert!(p.qs.len() == groups * 128 && p.corr.len() == groups * 16 && p.dx.len() == groups * 16);
+    assert!(p.group == 4 && p.qs.len() == groups * 128 && p.corr.len() == groups * 16 && p.dx.len() == groups * 16);
     let gather = load_idx(&Q4_0_GATHER);
     let scales = load_idx(&Q4_0_SCALES);
     let m4 = _mm512_set1_epi8(0x0F);
@@ -153,80 +128,6 @@ pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
         total += hsum256(_mm256_cvtepi32_ps(s)) * f16_to_f32(&row[b * Q4_0_BYTES..]) * act.d[b];
     }
     total
-}
-
-/// Q8_0 row · activation.
-///
-/// Panics unless `p` was packed for Q8_0 from `act` and the lengths agree.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-pub(super) fn dot_q8_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
-    let nb = check(row, Q8_0_BYTES, act);
-    let pairs = nb / 2;
-    assert!(p.corr.len() == pairs * 16 && p.dx.len() == pairs * 16);
-    let gather = load_idx(&Q8_0_GATHER);
-    let scales = load_idx(&Q8_0_SCALES);
-    let flip = _mm512_set1_epi8(-128);
-    let (rp, ap, cp, dp) = (row.as_ptr(), act.qs.as_ptr() as *const u8, p.corr.as_ptr(), p.dx.as_ptr());
-    // One pair of blocks against its activation, added to `acc`.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-    unsafe fn pair(acc: __m512, w: *const u8, a: *const u8, c: *const i32, d: *const f32, ix: [__m512i; 3]) -> __m512 {
-        // SAFETY: the caller guarantees 68 bytes at `w`, 64 at `a`, 16 lanes at `c` and `d`.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(PREFETCH) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(PREFETCH + 64) as *const i8);
-            let x0 = _mm512_loadu_si512(w as *const __m512i);
-            let x1 = _mm512_loadu_si512(w.add(4) as *const __m512i);
-            let q = _mm512_xor_si512(_mm512_permutex2var_epi8(x0, ix[0], x1), ix[2]);
-            let s = _mm512_dpbusd_epi32(_mm512_loadu_si512(c as *const __m512i), q, _mm512_loadu_si512(a as *const __m512i));
-            let dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi8(ix[1], x0)));
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_loadu_ps(d)), acc)
-        }
-    }
-    let ix = [gather, scales, flip];
-    let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-    let mut i = 0;
-    // SAFETY: `check` and the assert above prove that pair `i < pairs` has its 68 weight bytes at
-    // `rp + 68i` (read as [0, 64) and [4, 68)), 64 activation bytes and 16 corrections and scales.
-    unsafe {
-        let at = |i: usize| (rp.add(i * 2 * Q8_0_BYTES), ap.add(i * 64), cp.add(i * 16), dp.add(i * 16));
-        while i + 2 <= pairs {
-            let (w, a, c, d) = at(i);
-            acc0 = pair(acc0, w, a, c, d, ix);
-            let (w, a, c, d) = at(i + 1);
-            acc1 = pair(acc1, w, a, c, d, ix);
-            i += 2;
-        }
-        if i < pairs {
-            let (w, a, c, d) = at(i);
-            acc0 = pair(acc0, w, a, c, d, ix);
-        }
-    }
-    let mut total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-    if nb % 2 == 1 {
-        let b = nb - 1;
-        let s = mul_sum_i8(load32(row, b * Q8_0_BYTES + 2), load32(as_bytes(&act.qs), b * QK));
-        total += hsum256(_mm256_cvtepi32_ps(s)) * f16_to_f32(&row[b * Q8_0_BYTES..]) * act.d[b];
-    }
-    total
-}
-
-/// The eight 6-bit scales and eight 6-bit minimums of a Q4_K super-block (its 12 packed bytes
-/// as three little-endian words), each as eight bytes of a u64.
-#[inline]
-fn q4k_scales_mins(w0: u32, w1: u32, w2: u32) -> (u64, u64) {
-    const LOW6: u32 = 0x3F3F_3F3F;
-    const LOW4: u32 = 0x0F0F_0F0F;
-    const TOP2: u32 = 0x0303_0303;
-    let sc_hi = (w2 & LOW4) | (((w0 >> 6) & TOP2) << 4);
-    let mn_hi = ((w2 >> 4) & LOW4) | (((w1 >> 6) & TOP2) << 4);
-    ((w0 & LOW6) as u64 | (sc_hi as u64) << 32, (w1 & LOW6) as u64 | (mn_hi as u64) << 32)
-}
-
-/// Eight bytes (of a u64) as eight f32 times `f`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-fn bytes_f32(v: u64, f: f32) -> __m256 {
-    _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v as i64))), _mm256_set1_ps(f))
 }
 
 /// Q4_K row · activation.

@@ -1,0 +1,108 @@
+//! x86-64 AVX-VNNI kernels (256-bit `vpdpbusd` with AVX2, FMA and F16C): the CPUs that have
+//! VNNI without AVX-512 (Alder Lake and later client cores). The same scheme as `x86_vnni` on
+//! half-width registers: Q4_0 takes two blocks per register against an activation packed in
+//! pairs, Q4_K one 32-value sub-block per register against the plain activation (its chunks
+//! already line up). Q8_0 stays on the AVX2 kernel (a VNNI version measured no faster). Every
+//! loop prefetches ahead of the row.
+//! Callers must only call these after run-time detection of the features (see `kernel::Kernel`).
+
+use std::arch::x86_64::*;
+
+use super::activation::{ActQ8, Packed};
+use super::format::{Q4_0_BYTES, Q4_K_BYTES, QK, QK_K};
+use super::x86::{as_bytes, bytes_f32, check, f16_to_f32, hsum256, prefetch, q4_0_block, q4k_scales_mins};
+
+/// Two Q4_0 blocks at `w` (36 bytes) against their packed activation, added to `acc`.
+///
+/// # Safety
+/// 36 bytes at `w`, 64 at `a`, 8 lanes at `c` and `d`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn q4_0_pair(acc: __m256, w: *const u8, a: *const u8, c: *const i32, d: *const f32) -> __m256 {
+    // SAFETY: the caller guarantees every byte read here exists.
+    unsafe {
+        let q = _mm256_loadu2_m128i(w.add(Q4_0_BYTES + 2) as *const __m128i, w.add(2) as *const __m128i);
+        let m4 = _mm256_set1_epi8(0x0F);
+        let lo = _mm256_and_si256(q, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+        let corr = _mm256_loadu_si256(c as *const __m256i);
+        let s = _mm256_dpbusd_avx_epi32(corr, lo, _mm256_loadu_si256(a as *const __m256i));
+        let s = _mm256_dpbusd_avx_epi32(s, hi, _mm256_loadu_si256(a.add(32) as *const __m256i));
+        let d0 = std::ptr::read_unaligned(w as *const u16) as u32;
+        let d1 = std::ptr::read_unaligned(w.add(Q4_0_BYTES) as *const u16) as u32;
+        let dw = _mm_cvtph_ps(_mm_cvtsi32_si128((d0 | (d1 << 16)) as i32));
+        let dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dw), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_loadu_ps(d)), acc)
+    }
+}
+
+/// Q4_0 row · activation (activation packed in pairs).
+///
+/// Panics unless `p` was packed for Q4_0 in pairs from `act` and the lengths agree.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
+    let nb = check(row, Q4_0_BYTES, act);
+    let pairs = nb / 2;
+    assert!(p.group == 2 && p.qs.len() == pairs * 64 && p.corr.len() == pairs * 8 && p.dx.len() == pairs * 8);
+    let (rp, ap, cp, dp) = (row.as_ptr(), p.qs.as_ptr() as *const u8, p.corr.as_ptr(), p.dx.as_ptr());
+    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    // SAFETY: `check` and the assert prove 36 weight bytes at `rp + 36i`, 64 packed activation
+    // bytes and 8 corrections and scales for every pair `i < pairs`.
+    unsafe {
+        while i + 2 <= pairs {
+            prefetch(row, i * 2 * Q4_0_BYTES, 4 * Q4_0_BYTES);
+            acc0 = q4_0_pair(acc0, rp.add(i * 2 * Q4_0_BYTES), ap.add(i * 64), cp.add(i * 8), dp.add(i * 8));
+            acc1 = q4_0_pair(acc1, rp.add((i + 1) * 2 * Q4_0_BYTES), ap.add((i + 1) * 64), cp.add((i + 1) * 8), dp.add((i + 1) * 8));
+            i += 2;
+        }
+        if i < pairs {
+            acc0 = q4_0_pair(acc0, rp.add(i * 2 * Q4_0_BYTES), ap.add(i * 64), cp.add(i * 8), dp.add(i * 8));
+        }
+    }
+    let mut total = hsum256(_mm256_add_ps(acc0, acc1));
+    if nb % 2 == 1 {
+        let b = nb - 1;
+        let s = q4_0_block(row, as_bytes(&act.qs), &act.sums, b);
+        total += hsum256(_mm256_cvtepi32_ps(s)) * f16_to_f32(&row[b * Q4_0_BYTES..]) * act.d[b];
+    }
+    total
+}
+
+/// Q4_K row · activation (the plain activation: each 32-byte chunk's low nibbles are one
+/// sub-block, its high nibbles the next).
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub(super) fn dot_q4k(row: &[u8], act: &ActQ8) -> f32 {
+    let nsb = row.len() / Q4_K_BYTES;
+    assert!(row.len() == nsb * Q4_K_BYTES && act.qs.len() == nsb * QK_K && act.d.len() == nsb * 8 && act.sums.len() == nsb * 8);
+    let a = as_bytes(&act.qs);
+    let m4 = _mm256_set1_epi8(0x0F);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut mins = _mm256_setzero_ps();
+    let mut scales = [0f32; 8];
+    for sb in 0..nsb {
+        prefetch(row, sb * Q4_K_BYTES, Q4_K_BYTES);
+        let blk = &row[sb * Q4_K_BYTES..(sb + 1) * Q4_K_BYTES];
+        let word = |at: usize| u32::from_le_bytes([blk[at], blk[at + 1], blk[at + 2], blk[at + 3]]);
+        let (sc, mn) = q4k_scales_mins(word(4), word(8), word(12));
+        let da = &act.d[sb * 8..sb * 8 + 8];
+        let sums = &act.sums[sb * 8..sb * 8 + 8];
+        // SAFETY: `da` and `sums` are eight entries each.
+        let (da, sums) = unsafe { (_mm256_loadu_ps(da.as_ptr()), _mm256_cvtepi32_ps(_mm256_loadu_si256(sums.as_ptr() as *const __m256i))) };
+        let sv = _mm256_mul_ps(bytes_f32(sc, f16_to_f32(blk)), da);
+        // SAFETY: `scales` is eight f32.
+        unsafe { _mm256_storeu_ps(scales.as_mut_ptr(), sv) };
+        mins = _mm256_fmadd_ps(bytes_f32(mn, f16_to_f32(&blk[2..])), _mm256_mul_ps(da, sums), mins);
+        for j in 0..4 {
+            let q = super::x86::load32(blk, 16 + 32 * j);
+            let ab = sb * 8 + 2 * j;
+            let lo = _mm256_and_si256(q, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+            let plo = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), lo, super::x86::load32(a, ab * QK));
+            let phi = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), hi, super::x86::load32(a, (ab + 1) * QK));
+            acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(plo), _mm256_set1_ps(scales[2 * j]), acc[0]);
+            acc[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(phi), _mm256_set1_ps(scales[2 * j + 1]), acc[1]);
+        }
+    }
+    hsum256(_mm256_add_ps(acc[0], acc[1])) - hsum256(mins)
+}
