@@ -22,7 +22,22 @@ fn attach_parent_console() {
     }
 }
 
+/// Lets a subcommand whose reader goes away (`doctorglm knowledge search 高血压 | head`) end
+/// quietly, as command-line tools do, instead of panicking in `println!`. Rust ignores SIGPIPE
+/// by default; the window keeps that (its IPC sockets must not kill it), only subcommands reset it.
+#[cfg(unix)]
+fn default_sigpipe() {
+    // SAFETY: resets one signal's disposition at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    if std::env::args_os().len() > 1 {
+        default_sigpipe();
+    }
     #[cfg(all(windows, not(debug_assertions)))]
     if std::env::args_os().len() > 1 {
         attach_parent_console();

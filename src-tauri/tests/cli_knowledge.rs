@@ -230,3 +230,24 @@ fn ctrl_c_stops_an_import_cleanly() {
     let lib = doctorglm_knowledge::Library::load(&user).unwrap();
     assert_eq!((lib.len(), lib.skipped.len()), (written, 0), "every written document loads: {:?}", lib.skipped);
 }
+
+/// `doctorglm knowledge search 高血压 | head -1`: the reader leaves early; the command ends
+/// quietly (killed by SIGPIPE like other tools), without a panic message.
+#[cfg(unix)]
+#[test]
+fn a_reader_that_leaves_early_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = command(data.path(), &["knowledge", "search", "高血压"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the doctorglm binary starts");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    const SIGPIPE: i32 = 13; // on Linux and macOS
+    assert!(out.status.success() || out.status.signal() == Some(SIGPIPE), "{:?} {stderr}", out.status);
+}
