@@ -94,9 +94,38 @@ fn markdown(conversation: &Conversation, messages: &[Message]) -> String {
             out.push_str(&format!("\n> {}\n", facts.join(" · ")));
         }
         if let Some(sources) = &m.sources {
-            if !sources.is_null() && sources.as_array().is_none_or(|a| !a.is_empty()) {
-                out.push_str(&format!("> Sources: {sources}\n"));
-            }
+            out.push_str(&sources_markdown(sources));
+        }
+    }
+    out
+}
+
+/// The designer's record of an answer (`{keywords, diseases, sections: [{disease, title, text}]}`)
+/// as quoted lines a reader can follow: keywords, then one line per library section used.
+/// Anything of another shape is written as compact JSON, so nothing stored is left out.
+fn sources_markdown(sources: &serde_json::Value) -> String {
+    let empty = sources.is_null() || sources.as_array().is_some_and(|a| a.is_empty());
+    if empty {
+        return String::new();
+    }
+    if !sources.is_object() || sources.get("sections").is_none() {
+        return format!("> Sources: {sources}\n");
+    }
+    let mut out = String::new();
+    let keywords: Vec<&str> = sources
+        .get("keywords")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|k| k.as_str()).collect())
+        .unwrap_or_default();
+    if !keywords.is_empty() {
+        out.push_str(&format!("> Keywords: {}\n", keywords.join("、")));
+    }
+    let sections = sources.get("sections").and_then(|v| v.as_array()).map(Vec::as_slice).unwrap_or_default();
+    if !sections.is_empty() {
+        out.push_str(">\n> Sources (disease library, reference material to be verified):\n");
+        for section in sections {
+            let field = |f: &str| section.get(f).and_then(|v| v.as_str()).unwrap_or("?");
+            out.push_str(&format!("> - {} — {}\n", field("disease"), field("title")));
         }
     }
     out
@@ -170,6 +199,7 @@ mod tests {
         assert!(md.contains("右下腹痛一天"));
         assert!(md.contains("考虑阑尾炎。"));
         assert!(md.contains("model chatglm-6b · 12 tokens"));
+        assert!(!md.contains("Sources"), "an answer without sources lists none");
 
         let path = dir.path().join("out.json");
         store.export_conversation_to(c.id, ExportFormat::Json, &path).unwrap();
@@ -185,5 +215,25 @@ mod tests {
         assert_eq!(exports[0].detail["format"], "json");
         assert_eq!(exports[1].detail["format"], "markdown");
         assert!(store.export_conversation(9999, ExportFormat::Json).is_err());
+    }
+
+    #[test]
+    fn markdown_lists_the_designer_sources_readably() {
+        let sources = serde_json::json!({
+            "keywords": ["右下腹痛", "发热"],
+            "diseases": [{"name": "急性阑尾炎", "score": 3.2}],
+            "sections": [
+                {"disease": "急性阑尾炎", "title": "症状", "text": "转移性右下腹痛……"},
+                {"disease": "急性阑尾炎", "title": "治疗", "text": "手术……"}
+            ]
+        });
+        let md = sources_markdown(&sources);
+        assert!(md.contains("> Keywords: 右下腹痛、发热\n"), "{md}");
+        assert!(md.contains("> - 急性阑尾炎 — 症状\n> - 急性阑尾炎 — 治疗\n"), "{md}");
+        assert!(!md.contains('{'), "no raw JSON: {md}");
+        assert_eq!(sources_markdown(&serde_json::json!([])), "");
+        assert_eq!(sources_markdown(&serde_json::Value::Null), "");
+        let other = sources_markdown(&serde_json::json!(["a"]));
+        assert_eq!(other, "> Sources: [\"a\"]\n");
     }
 }
