@@ -41,7 +41,13 @@ if ! cargo install --list 2>/dev/null | grep -qx "tauri-driver v$TAURI_DRIVER_VE
   cargo install tauri-driver --locked --version "=$TAURI_DRIVER_VERSION"
 fi
 
-# Front-end modules.
+# Front-end modules; skipped when node_modules was installed after the last change of the
+# lock file and package.json (npm writes node_modules/.package-lock.json on every install).
 if [ -f ui/package.json ]; then
-  (cd ui && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi)
+  (cd ui
+   stamp=node_modules/.package-lock.json
+   if [ -f "$stamp" ] && [ "$stamp" -nt package-lock.json ] && [ "$stamp" -nt package.json ]; then
+     echo "npm modules up to date"
+   elif [ -f package-lock.json ]; then npm ci --no-audit --no-fund
+   else npm install --no-audit --no-fund; fi)
 fi
