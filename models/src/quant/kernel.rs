@@ -105,7 +105,8 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         match (self.0, format) {
             (Isa::Avx512Vnni, QuantFormat::Q4_0 | QuantFormat::Q4K) => act.pack_for(format, 4),
-            (Isa::AvxVnni, QuantFormat::Q4_0) => act.pack_for(format, 2),
+            // The 256-bit pair kernel beat the AVX-512 Q4_0 kernel without VNNI (bench_quant).
+            (Isa::Avx2 | Isa::AvxVnni | Isa::Avx512, QuantFormat::Q4_0) => act.pack_for(format, 2),
             _ => {}
         }
         let _ = format;
@@ -114,8 +115,8 @@ impl Kernel {
 
     /// Dot product of one quantized weight row (`format` bytes) with a quantized activation of the
     /// same length. Panics if the lengths disagree (a programming error, checked before any read).
-    /// The VNNI kernels need the activation from [`Kernel::prepare`]; without its layout they use
-    /// the plain AVX-512 kernels.
+    /// The packed Q4 kernels need the activation from [`Kernel::prepare`]; without its layout
+    /// the plain kernels of the same instruction set run.
     #[inline]
     pub fn dot(self, format: QuantFormat, row: &[u8], act: &ActQ8) -> f32 {
         match self.0 {
@@ -123,10 +124,11 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Kernel(Isa::Avx2) exists only where avx2, fma and f16c were detected.
             Isa::Avx2 => unsafe {
-                match format {
-                    QuantFormat::Q8_0 => super::x86::dot_q8_0_avx2(row, act),
-                    QuantFormat::Q4_0 => super::x86::dot_q4_0_avx2(row, act),
-                    QuantFormat::Q4K => super::x86::dot_q4k_avx2(row, act),
+                match (format, act.packed_for(format, 2)) {
+                    (QuantFormat::Q8_0, _) => super::x86::dot_q8_0_avx2(row, act),
+                    (QuantFormat::Q4_0, Some(p)) => super::x86_avx_vnni::dot_q4_0_avx2(row, act, p),
+                    (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx2(row, act),
+                    (QuantFormat::Q4K, _) => super::x86_avx_vnni::dot_q4k_avx2(row, act),
                 }
             },
             #[cfg(target_arch = "x86_64")]
@@ -134,18 +136,19 @@ impl Kernel {
             Isa::AvxVnni => unsafe {
                 match (format, act.packed_for(format, 2)) {
                     (QuantFormat::Q8_0, _) => super::x86::dot_q8_0_avx2(row, act),
-                    (QuantFormat::Q4_0, Some(p)) => super::x86_avx_vnni::dot_q4_0(row, act, p),
+                    (QuantFormat::Q4_0, Some(p)) => super::x86_avx_vnni::dot_q4_0_vnni(row, act, p),
                     (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx2(row, act),
-                    (QuantFormat::Q4K, _) => super::x86_avx_vnni::dot_q4k(row, act),
+                    (QuantFormat::Q4K, _) => super::x86_avx_vnni::dot_q4k_vnni(row, act),
                 }
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Kernel(Isa::Avx512) exists only where avx2, fma, f16c, avx512f and avx512bw were detected.
             Isa::Avx512 => unsafe {
-                match format {
-                    QuantFormat::Q8_0 => super::x86::dot_q8_0_avx512(row, act),
-                    QuantFormat::Q4_0 => super::x86::dot_q4_0_avx512(row, act),
-                    QuantFormat::Q4K => super::x86::dot_q4k_avx2(row, act),
+                match (format, act.packed_for(format, 2)) {
+                    (QuantFormat::Q8_0, _) => super::x86::dot_q8_0_avx512(row, act),
+                    (QuantFormat::Q4_0, Some(p)) => super::x86_avx_vnni::dot_q4_0_avx2(row, act, p),
+                    (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx512(row, act),
+                    (QuantFormat::Q4K, _) => super::x86_avx_vnni::dot_q4k_avx2(row, act),
                 }
             },
             #[cfg(target_arch = "x86_64")]
@@ -157,7 +160,7 @@ impl Kernel {
                     (QuantFormat::Q4_0, Some(p)) => super::x86_vnni::dot_q4_0(row, act, p),
                     (QuantFormat::Q4K, Some(p)) => super::x86_vnni::dot_q4k(row, act, p),
                     (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx512(row, act),
-                    (QuantFormat::Q4K, None) => super::x86::dot_q4k_avx2(row, act),
+                    (QuantFormat::Q4K, None) => super::x86_avx_vnni::dot_q4k_avx2(row, act),
                 }
             },
             #[cfg(target_arch = "aarch64")]

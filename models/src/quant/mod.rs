@@ -5,7 +5,7 @@
 //! - `reference`: portable scalar quantize / dequantize / dot (the reference for every kernel).
 //! - `activation`: activations quantized to 8 bits per 32-value block.
 //! - `kernel`: run-time choice of scalar, AVX2, AVX-VNNI, AVX-512, AVX-512 VNNI or NEON dot products.
-//! - `x86`, `x86_avx_vnni`, `x86_vnni`, `neon`: the SIMD kernels (AVX2 / AVX-512, AVX-VNNI, AVX-512 VNNI, NEON).
+//! - `x86`, `x86_avx_vnni`, `x86_vnni`, `neon`: the SIMD kernels (AVX2 / AVX-512; 256-bit Q4 kernels for AVX2 and AVX-VNNI; AVX-512 VNNI; NEON).
 //! - `matrix`: [`QMatrix`], a quantized matrix with multi-threaded matrix-vector and small-matrix products.
 //! - `gguf`: streaming GGUF writer and memory-mapped reader (the quantization cache format).
 //! - `cache`: the quantized model cache (every tensor of a quantized model, memory-mapped on later starts).

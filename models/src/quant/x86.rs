@@ -7,7 +7,7 @@
 use std::arch::x86_64::*;
 
 use super::activation::ActQ8;
-use super::format::{q4k_scale_min, Q4_0_BYTES, Q4_K_BYTES, Q8_0_BYTES, QK, QK_K};
+use super::format::{Q4_0_BYTES, Q8_0_BYTES, QK};
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn f16_to_f32(b: &[u8]) -> f32 {
@@ -152,38 +152,6 @@ pub(super) fn dot_q4_0_avx2(row: &[u8], act: &ActQ8) -> f32 {
         acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(s0), acc0);
     }
     hsum256(_mm256_add_ps(acc0, acc1))
-}
-
-/// Q4_K row · activation with AVX2.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_q4k_avx2(row: &[u8], act: &ActQ8) -> f32 {
-    let nsb = row.len() / Q4_K_BYTES;
-    assert!(row.len() == nsb * Q4_K_BYTES && act.qs.len() == nsb * QK_K && act.d.len() == nsb * 8 && act.sums.len() == nsb * 8);
-    let a = as_bytes(&act.qs);
-    let m4 = _mm256_set1_epi8(0x0F);
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0f32;
-    for sb in 0..nsb {
-        prefetch(row, sb * Q4_K_BYTES, Q4_K_BYTES);
-        let blk = &row[sb * Q4_K_BYTES..(sb + 1) * Q4_K_BYTES];
-        let d = f16_to_f32(blk);
-        let dmin = f16_to_f32(&blk[2..]);
-        for j in 0..4 {
-            let q = load32(blk, 16 + 32 * j);
-            let lo = _mm256_and_si256(q, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
-            let ab = sb * 8 + 2 * j;
-            let plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(a, ab * QK)), ones);
-            let phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32(a, (ab + 1) * QK)), ones);
-            let (sc0, m0) = q4k_scale_min(2 * j, &blk[4..16]);
-            let (sc1, m1) = q4k_scale_min(2 * j + 1, &blk[4..16]);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(plo), _mm256_set1_ps(d * sc0 as f32 * act.d[ab]), acc);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(phi), _mm256_set1_ps(d * sc1 as f32 * act.d[ab + 1]), acc);
-            mins += dmin * (m0 as f32 * act.d[ab] * act.sums[ab] as f32 + m1 as f32 * act.d[ab + 1] * act.sums[ab + 1] as f32);
-        }
-    }
-    hsum256(acc) - mins
 }
 
 /// Loads two 256-bit halves into one 512-bit register.

@@ -1,10 +1,12 @@
-//! x86-64 AVX-VNNI kernels (256-bit `vpdpbusd` with AVX2, FMA and F16C): the CPUs that have
-//! VNNI without AVX-512 (Alder Lake and later client cores). The same scheme as `x86_vnni` on
-//! half-width registers: Q4_0 takes two blocks per register against an activation packed in
-//! pairs, Q4_K one 32-value sub-block per register against the plain activation (its chunks
-//! already line up). Q8_0 stays on the AVX2 kernel (a VNNI version measured no faster). Every
-//! loop prefetches ahead of the row.
-//! Callers must only call these after run-time detection of the features (see `kernel::Kernel`).
+//! 256-bit kernels laid out for unsigned × signed byte products: Q4_0 takes two blocks per
+//! register against an activation packed in pairs, Q4_K one 32-value sub-block per register
+//! against the plain activation (its chunks already line up), with the 6-bit scales unpacked by
+//! word masks and one vector of scales per super-block. Stamped twice by [`kernels!`]: with
+//! AVX-VNNI (`vpdpbusd`, the client CPUs that have VNNI without AVX-512, Alder Lake and later)
+//! and with plain AVX2 (`vpmaddubsw` + `vpmaddwd`: the nibbles are at most 15, so the 16-bit
+//! pair sums cannot saturate). Q8_0 stays on the AVX2 kernel (a VNNI version measured no
+//! faster). Every loop prefetches ahead of the row. Callers must only call these after run-time
+//! detection of the features (see `kernel::Kernel`).
 
 use std::arch::x86_64::*;
 
@@ -12,13 +14,30 @@ use super::activation::{ActQ8, Packed};
 use super::format::{Q4_0_BYTES, Q4_K_BYTES, QK, QK_K};
 use super::x86::{as_bytes, bytes_f32, check, f16_to_f32, hsum256, prefetch, q4_0_block, q4k_scales_mins};
 
+/// `acc` + the sums of four adjacent products of unsigned `u` and signed `s` bytes (AVX2).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
+}
+
+/// `acc` + the sums of four adjacent products of unsigned `u` and signed `s` bytes (AVX-VNNI).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+fn dot_vnni(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(acc, u, s)
+}
+
+/// The Q4_0 and Q4_K kernels for one instruction set: `$features` enabled, `$dot` the byte product.
+macro_rules! kernels {
+    ($features:literal, $dot:ident, $pair:ident, $q4_0:ident, $q4k:ident) => {
 /// Two Q4_0 blocks at `w` (36 bytes) against their packed activation, added to `acc`.
 ///
 /// # Safety
 /// 36 bytes at `w`, 64 at `a`, 8 lanes at `c` and `d`.
 #[inline]
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-unsafe fn q4_0_pair(acc: __m256, w: *const u8, a: *const u8, c: *const i32, d: *const f32) -> __m256 {
+#[target_feature(enable = $features)]
+unsafe fn $pair(acc: __m256, w: *const u8, a: *const u8, c: *const i32, d: *const f32) -> __m256 {
     // SAFETY: the caller guarantees every byte read here exists.
     unsafe {
         let q = _mm256_loadu2_m128i(w.add(Q4_0_BYTES + 2) as *const __m128i, w.add(2) as *const __m128i);
@@ -26,8 +45,8 @@ unsafe fn q4_0_pair(acc: __m256, w: *const u8, a: *const u8, c: *const i32, d: *
         let lo = _mm256_and_si256(q, m4);
         let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
         let corr = _mm256_loadu_si256(c as *const __m256i);
-        let s = _mm256_dpbusd_avx_epi32(corr, lo, _mm256_loadu_si256(a as *const __m256i));
-        let s = _mm256_dpbusd_avx_epi32(s, hi, _mm256_loadu_si256(a.add(32) as *const __m256i));
+        let s = $dot(corr, lo, _mm256_loadu_si256(a as *const __m256i));
+        let s = $dot(s, hi, _mm256_loadu_si256(a.add(32) as *const __m256i));
         let d0 = std::ptr::read_unaligned(w as *const u16) as u32;
         let d1 = std::ptr::read_unaligned(w.add(Q4_0_BYTES) as *const u16) as u32;
         let dw = _mm_cvtph_ps(_mm_cvtsi32_si128((d0 | (d1 << 16)) as i32));
@@ -39,8 +58,8 @@ unsafe fn q4_0_pair(acc: __m256, w: *const u8, a: *const u8, c: *const i32, d: *
 /// Q4_0 row · activation (activation packed in pairs).
 ///
 /// Panics unless `p` was packed for Q4_0 in pairs from `act` and the lengths agree.
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
+#[target_feature(enable = $features)]
+pub(super) fn $q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
     let nb = check(row, Q4_0_BYTES, act);
     let pairs = nb / 2;
     assert!(p.group == 2 && p.qs.len() == pairs * 64 && p.corr.len() == pairs * 8 && p.dx.len() == pairs * 8);
@@ -52,12 +71,12 @@ pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
     unsafe {
         while i + 2 <= pairs {
             prefetch(row, i * 2 * Q4_0_BYTES, 4 * Q4_0_BYTES);
-            acc0 = q4_0_pair(acc0, rp.add(i * 2 * Q4_0_BYTES), ap.add(i * 64), cp.add(i * 8), dp.add(i * 8));
-            acc1 = q4_0_pair(acc1, rp.add((i + 1) * 2 * Q4_0_BYTES), ap.add((i + 1) * 64), cp.add((i + 1) * 8), dp.add((i + 1) * 8));
+            acc0 = $pair(acc0, rp.add(i * 2 * Q4_0_BYTES), ap.add(i * 64), cp.add(i * 8), dp.add(i * 8));
+            acc1 = $pair(acc1, rp.add((i + 1) * 2 * Q4_0_BYTES), ap.add((i + 1) * 64), cp.add((i + 1) * 8), dp.add((i + 1) * 8));
             i += 2;
         }
         if i < pairs {
-            acc0 = q4_0_pair(acc0, rp.add(i * 2 * Q4_0_BYTES), ap.add(i * 64), cp.add(i * 8), dp.add(i * 8));
+            acc0 = $pair(acc0, rp.add(i * 2 * Q4_0_BYTES), ap.add(i * 64), cp.add(i * 8), dp.add(i * 8));
         }
     }
     let mut total = hsum256(_mm256_add_ps(acc0, acc1));
@@ -71,8 +90,8 @@ pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
 
 /// Q4_K row · activation (the plain activation: each 32-byte chunk's low nibbles are one
 /// sub-block, its high nibbles the next).
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub(super) fn dot_q4k(row: &[u8], act: &ActQ8) -> f32 {
+#[target_feature(enable = $features)]
+pub(super) fn $q4k(row: &[u8], act: &ActQ8) -> f32 {
     let nsb = row.len() / Q4_K_BYTES;
     assert!(row.len() == nsb * Q4_K_BYTES && act.qs.len() == nsb * QK_K && act.d.len() == nsb * 8 && act.sums.len() == nsb * 8);
     let a = as_bytes(&act.qs);
@@ -98,11 +117,16 @@ pub(super) fn dot_q4k(row: &[u8], act: &ActQ8) -> f32 {
             let ab = sb * 8 + 2 * j;
             let lo = _mm256_and_si256(q, m4);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
-            let plo = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), lo, super::x86::load32(a, ab * QK));
-            let phi = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), hi, super::x86::load32(a, (ab + 1) * QK));
+            let plo = $dot(_mm256_setzero_si256(), lo, super::x86::load32(a, ab * QK));
+            let phi = $dot(_mm256_setzero_si256(), hi, super::x86::load32(a, (ab + 1) * QK));
             acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(plo), _mm256_set1_ps(scales[2 * j]), acc[0]);
             acc[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(phi), _mm256_set1_ps(scales[2 * j + 1]), acc[1]);
         }
     }
     hsum256(_mm256_add_ps(acc[0], acc[1])) - hsum256(mins)
 }
+    };
+}
+
+kernels!("avx2,fma,f16c,avxvnni", dot_vnni, q4_0_pair_vnni, dot_q4_0_vnni, dot_q4k_vnni);
+kernels!("avx2,fma,f16c", dot_avx2, q4_0_pair_avx2, dot_q4_0_avx2, dot_q4k_avx2);
