@@ -46,6 +46,13 @@ impl LoraLinear {
                     None => y,
                 }
             }
+            None if x.track_op() => {
+                let y = crate::quant_grad::frozen_linear(&self.weight, x)?;
+                match &self.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                }
+            }
             None => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?,
         };
         match adapter.and_then(|name| self.adapters.get(name)) {

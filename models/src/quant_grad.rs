@@ -1,4 +1,5 @@
-//! A quantized linear layer that gradients flow through (LoRA training over a Q8_0/Q4_0 base).
+//! Frozen linear layers that gradients flow through to their input only (LoRA training over a
+//! Q8_0/Q4_0 base, or a full-precision one).
 //!
 //! candle's own quantized matmul has no backward pass, so a layer whose weight is a [`QMatrix`]
 //! would cut the graph and every LoRA layer below it would get no gradient. [`QuantLinearOp`]
@@ -107,6 +108,76 @@ impl CustomOp1 for QuantLinearOp {
     }
 }
 
+/// `y = x Wᵀ` over a frozen full-precision `W` `[out, in]`, with a backward pass to `x` only.
+///
+/// candle's own matmul backward also computes a gradient for `W` and keeps it in the gradient
+/// store until the backward ends: a full copy of every frozen weight and a third of the
+/// backward's work, for gradients nobody reads. This op gives `∂x = ∂y W` alone.
+pub struct FrozenLinearOp {
+    w: Tensor,
+}
+
+impl FrozenLinearOp {
+    /// The op for one frozen weight `[out, in]` (CPU, the input's dtype).
+    pub fn new(w: Tensor) -> Self {
+        Self { w }
+    }
+}
+
+impl CustomOp1 for FrozenLinearOp {
+    fn name(&self) -> &'static str {
+        "frozen-linear"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("frozen-linear takes a contiguous input");
+        };
+        let dims = layout.shape().dims();
+        let (out, cols) = self.w.dims2()?;
+        if dims.last().copied() != Some(cols) {
+            candle_core::bail!("frozen-linear: input has shape {dims:?}, the weight takes {cols} features");
+        }
+        let n = (end - start) / cols.max(1);
+        let cpu = Device::Cpu;
+        let x = match storage {
+            CpuStorage::F32(v) => Tensor::from_slice(&v[start..end], (n, cols), &cpu)?,
+            CpuStorage::BF16(v) => Tensor::from_slice(&v[start..end], (n, cols), &cpu)?,
+            CpuStorage::F16(v) => Tensor::from_slice(&v[start..end], (n, cols), &cpu)?,
+            other => candle_core::bail!("frozen-linear takes float inputs, got {:?}", other.dtype()),
+        };
+        let y = x.matmul(&self.w.t()?)?.flatten_all()?;
+        let data = match y.dtype() {
+            DType::F32 => CpuStorage::F32(y.to_vec1()?),
+            DType::BF16 => CpuStorage::BF16(y.to_vec1()?),
+            DType::F16 => CpuStorage::F16(y.to_vec1()?),
+            other => candle_core::bail!("frozen-linear: unexpected dtype {other:?}"),
+        };
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = out;
+        }
+        Ok((data, Shape::from(shape)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (out, _) = self.w.dims2()?;
+        let n = grad_res.elem_count() / out.max(1);
+        let g = grad_res.detach().reshape((n, out))?;
+        Ok(Some(g.matmul(&self.w)?.reshape(arg.shape())?))
+    }
+}
+
+/// `x Wᵀ` for a frozen full-precision `w` `[out, in]`: through [`FrozenLinearOp`] when `x`
+/// carries a gradient on the CPU (no gradient kept for `w`), else candle's linear layer.
+pub fn frozen_linear(w: &Tensor, x: &Tensor) -> Result<Tensor> {
+    if x.track_op() && x.device().is_cpu() && w.dtype() == x.dtype() && w.is_contiguous() {
+        return Ok(x.contiguous()?.apply_op1(FrozenLinearOp::new(w.clone()))?);
+    }
+    use candle_core::Module;
+    Ok(candle_nn::Linear::new(w.clone(), None).forward(x)?)
+}
+
 /// `x Wᵀ` for `x` `[..., cols]` over the quantized `q`: with candle's gradient graph when `x`
 /// carries one (training; computed in f32 on the CPU and returned in `x`'s dtype and device),
 /// else the inference kernels of [`QMatrix::forward`].
@@ -176,6 +247,29 @@ mod tests {
         let g = Tensor::from_vec(random(6, 2 * rows), (2, rows), &Device::Cpu).unwrap();
         assert!(max_diff(&op.product(&x).unwrap(), &x.matmul(&w.t().unwrap()).unwrap()) < 1e-3);
         assert!(max_diff(&op.input_gradient(&g).unwrap(), &g.matmul(&w).unwrap()) < 1e-3);
+    }
+
+    #[test]
+    fn frozen_linear_gives_the_input_gradient_and_none_for_the_weight() {
+        for dtype in [DType::F32, DType::BF16] {
+            let w = Tensor::from_vec(random(11, 24 * 32), (24, 32), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let x = Tensor::from_vec(random(12, 2 * 5 * 32), (2, 5, 32), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let g = Tensor::from_vec(random(13, 2 * 5 * 24), (2, 5, 24), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let xv = Var::from_tensor(&x).unwrap();
+            let y = frozen_linear(&w, xv.as_tensor()).unwrap();
+            let grads = (&y * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let xd = Var::from_tensor(&x).unwrap();
+            let yd = xd.as_tensor().broadcast_matmul(&w.t().unwrap()).unwrap();
+            let grads_d = (&yd * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let f = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+            let tol = if dtype == DType::F32 { 1e-4 } else { 0.1 };
+            assert!(max_diff(&f(&y), &f(&yd)) < tol, "{dtype:?} forward");
+            assert!(max_diff(&f(grads.get(xv.as_tensor()).unwrap()), &f(grads_d.get(xd.as_tensor()).unwrap())) < tol, "{dtype:?} backward");
+            // candle keeps a gradient for each operand, the frozen ones included (here `g`, and for
+            // the matmul the transposed weight: a weight-sized tensor); the op adds none for `w`.
+            let kept = |g: &candle_core::backprop::GradStore| g.get_ids().count();
+            assert_eq!(kept(&grads) + 1, kept(&grads_d), "{dtype:?}: the op kept a gradient for the weight");
+        }
     }
 
     #[test]
