@@ -190,11 +190,15 @@ fn remove_an_unknown_model_or_one_used_in_conversations() {
     let adapter = registry(data.path())["adapters"][0]["id"].as_str().unwrap().to_string();
     let out = run(data.path(), &["ask", "发热三天怎么办", "--adapter", &adapter, "--preset", "conservative", "--max-new-tokens", "3"]);
     assert!(out.status.success(), "{}", text(&out));
+    // The answer came from Q4_0 weights quantized on load and cached in the data folder.
+    let cache = data.path().join("model-cache").join(format!("{id}.q4_0.gguf"));
+    assert!(cache.is_file(), "no weight cache at {}", cache.display());
     let out = run(data.path(), &["models", "remove", &id]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains(&format!("removed {id}")), "{}", text(&out));
     let r = registry(data.path());
     assert_eq!((r["models"].as_array().map(Vec::len), r["adapters"].as_array().map(Vec::len)), (Some(0), Some(0)), "{r}");
+    assert!(!cache.exists(), "the removed model's weight cache is left behind");
     // Its files stay on disk; the conversation and what answered it are kept.
     assert!(tiny_model("chatglm3-tiny").join("config.json").is_file());
     let docs = json(&run(data.path(), &["export", "--format", "json"]));

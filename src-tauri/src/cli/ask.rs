@@ -1,6 +1,6 @@
 //! `doctorglm ask`: one question, answer streamed to stdout.
 use crate::services::chat::{self, AskRequest, ChatEvent};
-use crate::services::engine::Device;
+use crate::services::engine::{Device, Weights};
 use crate::services::generation::{GenerationSettings, Preset};
 use crate::services::{AppContext, CancelFlag};
 use std::io::Write;
@@ -32,6 +32,9 @@ pub struct GenerationArgs {
     /// CPU or GPU.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: Device,
+    /// Weights on the CPU: quantized on the first load and cached in the data folder, or f32.
+    #[arg(long, value_enum, default_value = "q4_0")]
+    pub weights: Weights,
 }
 
 impl GenerationArgs {
@@ -91,6 +94,7 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
         adapter_id: args.generation.adapter.clone(),
         settings: args.generation.settings(),
         device: args.generation.device,
+        weights: args.generation.weights,
         save: !args.no_save,
         ..Default::default()
     };

@@ -44,6 +44,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             adapter_id: args.generation.adapter.clone(),
             settings: args.generation.settings(),
             device: args.generation.device,
+            weights: args.generation.weights,
             save: true,
         };
         let result = chat::ask(

@@ -4,10 +4,10 @@
 //! `cancelled` or `error`) with its sources, model, adapter, settings, token counts and timings.
 use super::conversations::{self, parse_id, Message, Role, Timings};
 use super::designer::{self, Sources};
-use super::engine::{self, Device, Turn};
+use super::engine::{self, Device, Turn, Weights};
 use super::generation::GenerationSettings;
 use super::registry::{new_id, now_ms, Registry};
-use super::{AppContext, CancelFlag};
+use super::{AppContext, CancelFlag, Progress};
 use crate::error::{AppError, AppResult};
 use crate::store::{self, AnswerEnd, AnswerMeta, MessageId, MessageStatus};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,9 @@ pub struct AskRequest {
     pub settings: GenerationSettings,
     /// CPU or GPU.
     pub device: Device,
+    /// How the weights are held on the CPU (quantized on the first load and cached).
+    #[serde(default)]
+    pub weights: Weights,
     /// Keep the exchange in the history (false for side-by-side comparisons).
     pub save: bool,
 }
@@ -52,6 +55,13 @@ pub enum ChatEvent {
     Sources {
         /// None when the designer was off or found nothing.
         sources: Option<Sources>,
+    },
+    /// The model is being loaded (quantized on its first load in a format), before any token.
+    Loading {
+        /// Done so far, 0..=1.
+        fraction: f32,
+        /// What is happening, for people.
+        message: String,
     },
     /// A piece of the answer.
     Token {
@@ -132,7 +142,10 @@ pub fn ask(
     let mut first_token_ms = None;
     let mut text = String::new();
     let mut last_save = Instant::now();
-    let result = engine::with_backend(ctx, &model, adapter.as_ref(), request.device, cancel, |backend| {
+    // Both the load's progress and the token callback report through `on_event`, one after the other.
+    let events = std::cell::RefCell::new(&mut *on_event);
+    let on_load = |p: Progress| (events.borrow_mut())(ChatEvent::Loading { fraction: p.fraction, message: p.message });
+    let result = engine::with_backend(ctx, &model, adapter.as_ref(), request.device, request.weights, &on_load, cancel, |backend| {
         backend.generate(
             &history,
             designed.system.as_deref(),
@@ -141,7 +154,7 @@ pub fn ask(
             &mut |piece| {
                 first_token_ms.get_or_insert_with(|| started.elapsed().as_millis() as u64);
                 text.push_str(piece);
-                on_event(ChatEvent::Token { text: piece.to_string() });
+                (events.borrow_mut())(ChatEvent::Token { text: piece.to_string() });
                 if let Some(id) = answer_id {
                     if last_save.elapsed() >= SAVE_INTERVAL {
                         // A failed interim save is not fatal: the final commit below carries the text.
@@ -307,6 +320,7 @@ mod tests {
                 kinds.push(match e {
                     ChatEvent::Started { .. } => "started",
                     ChatEvent::Sources { .. } => "sources",
+                    ChatEvent::Loading { .. } => "loading",
                     ChatEvent::Token { .. } => "token",
                     ChatEvent::Done { .. } => "done",
                 })
@@ -315,7 +329,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(&kinds[..2], ["started", "sources"]);
+        assert_eq!(kinds[2], "loading", "the first answer loads (and quantizes) the model: {kinds:?}");
         assert_eq!(kinds.last(), Some(&"done"));
+        let cached = engine::cache_file(&engine::cache_dir(&ctx), &Registry::load(&ctx).unwrap().models[0].id, Weights::Q4_0);
+        assert!(cached.is_file(), "the Q4_0 weights are cached at {}", cached.display());
         assert_eq!(answer.content, streamed);
         assert_eq!(answer.status, MessageStatus::Complete);
         assert!(answer.timings.as_ref().unwrap().tokens <= 6);

@@ -1,13 +1,15 @@
 //! The engine backend: a model of `doctorglm-models` (candle) with its tokenizer, an optional
 //! LoRA adapter (kept unmerged) or P-tuning v2 prefix, streaming decoded text.
-use super::engine::{Backend, Device, GenerationStats, Turn};
+use super::engine::{cache_file, Backend, Device, GenerationStats, Turn, Weights};
 use super::generation::GenerationSettings;
 use super::inspect::AdapterKind;
 use super::registry::{AdapterRecord, ModelRecord};
-use super::CancelFlag;
+use super::{CancelFlag, Progress};
 use crate::error::{AppError, AppResult};
 use doctorglm_models::tokenizer::Tokenizer;
-use doctorglm_models::{generate, DeviceChoice, LoadOptions, Model, PrefixAdapter, Request, SamplingConfig};
+use doctorglm_models::{
+    generate, CacheUse, DeviceChoice, LoadOptions, Model, ModelError, PrefixAdapter, QuantizeOptions, Request, SamplingConfig,
+};
 
 const LORA_NAME: &str = "adapter";
 
@@ -23,15 +25,44 @@ fn engine_err(e: impl std::fmt::Display) -> AppError {
     AppError::Engine(e.to_string())
 }
 
-/// Loads the model folder (and adapter) of a registry record.
-pub fn load(model: &ModelRecord, adapter: Option<&AdapterRecord>, device: Device) -> AppResult<CandleBackend> {
-    let device = match device {
-        Device::Cpu => candle_core::Device::Cpu,
-        Device::Gpu => doctorglm_models::select_device(DeviceChoice::Best).map_err(engine_err)?,
-    };
+/// Loads the model folder (and adapter) of a registry record. On the CPU a quantized `weights`
+/// goes through the cache file in `cache_dir` (quantized while read on the first load, then
+/// memory-mapped); the GPU path holds f32 weights, as the quantized kernels are CPU kernels.
+pub fn load(
+    model: &ModelRecord,
+    adapter: Option<&AdapterRecord>,
+    device: Device,
+    weights: Weights,
+    cache_dir: &std::path::Path,
+    progress: &dyn Fn(Progress),
+    cancel: &CancelFlag,
+) -> AppResult<CandleBackend> {
     let path = &model.info.path;
     let tokenizer = Tokenizer::load(path).map_err(engine_err)?;
-    let mut loaded = Model::load(path, &LoadOptions { dtype: candle_core::DType::F32, device }).map_err(engine_err)?;
+    let mut loaded = match (device, weights.format()) {
+        (Device::Cpu, Some(format)) => {
+            std::fs::create_dir_all(cache_dir).map_err(|e| AppError::io(cache_dir, e))?;
+            let quant = QuantizeOptions { format, cache: Some(cache_file(cache_dir, &model.id, weights)) };
+            let report = |done: usize, total: usize| {
+                let fraction = if total == 0 { 0.0 } else { done as f32 / total as f32 };
+                progress(Progress::new(fraction, format!("quantizing {} to {} ({done}/{total})", model.info.name, weights.as_str())));
+            };
+            let (m, used) = Model::load_quantized(path, &quant, &report, cancel.as_atomic()).map_err(|e| match e {
+                ModelError::Cancelled => AppError::Cancelled,
+                e => engine_err(e),
+            })?;
+            if used == CacheUse::Written {
+                tracing::info!(model = %model.id, weights = weights.as_str(), "quantized weights cached");
+            }
+            m
+        }
+        (Device::Cpu, None) => Model::load(path, &LoadOptions { dtype: candle_core::DType::F32, device: candle_core::Device::Cpu })
+            .map_err(engine_err)?,
+        (Device::Gpu, _) => {
+            let device = doctorglm_models::select_device(DeviceChoice::Best).map_err(engine_err)?;
+            Model::load(path, &LoadOptions { dtype: candle_core::DType::F32, device }).map_err(engine_err)?
+        }
+    };
     let mut lora = false;
     let mut prefix = None;
     if let Some(a) = adapter {

@@ -1,6 +1,6 @@
-//! The user's preferences: interface language, device, default preset. Kept in the store's
+//! The user's preferences: interface language, device, weights, default preset. Kept in the store's
 //! settings table, one key per preference, so each change is its own audit entry.
-use super::engine::Device;
+use super::engine::{Device, Weights};
 use super::generation::Preset;
 use super::AppContext;
 use crate::error::AppResult;
@@ -26,19 +26,22 @@ pub struct Settings {
     pub language: Language,
     /// Where the engine runs.
     pub device: Device,
+    /// How the weights are held on the CPU.
+    pub weights: Weights,
     /// Preset chosen for new questions.
     pub preset: Preset,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { language: Language::Chinese, device: Device::Cpu, preset: Preset::Balanced }
+        Self { language: Language::Chinese, device: Device::Cpu, weights: Weights::Q4_0, preset: Preset::Balanced }
     }
 }
 
 const LANGUAGE: &str = "language";
 const DEVICE: &str = "device";
 const PRESET: &str = "preset";
+const WEIGHTS: &str = "weights";
 
 /// Loads the preferences (defaults for those never saved, or saved by an incompatible build).
 pub fn load(ctx: &AppContext) -> AppResult<Settings> {
@@ -49,6 +52,7 @@ pub fn load(ctx: &AppContext) -> AppResult<Settings> {
     Ok(Settings {
         language: get(LANGUAGE)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or(d.language),
         device: get(DEVICE)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or(d.device),
+        weights: get(WEIGHTS)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or(d.weights),
         preset: get(PRESET)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or(d.preset),
     })
 }
@@ -62,6 +66,7 @@ pub fn save(ctx: &AppContext, settings: &Settings) -> AppResult<()> {
 pub(crate) fn save_to(store: &crate::store::Store, settings: &Settings) -> AppResult<()> {
     store.set_setting(LANGUAGE, &settings.language)?;
     store.set_setting(DEVICE, &settings.device)?;
+    store.set_setting(WEIGHTS, &settings.weights)?;
     store.set_setting(PRESET, &settings.preset)?;
     Ok(())
 }
@@ -75,7 +80,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ctx = AppContext::open(dir.path()).unwrap();
         assert_eq!(load(&ctx).unwrap(), Settings::default());
-        let s = Settings { language: Language::English, device: Device::Cpu, preset: Preset::Diverse };
+        let s = Settings { language: Language::English, device: Device::Cpu, weights: Weights::Q8_0, preset: Preset::Diverse };
         save(&ctx, &s).unwrap();
         save(&ctx, &s).unwrap();
         drop(ctx);
@@ -83,7 +88,11 @@ mod tests {
         assert_eq!(load(&ctx).unwrap(), s);
         let log = ctx.store().audit_log(10).unwrap();
         let changes: Vec<&str> = log.iter().filter(|e| e.action == "settings").map(|e| e.subject.as_str()).collect();
-        assert_eq!(changes, ["setting preset", "setting device", "setting language"], "a second save of the same values is not audited");
+        assert_eq!(
+            changes,
+            ["setting preset", "setting weights", "setting device", "setting language"],
+            "a second save of the same values is not audited"
+        );
         assert_eq!(log[0].detail["new"], "diverse");
     }
 }

@@ -6,7 +6,7 @@ vi.mock("@tauri-apps/api/core", () => ({
   invoke: vi.fn(async (cmd: string, args?: unknown) => {
     calls.push({ cmd, args });
     switch (cmd) {
-      case "get_settings": return { language: "en", device: "cpu", preset: "diverse" };
+      case "get_settings": return { language: "en", device: "cpu", weights: "q4_0", preset: "diverse" };
       case "presets": return { balanced: { temperature: 0.7 } };
       case "list_models":
         return {
@@ -37,6 +37,6 @@ describe("state stores", () => {
     await updateSettings({ language: "zh" });
     expect(get(language)).toBe("zh");
     const save = calls.find((c) => c.cmd === "save_settings");
-    expect(save?.args).toEqual({ value: { language: "zh", device: "cpu", preset: "diverse" } });
+    expect(save?.args).toEqual({ value: { language: "zh", device: "cpu", weights: "q4_0", preset: "diverse" } });
   });
 });

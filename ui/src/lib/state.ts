@@ -6,7 +6,7 @@ import { language } from "./i18n";
 import type { GenerationSettings, PresetName, Registry, Settings } from "./types";
 
 export const registry = writable<Registry>({ models: [], adapters: [] });
-export const settings = writable<Settings>({ language: "zh", device: "cpu", preset: "balanced" });
+export const settings = writable<Settings>({ language: "zh", device: "cpu", weights: "q4_0", preset: "balanced" });
 export const presets = writable<Record<PresetName, GenerationSettings> | null>(null);
 /** A model and adapter the Chat tab selects when it opens next (the fine-tuning wizard's "Use it in chat"). */
 export const pendingChat = writable<{ modelId: string; adapterId: string | null } | null>(null);

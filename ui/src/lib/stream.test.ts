@@ -26,6 +26,16 @@ describe("stream assembly", () => {
     expect(applyChatPayload(s, { jobId: "j", event: { type: "token", text: "!" } })).toBe(s);
   });
 
+  it("shows the model load until the first token, and ignores unknown events", () => {
+    let s = applyChatPayload(newStream("j"), { jobId: "j", event: { type: "loading", fraction: 0.5, message: "quantizing m to q4_0 (3/6)" } });
+    expect(s.loading).toBe("quantizing m to q4_0 (3/6)");
+    s = applyChatPayload(s, { jobId: "j", event: { type: "token", text: "Hi" } });
+    expect(s.loading).toBeNull();
+    expect(s.text).toBe("Hi");
+    const unknown = { jobId: "j", event: { type: "from-a-newer-app" } } as unknown as ChatPayload;
+    expect(applyChatPayload(s, unknown)).toBe(s);
+  });
+
   it("an error ends the stream and keeps what arrived", () => {
     let s = applyChatPayload(newStream("j"), { jobId: "j", event: { type: "token", text: "partial" } });
     s = applyChatPayload(s, { jobId: "j", error: "the engine failed" });

@@ -9,6 +9,8 @@ export interface StreamState {
   sources: Sources | null;
   sourcesArrived: boolean;
   text: string;
+  /** What the model load is doing, until the first token. */
+  loading: string | null;
   answer: Message | null;
   error: string | null;
   done: boolean;
@@ -23,6 +25,7 @@ export function newStream(jobId: string): StreamState {
     sources: null,
     sourcesArrived: false,
     text: "",
+    loading: null,
     answer: null,
     error: null,
     done: false,
@@ -40,9 +43,13 @@ export function applyChatPayload(state: StreamState, payload: ChatPayload): Stre
       return { ...state, conversationId: ev.conversationId, question: ev.question };
     case "sources":
       return { ...state, sources: ev.sources, sourcesArrived: true };
+    case "loading":
+      return { ...state, loading: ev.message };
     case "token":
-      return { ...state, text: state.text + ev.text };
+      return { ...state, text: state.text + ev.text, loading: null };
     case "done":
-      return { ...state, answer: ev.answer, text: ev.answer.content, sources: ev.answer.sources ?? state.sources, done: true };
+      return { ...state, answer: ev.answer, text: ev.answer.content, sources: ev.answer.sources ?? state.sources, loading: null, done: true };
+    default:
+      return state; // an event this window does not know (a newer app) changes nothing
   }
 }

@@ -41,6 +41,8 @@ export interface ConversationSummary {
 }
 
 export type Device = "cpu" | "gpu";
+/** How the weights are held on the CPU: quantized on the first load (and cached) or f32. */
+export type Weights = "q4_0" | "q4_k" | "q8_0" | "f32";
 export type PresetName = "conservative" | "balanced" | "diverse";
 
 export interface AskRequest {
@@ -50,12 +52,14 @@ export interface AskRequest {
   adapterId?: string | null;
   settings: GenerationSettings;
   device: Device;
+  weights: Weights;
   save: boolean;
 }
 
 export type ChatEvent =
   | { type: "started"; conversationId: string | null; question: Message }
   | { type: "sources"; sources: Sources | null }
+  | { type: "loading"; fraction: number; message: string }
   | { type: "token"; text: string }
   | { type: "done"; answer: Message };
 
@@ -91,7 +95,7 @@ export interface AdapterRecord { id: string; baseId: string; info: AdapterInfo; 
 export interface Registry { models: ModelRecord[]; adapters: AdapterRecord[] }
 
 export type Language = "zh" | "en";
-export interface Settings { language: Language; device: Device; preset: PresetName }
+export interface Settings { language: Language; device: Device; weights: Weights; preset: PresetName }
 
 export interface About {
   version: string;
