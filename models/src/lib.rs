@@ -18,7 +18,7 @@
 //! - `tokenizer`: the tokenizers of ChatGLM-6B, ChatGLM2/3 and GLM-4 behind one `Tokenizer`.
 //! - `chat_format`: each family's chat prompt as token ids.
 //! - `quant`: quantized weights (Q8_0, Q4_0, Q4_K), run-time chosen SIMD kernels, multi-threaded products, GGUF cache files.
-//! - `quant_grad`: the quantized linear product as a candle custom op with a backward pass to its input (LoRA training over a Q8_0/Q4_0 base).
+//! - `quant_grad`: frozen linear products (quantized Q8_0/Q4_0, or full precision) as candle custom ops whose backward gives the input gradient only (LoRA training).
 
 pub mod arch;
 pub mod chat_format;
