@@ -307,8 +307,8 @@ pub fn list_page(ctx: &AppContext, query: Option<&str>, offset: usize, limit: us
     // enough conversations for this page and one more (or the search has no more to give).
     let want = offset.saturating_add(limit).saturating_add(1);
     let mut asked = want.saturating_mul(3).clamp(60, MAX_SEARCH_HITS);
-    let (found, exhausted) = loop {
-        let hits = store.search(query, asked)?;
+    let (mut found, exhausted) = loop {
+        let hits = store.search_without_snippets(query, asked)?;
         let exhausted = hits.len() < asked;
         let mut found: Vec<store::SearchHit> = Vec::new();
         for hit in hits {
@@ -322,6 +322,11 @@ pub fn list_page(ctx: &AppContext, query: Option<&str>, offset: usize, limit: us
         asked = asked.saturating_mul(2).min(MAX_SEARCH_HITS);
     };
     let all = store.list_conversations()?;
+    // Snippets only for the hits this page shows.
+    let page_end = found.len().min(offset.saturating_add(limit));
+    if offset < page_end {
+        store.add_snippets(query, &mut found[offset..page_end])?;
+    }
     drop(store);
     let by_id: std::collections::HashMap<ConversationId, &store::Conversation> = all.iter().map(|c| (c.id, c)).collect();
     let mut out: Vec<ConversationSummary> = Vec::new();

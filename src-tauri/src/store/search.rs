@@ -119,21 +119,18 @@ fn role_of(s: &str) -> Role {
 const GRAM_CANDIDATES: usize = 500;
 
 /// The columns every search query selects, in the order [`hit_from_row`] reads them.
-const HIT_COLUMNS: &str = "m.id, m.conversation_id, c.title, m.role, m.created_at, m.content";
+const HIT_COLUMNS: &str = "m.id, m.conversation_id, c.title, m.role, m.created_at";
 
-fn hit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(SearchHit, String)> {
+fn hit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SearchHit> {
     let role: String = r.get(3)?;
-    Ok((
-        SearchHit {
-            message_id: r.get(0)?,
-            conversation_id: r.get(1)?,
-            conversation_title: r.get(2)?,
-            role: role_of(&role),
-            created_at: r.get(4)?,
-            snippet: Vec::new(),
-        },
-        r.get(5)?,
-    ))
+    Ok(SearchHit {
+        message_id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        conversation_title: r.get(2)?,
+        role: role_of(&role),
+        created_at: r.get(4)?,
+        snippet: Vec::new(),
+    })
 }
 
 /// ` AND m.content LIKE ?n` for each of `terms`, numbering from `args.len() + 1`.
@@ -153,13 +150,21 @@ impl Store {
     /// `LIKE` on the messages the indexes give (alone, they scan the messages newest first).
     /// Every plan walks message ids downwards and stops at the limit.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+        let mut hits = self.search_without_snippets(query, limit)?;
+        self.add_snippets(query, &mut hits)?;
+        Ok(hits)
+    }
+
+    /// Like [`Store::search`] with every snippet left empty: for callers that show only some
+    /// of the hits (a page of conversations), then call [`Store::add_snippets`] for those.
+    pub fn search_without_snippets(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
         let terms = split_terms(query);
         if terms.is_empty() {
             return Ok(Vec::new());
         }
         let limit = limit.clamp(1, 1000);
         let grams_query = (!terms.grams.is_empty()).then(|| fts_query(&terms.grams));
-        let mut found: Vec<(SearchHit, String)> = Vec::new();
+        let mut found: Vec<SearchHit> = Vec::new();
         let candidates = match (&grams_query, terms.long.is_empty()) {
             (Some(q), false) => self.gram_candidates(q)?,
             _ => None,
@@ -225,29 +230,35 @@ impl Store {
                 found.push(row?);
             }
         }
-        let mut hits = Vec::with_capacity(found.len());
+        Ok(found)
+    }
+
+    /// Fills the snippets of `hits` (from a search for `query`): the trigram index's
+    /// `snippet()` when the query has terms of 3+ characters, else a window around the first
+    /// short-term hit.
+    pub fn add_snippets(&self, query: &str, hits: &mut [SearchHit]) -> Result<()> {
+        let terms = split_terms(query);
         if terms.long.is_empty() {
             let short: Vec<String> = terms.grams.iter().chain(&terms.other).cloned().collect();
-            for (mut hit, content) in found {
-                hit.snippet = like_snippet(&content, &short);
-                hits.push(hit);
+            let mut stmt = self.conn.prepare_cached("SELECT content FROM messages WHERE id = ?1")?;
+            for hit in hits {
+                let content: Option<String> = stmt.query_row([hit.message_id], |r| r.get(0)).optional()?;
+                hit.snippet = like_snippet(&content.unwrap_or_default(), &short);
             }
         } else {
-            // FTS5 snippets for the hits only.
             let long = fts_query(&terms.long);
             let mut stmt = self.conn.prepare_cached(&format!(
                 "SELECT snippet(messages_fts, 0, char({}), char({}), '…', 24) FROM messages_fts
                  WHERE messages_fts MATCH ?1 AND rowid = ?2",
                 HL_START as u32, HL_END as u32
             ))?;
-            for (mut hit, _) in found {
+            for hit in hits {
                 let snippet: Option<String> =
                     stmt.query_row(rusqlite::params![long, hit.message_id], |r| r.get(0)).optional()?;
                 hit.snippet = parse_snippet(&snippet.unwrap_or_default());
-                hits.push(hit);
             }
         }
-        Ok(hits)
+        Ok(())
     }
 
     /// The messages holding every short CJK term of `grams_query`, newest first, if there are
