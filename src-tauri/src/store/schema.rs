@@ -145,12 +145,14 @@ ALTER TABLE adapters ADD COLUMN info_json TEXT;
 /// trigram index cannot answer. A contentless FTS5 table over the CJK unigrams and bigrams of
 /// each finished message (made by the SQL function `doctorglm_cjk_grams`, see `grams`), kept
 /// in step by triggers like `messages_fts`; `detail = none` (no positions: only "which
-/// messages hold this token") keeps it small. Deleting a message deletes its row, and
-/// `secure-delete` removes the tokens from the index pages. Existing messages are indexed by
-/// the migration's hook ([`backfill_grams`]), in the migration's transaction.
+/// messages hold this token") keeps it small. Deleting a message deletes its tokens with
+/// FTS5's `delete` command and the same tokens (recomputed from the old text), so that
+/// `secure-delete` removes them from the index pages (`contentless_delete = 1` would only
+/// record a tombstone and leave the tokens in place). Existing messages are indexed by the
+/// migration's hook ([`backfill_grams`]), in the migration's transaction.
 const V3: &str = r#"
 CREATE VIRTUAL TABLE messages_grams USING fts5(
-    grams, content = '', contentless_delete = 1, detail = none, tokenize = 'ascii'
+    grams, content = '', detail = none, tokenize = 'ascii'
 );
 INSERT INTO messages_grams(messages_grams, rank) VALUES ('secure-delete', 1);
 
@@ -161,11 +163,14 @@ WHEN new.status <> 'streaming' BEGIN
 END;
 CREATE TRIGGER messages_grams_delete AFTER DELETE ON messages
 WHEN old.status <> 'streaming' BEGIN
-    DELETE FROM messages_grams WHERE rowid = old.id;
+    INSERT INTO messages_grams(messages_grams, rowid, grams)
+        SELECT 'delete', old.id, g FROM (SELECT doctorglm_cjk_grams(old.content) AS g) WHERE g <> '';
 END;
 CREATE TRIGGER messages_grams_update AFTER UPDATE OF content, status ON messages
 WHEN old.status <> 'streaming' OR new.status <> 'streaming' BEGIN
-    DELETE FROM messages_grams WHERE rowid = old.id;
+    INSERT INTO messages_grams(messages_grams, rowid, grams)
+        SELECT 'delete', old.id, g FROM (SELECT doctorglm_cjk_grams(old.content) AS g)
+        WHERE g <> '' AND old.status <> 'streaming';
     INSERT INTO messages_grams(rowid, grams)
         SELECT new.id, g FROM (SELECT doctorglm_cjk_grams(new.content) AS g)
         WHERE g <> '' AND new.status <> 'streaming';
