@@ -509,22 +509,7 @@ pub fn finetune_cancel(job_id: String) -> bool {
 mod tests {
     use super::*;
 
-    /// Every file in `dir` with its bytes.
-    fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-        let mut out = std::collections::BTreeMap::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    out.insert(p.clone(), std::fs::read(&p).unwrap());
-                }
-            }
-        }
-        out
-    }
+    use crate::store::test_support::snapshot;
 
     #[test]
     fn a_locked_store_opens_only_with_its_passphrase() {

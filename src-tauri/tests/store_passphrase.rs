@@ -1,10 +1,12 @@
 //! A store made with a passphrase instead of the OS keyring, from the command line: the
 //! passphrase comes on standard input (`--passphrase-stdin`) or in `DOCTORGLM_PASSPHRASE`,
 //! never as an argument; without it, or with a wrong one, the store is refused unchanged.
-use std::collections::BTreeMap;
+mod common;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+use common::{snapshot, text};
 
 fn doctorglm(data: &Path, args: &[&str], passphrase_env: Option<&str>, stdin: &str) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_doctorglm"));
@@ -20,26 +22,6 @@ fn doctorglm(data: &Path, args: &[&str], passphrase_env: Option<&str>, stdin: &s
     let mut child = cmd.spawn().expect("the doctorglm binary runs");
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -1,32 +1,14 @@
 //! Tests of what the store promises about its file: no plaintext on disk, a wrong or missing
 //! key changes nothing, deleted text is gone from the pages, and every older schema migrates.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 
 use super::connection;
 use super::keys::tests::FakeVault;
 use super::keys::Secret;
 use super::schema;
-use super::test_support::{temp_store, test_key};
+use super::test_support::{snapshot, temp_store, test_key};
 use super::{AnswerEnd, AnswerMeta, AppPaths, DbKey, KeySource, KeyStorage, NewModel, Store, StoreError};
 
-/// Every file in `dir` (recursively) with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
 
 fn contains(hay: &[u8], needle: &str) -> bool {
     let n = needle.as_bytes();

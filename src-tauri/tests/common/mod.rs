@@ -58,3 +58,20 @@ pub fn json(out: &Output) -> serde_json::Value {
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temporary path")
 }
+
+/// Every file under `dir` (recursively) with its bytes, to show that a refused command changed nothing.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
