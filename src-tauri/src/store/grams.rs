@@ -1,7 +1,9 @@
-//! The short-term index's tokens: every CJK character of a message (unigram) and every pair
-//! of adjacent CJK characters (bigram). FTS5's trigram tokenizer cannot answer terms of one or
-//! two characters (痒, 肺癌); the `messages_grams` table (schema v3) indexes these tokens so
-//! such terms are a lookup instead of a scan of every message.
+//! The short-term index's tokens: every character of a message that is CJK or an ASCII letter or
+//! digit (unigram, ASCII folded to lower case) and every pair of adjacent such characters
+//! (bigram). FTS5's trigram tokenizer cannot answer terms of one or two characters (痒, 肺癌,
+//! BP, X光); the `messages_grams` table indexes these tokens so such terms are a lookup instead
+//! of a scan of every message. Schema v3 indexed CJK characters only ([`FUNCTION`], kept so a
+//! v3 database can still be opened and migrated); v4 indexes both ([`FUNCTION_V4`]).
 //!
 //! The tokens are made here in Rust and reach SQLite through the SQL function [`FUNCTION`],
 //! which the schema's triggers call; every connection the store opens registers it first.
@@ -14,8 +16,17 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
-/// Name of the SQL function `doctorglm_cjk_grams(text) -> text` the triggers call.
+/// Name of the v3 SQL function `doctorglm_cjk_grams(text) -> text` ([`grams`]).
 pub(crate) const FUNCTION: &str = "doctorglm_cjk_grams";
+
+/// Name of the v4 SQL function `doctorglm_short_grams(text) -> text` ([`short_grams`]) the
+/// triggers call.
+pub(crate) const FUNCTION_V4: &str = "doctorglm_short_grams";
+
+/// Whether `c` is a character of the v4 index: CJK, or an ASCII letter or digit.
+pub(crate) fn is_gram_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || is_cjk(c)
+}
 
 /// Whether `c` is a CJK character the short-term index keeps: Han ideographs (unified,
 /// extensions, compatibility), kana and Hangul syllables.
@@ -32,10 +43,11 @@ pub(crate) fn is_cjk(c: char) -> bool {
     )
 }
 
-/// Whether the index answers `term` exactly: one or two characters, all CJK.
+/// Whether the (v4) index answers `term` exactly: one or two characters, each CJK or an ASCII
+/// letter or digit.
 pub(crate) fn indexable(term: &str) -> bool {
     let n = term.chars().count();
-    (1..=2).contains(&n) && term.chars().all(is_cjk)
+    (1..=2).contains(&n) && term.chars().all(is_gram_char)
 }
 
 /// The distinct unigrams and bigrams of CJK characters in `text`, in order of first
@@ -66,15 +78,50 @@ pub(crate) fn grams(text: &str) -> String {
     out
 }
 
-/// Registers [`FUNCTION`] on `conn` (deterministic and innocuous, so triggers may call it).
+/// The v4 tokens of `text`: distinct unigrams and bigrams of runs of CJK characters and ASCII
+/// letters and digits (ASCII folded to lower case), in order of first appearance, separated by
+/// spaces. A bigram may join an ASCII character and a CJK one (X光).
+pub(crate) fn short_grams(text: &str) -> String {
+    let folded = text.to_ascii_lowercase();
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut out = String::new();
+    let mut prev: Option<usize> = None;
+    for (i, c) in folded.char_indices() {
+        if !is_gram_char(c) {
+            prev = None;
+            continue;
+        }
+        let end = i + c.len_utf8();
+        let unigram = &folded[i..end];
+        let bigram = prev.map(|start| &folded[start..end]);
+        for g in std::iter::once(unigram).chain(bigram) {
+            if seen.insert(g) {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(g);
+            }
+        }
+        prev = Some(i);
+    }
+    out
+}
+
+/// Registers [`FUNCTION`] and [`FUNCTION_V4`] on `conn` (deterministic and innocuous, so
+/// triggers may call them).
 pub(crate) fn register(conn: &Connection) -> rusqlite::Result<()> {
+    register_one(conn, FUNCTION, grams)?;
+    register_one(conn, FUNCTION_V4, short_grams)
+}
+
+fn register_one(conn: &Connection, name: &str, tokens: fn(&str) -> String) -> rusqlite::Result<()> {
     conn.create_scalar_function(
-        FUNCTION,
+        name,
         1,
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS,
-        |ctx| {
+        move |ctx| {
             Ok(match ctx.get_raw(0) {
-                ValueRef::Text(bytes) => grams(&String::from_utf8_lossy(bytes)),
+                ValueRef::Text(bytes) => tokens(&String::from_utf8_lossy(bytes)),
                 _ => String::new(),
             })
         },
@@ -96,13 +143,25 @@ mod tests {
     }
 
     #[test]
+    fn store_short_grams_add_ascii_letters_and_digits_folded() {
+        assert_eq!(short_grams("肺癌"), "肺 癌 肺癌");
+        assert_eq!(short_grams("BP 135"), "b p bp 1 3 13 5 35");
+        assert_eq!(short_grams("胸X光"), "胸 x 胸x 光 x光");
+        assert_eq!(short_grams("CT, ct"), "c t ct", "case folded, repeats once");
+        assert_eq!(short_grams("°C/µg"), "c g", "no non-ASCII letters outside CJK");
+        assert_eq!(short_grams(""), "");
+    }
+
+    #[test]
     fn store_grams_indexable_terms() {
         assert!(indexable("痒"));
         assert!(indexable("肺癌"));
         assert!(!indexable("肺癌晚"), "three characters: the trigram index");
-        assert!(!indexable("X光"));
-        assert!(!indexable("BP"));
+        assert!(indexable("X光"));
+        assert!(indexable("BP"));
+        assert!(indexable("5"));
         assert!(!indexable("，"));
+        assert!(!indexable("µ"));
         assert!(!indexable(""));
     }
 
@@ -114,5 +173,7 @@ mod tests {
         assert_eq!(g, "头 痛 头痛");
         let g: String = conn.query_row(&format!("SELECT {FUNCTION}(NULL)"), [], |r| r.get(0)).unwrap();
         assert_eq!(g, "");
+        let g: String = conn.query_row(&format!("SELECT {FUNCTION_V4}('头痛 HA')"), [], |r| r.get(0)).unwrap();
+        assert_eq!(g, "头 痛 头痛 h a ha");
     }
 }

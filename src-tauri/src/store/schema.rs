@@ -177,6 +177,42 @@ WHEN old.status <> 'streaming' OR new.status <> 'streaming' BEGIN
 END;
 "#;
 
+/// Version 4: the short-term index also answers one or two ASCII letters or digits (BP, CT,
+/// X光), which v3 left to a scan of every message. The v3 table and triggers are dropped and
+/// rebuilt over `doctorglm_short_grams` (see `grams::short_grams`); the hook
+/// ([`backfill_short_grams`]) indexes the existing messages again.
+const V4: &str = r#"
+DROP TRIGGER messages_grams_insert;
+DROP TRIGGER messages_grams_delete;
+DROP TRIGGER messages_grams_update;
+DROP TABLE messages_grams;
+
+CREATE VIRTUAL TABLE messages_grams USING fts5(
+    grams, content = '', detail = none, tokenize = 'ascii'
+);
+INSERT INTO messages_grams(messages_grams, rank) VALUES ('secure-delete', 1);
+
+CREATE TRIGGER messages_grams_insert AFTER INSERT ON messages
+WHEN new.status <> 'streaming' BEGIN
+    INSERT INTO messages_grams(rowid, grams)
+        SELECT new.id, g FROM (SELECT doctorglm_short_grams(new.content) AS g) WHERE g <> '';
+END;
+CREATE TRIGGER messages_grams_delete AFTER DELETE ON messages
+WHEN old.status <> 'streaming' BEGIN
+    INSERT INTO messages_grams(messages_grams, rowid, grams)
+        SELECT 'delete', old.id, g FROM (SELECT doctorglm_short_grams(old.content) AS g) WHERE g <> '';
+END;
+CREATE TRIGGER messages_grams_update AFTER UPDATE OF content, status ON messages
+WHEN old.status <> 'streaming' OR new.status <> 'streaming' BEGIN
+    INSERT INTO messages_grams(messages_grams, rowid, grams)
+        SELECT 'delete', old.id, g FROM (SELECT doctorglm_short_grams(old.content) AS g)
+        WHERE g <> '' AND old.status <> 'streaming';
+    INSERT INTO messages_grams(rowid, grams)
+        SELECT new.id, g FROM (SELECT doctorglm_short_grams(new.content) AS g)
+        WHERE g <> '' AND new.status <> 'streaming';
+END;
+"#;
+
 /// Messages indexed per statement by [`backfill_grams`] (one progress line each).
 const BACKFILL_CHUNK: i64 = 20_000;
 
@@ -184,6 +220,15 @@ const BACKFILL_CHUNK: i64 = 20_000;
 /// progress line per chunk (a big database takes seconds). Runs inside the v3 migration's
 /// transaction: a crash part way leaves the database at v2, and the next open starts again.
 fn backfill_grams(tx: &rusqlite::Transaction<'_>) -> HookResult {
+    backfill_with(tx, super::grams::FUNCTION)
+}
+
+/// [`backfill_grams`] for v4, with its token function.
+fn backfill_short_grams(tx: &rusqlite::Transaction<'_>) -> HookResult {
+    backfill_with(tx, super::grams::FUNCTION_V4)
+}
+
+fn backfill_with(tx: &rusqlite::Transaction<'_>, function: &str) -> HookResult {
     let (max_id, total): (i64, i64) = tx.query_row(
         "SELECT coalesce(max(id), 0), count(*) FROM messages WHERE status <> 'streaming'",
         [],
@@ -192,12 +237,12 @@ fn backfill_grams(tx: &rusqlite::Transaction<'_>) -> HookResult {
     if total == 0 {
         return Ok(());
     }
-    let mut stmt = tx.prepare(
+    let mut stmt = tx.prepare(&format!(
         "INSERT INTO messages_grams(rowid, grams)
-         SELECT id, g FROM (SELECT id, doctorglm_cjk_grams(content) AS g FROM messages
+         SELECT id, g FROM (SELECT id, {function}(content) AS g FROM messages
                             WHERE status <> 'streaming' AND id > ?1 AND id <= ?2)
-         WHERE g <> ''",
-    )?;
+         WHERE g <> ''"
+    ))?;
     let mut count = tx.prepare("SELECT count(*) FROM messages WHERE status <> 'streaming' AND id <= ?1")?;
     let mut low = 0;
     while low < max_id {
@@ -216,11 +261,12 @@ pub fn all() -> Vec<M<'static>> {
         M::up(V1).foreign_key_check(),
         M::up(V2).foreign_key_check(),
         M::up_with_hook(V3, backfill_grams).foreign_key_check(),
+        M::up_with_hook(V4, backfill_short_grams).foreign_key_check(),
     ]
 }
 
 /// The newest schema version this build knows (the length of [`all`]).
-pub const LATEST_VERSION: usize = 3;
+pub const LATEST_VERSION: usize = 4;
 
 /// The migrations as `rusqlite_migration` wants them.
 pub fn migrations() -> Migrations<'static> {

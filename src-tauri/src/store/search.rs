@@ -1,8 +1,9 @@
 //! Full-text search over all messages: FTS5 with the trigram tokenizer (substring matching,
-//! so Chinese works without a word segmenter). Terms of one or two CJK characters are below
-//! what a trigram index can answer; a second FTS5 index of CJK unigrams and bigrams
-//! (`messages_grams`, see `grams`) answers them. Other short terms (`BP`) are matched with
-//! `LIKE` (alone, a scan of the messages, newest first, stopping at the limit).
+//! so Chinese works without a word segmenter). Terms of one or two characters are below what a
+//! trigram index can answer; a second FTS5 index of unigrams and bigrams of CJK characters and
+//! ASCII letters and digits (`messages_grams`, see `grams`) answers them (痒, 肺癌, BP, X光).
+//! Other short terms (punctuation, other scripts: `µg`) are matched with `LIKE` (alone, a scan
+//! of the messages, newest first, stopping at the limit).
 
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, OptionalExtension};
@@ -61,9 +62,9 @@ impl SearchHit {
 struct Terms {
     /// Three characters or more: the trigram index.
     long: Vec<String>,
-    /// One or two CJK characters: the unigram/bigram index (`messages_grams`).
+    /// One or two CJK characters or ASCII letters/digits: the unigram/bigram index (`messages_grams`).
     grams: Vec<String>,
-    /// Other short terms (`BP`, `X光`): `LIKE`.
+    /// Other short terms (`µg`, `+1`): `LIKE`.
     other: Vec<String>,
 }
 
@@ -146,7 +147,7 @@ impl Store {
     /// finds nothing. Every whitespace-separated term must occur (case-insensitive for ASCII).
     ///
     /// Which index leads: terms of 3+ characters go to the trigram index, terms of one or two
-    /// CJK characters to the unigram/bigram index, other short terms (`BP`) are checked with
+    /// CJK characters or ASCII letters/digits to the unigram/bigram index, other short terms (`µg`) are checked with
     /// `LIKE` on the messages the indexes give (alone, they scan the messages newest first).
     /// Every plan walks message ids downwards and stops at the limit.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
@@ -416,8 +417,14 @@ mod tests {
         assert!(store.search("癌吸", 10).unwrap().is_empty());
         assert!(store.search("胃癌", 10).unwrap().is_empty());
         assert_eq!(store.search("痒 皮肤", 10).unwrap().len(), 1, "two short terms, both required");
-        assert_eq!(store.search("痒 BP", 10).unwrap()[0].message_id, e, "a short CJK term with a LIKE term");
-        assert_eq!(store.search("bp", 10).unwrap()[0].message_id, e, "short non-CJK terms still match (LIKE)");
+        assert_eq!(grams_ids(&store, "BP"), vec![e], "ASCII pairs are indexed, case folded");
+        assert_eq!(store.search("痒 BP", 10).unwrap()[0].message_id, e, "two short indexed terms");
+        assert_eq!(store.search("bp", 10).unwrap()[0].message_id, e, "either case");
+        let f = store.append_user_message(c.id, "胸X光示右下肺纹理增粗，SBP 150").unwrap();
+        assert_eq!(store.search("X光", 10).unwrap()[0].message_id, f, "a letter and a CJK character");
+        let bp: Vec<_> = store.search("BP", 10).unwrap().iter().map(|h| h.message_id).collect();
+        assert_eq!(bp, vec![f, e], "inside a word too (SBP), as the trigram index matches substrings");
+        assert_eq!(store.search("µ", 10).unwrap().len(), 0, "other short terms still go to LIKE");
         assert_eq!(store.search("痒 两周", 1).unwrap().len(), 1);
         assert_eq!(store.search("痒", 1).unwrap()[0].message_id, e, "the limit keeps the newest");
     }

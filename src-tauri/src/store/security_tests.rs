@@ -210,6 +210,16 @@ fn store_migrates_from_every_earlier_schema_version() {
             assert_eq!(store.search("旧版本", 5).unwrap().len(), 1, "from v{start}: search index kept");
             assert_eq!(store.search("旧", 5).unwrap().len(), 1, "from v{start}: one-character terms indexed");
             assert_eq!(store.search("消息 old", 5).unwrap().len(), 1, "from v{start}: two-character terms indexed");
+            let ol: Vec<i64> = store
+                .conn()
+                .prepare("SELECT rowid FROM messages_grams WHERE messages_grams MATCH '\"ol\"'")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            assert_eq!(ol, vec![1], "from v{start}: ASCII pairs indexed (v4)");
+            assert_eq!(store.search("OL", 5).unwrap().len(), 1, "from v{start}: two-letter terms found");
             let far: Vec<i64> = store
                 .conn()
                 .prepare("SELECT rowid FROM messages_grams WHERE messages_grams MATCH '\"远\"'")
