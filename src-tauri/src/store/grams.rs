@@ -52,48 +52,31 @@ pub(crate) fn indexable(term: &str) -> bool {
 
 /// The distinct unigrams and bigrams of CJK characters in `text`, in order of first
 /// appearance, separated by spaces (FTS5's `ascii` tokenizer splits them there and keeps
-/// every non-ASCII character inside a token).
+/// every non-ASCII character inside a token). The v3 scheme.
 pub(crate) fn grams(text: &str) -> String {
-    let mut seen: HashSet<&str> = HashSet::new();
-    let mut out = String::new();
-    let mut prev: Option<usize> = None;
-    for (i, c) in text.char_indices() {
-        if !is_cjk(c) {
-            prev = None;
-            continue;
-        }
-        let end = i + c.len_utf8();
-        let unigram = &text[i..end];
-        let bigram = prev.map(|start| &text[start..end]);
-        for g in std::iter::once(unigram).chain(bigram) {
-            if seen.insert(g) {
-                if !out.is_empty() {
-                    out.push(' ');
-                }
-                out.push_str(g);
-            }
-        }
-        prev = Some(i);
-    }
-    out
+    uni_and_bigrams(text, is_cjk)
 }
 
 /// The v4 tokens of `text`: distinct unigrams and bigrams of runs of CJK characters and ASCII
 /// letters and digits (ASCII folded to lower case), in order of first appearance, separated by
 /// spaces. A bigram may join an ASCII character and a CJK one (X光).
 pub(crate) fn short_grams(text: &str) -> String {
-    let folded = text.to_ascii_lowercase();
+    uni_and_bigrams(&text.to_ascii_lowercase(), is_gram_char)
+}
+
+/// The distinct unigrams and bigrams of the runs of characters that `keep` accepts.
+fn uni_and_bigrams(text: &str, keep: fn(char) -> bool) -> String {
     let mut seen: HashSet<&str> = HashSet::new();
     let mut out = String::new();
     let mut prev: Option<usize> = None;
-    for (i, c) in folded.char_indices() {
-        if !is_gram_char(c) {
+    for (i, c) in text.char_indices() {
+        if !keep(c) {
             prev = None;
             continue;
         }
         let end = i + c.len_utf8();
-        let unigram = &folded[i..end];
-        let bigram = prev.map(|start| &folded[start..end]);
+        let unigram = &text[i..end];
+        let bigram = prev.map(|start| &text[start..end]);
         for g in std::iter::once(unigram).chain(bigram) {
             if seen.insert(g) {
                 if !out.is_empty() {
