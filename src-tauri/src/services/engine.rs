@@ -42,6 +42,9 @@ pub enum Weights {
 }
 
 impl Weights {
+    /// Every variant (e.g. to remove a model's cache files in all formats).
+    pub const ALL: [Weights; 4] = [Weights::F32, Weights::Q8_0, Weights::Q4_0, Weights::Q4K];
+
     /// The engine's quantization format; None for full precision.
     pub fn format(self) -> Option<doctorglm_models::quant::QuantFormat> {
         use doctorglm_models::quant::QuantFormat;

@@ -76,8 +76,8 @@ pub fn remove_model(ctx: &AppContext, id: &str) -> AppResult<()> {
     // Its quantized-weight caches go too (they can be gigabytes); one that cannot be removed
     // is only logged: the model is gone from the registry either way.
     let cache_dir = super::engine::cache_dir(ctx);
-    for weights in <super::engine::Weights as clap::ValueEnum>::value_variants() {
-        let file = super::engine::cache_file(&cache_dir, &model_id.to_string(), *weights);
+    for weights in super::engine::Weights::ALL {
+        let file = super::engine::cache_file(&cache_dir, &model_id.to_string(), weights);
         match std::fs::remove_file(&file) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!(file = %file.display(), error = %e, "could not remove a weight cache")
