@@ -23,9 +23,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use doctorglm_models::quant::bandwidth::{read_bandwidth, PROBE_DISTANCES};
 use doctorglm_models::quant::{Kernel, QuantFormat};
 use doctorglm_models::{LoadOptions, Model, QuantizeOptions};
-use rayon::prelude::*;
 
 #[derive(Parser)]
 struct Args {
@@ -79,22 +79,6 @@ fn proc_status(key: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
-}
-
-/// Multi-threaded read bandwidth, GB/s (best of `reps`), over a buffer far larger than the caches.
-fn read_bandwidth(mib: usize, reps: usize) -> f64 {
-    let n = mib * 1024 * 1024 / 8;
-    let buf: Vec<u64> = (0..n as u64).into_par_iter().map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
-    let mut best = f64::MAX;
-    let mut check = 0u64;
-    for _ in 0..reps {
-        let t = Instant::now();
-        let s: u64 = buf.par_chunks(1 << 16).map(|c| c.iter().fold(0u64, |a, &v| a.wrapping_add(v))).reduce(|| 0, |a, b| a.wrapping_add(b));
-        best = best.min(t.elapsed().as_secs_f64());
-        check ^= s;
-    }
-    std::hint::black_box(check);
-    (n * 8) as f64 / best / 1e9
 }
 
 /// A deterministic prompt of `len` ordinary token ids below `vocab`.
@@ -296,8 +280,14 @@ fn parent(args: &Args) -> Result<()> {
     };
     let threads = rayon::current_num_threads();
     println!("kernel {}, {threads} threads; model {}", Kernel::best().name(), dir.display());
-    let bw = read_bandwidth(args.bw_mib, 7);
-    println!("read bandwidth (best of 7 over {} MiB): {bw:.2} GB/s", args.bw_mib);
+    let probe = read_bandwidth(args.bw_mib, 7);
+    let bw = probe.best_gbps;
+    println!(
+        "read bandwidth (best of 7 over {} MiB, prefetch distances {:?} bytes: {} GB/s): {bw:.2} GB/s",
+        args.bw_mib,
+        PROBE_DISTANCES,
+        probe.per_distance.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(" / ")
+    );
     let exe = std::env::current_exe()?;
     let mut results = Vec::new();
     let mut formats = args.formats.clone();

@@ -14,9 +14,9 @@ use anyhow::Result;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use clap::Parser;
+use doctorglm_models::quant::bandwidth::{read_bandwidth, PROBE_DISTANCES};
 use doctorglm_models::quant::{Kernel, QMatrix, QuantFormat};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use rayon::prelude::*;
 
 #[derive(Parser)]
 struct Args {
@@ -50,25 +50,6 @@ fn stats(mut secs: Vec<f64>) -> Stats {
     Stats { best: secs[0], median: secs[secs.len() / 2] }
 }
 
-/// Multithreaded read bandwidth (GB/s): sums a buffer far larger than the caches.
-fn read_bandwidth(mib: usize, reps: usize) -> (Stats, f64) {
-    let n = mib * 1024 * 1024 / 8;
-    let buf: Vec<u64> = (0..n as u64).into_par_iter().map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
-    let mut times = Vec::new();
-    let mut check = 0u64;
-    for _ in 0..reps + 1 {
-        let t = Instant::now();
-        let s: u64 = buf.par_chunks(1 << 16).map(|c| c.iter().fold(0u64, |a, &v| a.wrapping_add(v))).reduce(|| 0, |a, b| a.wrapping_add(b));
-        times.push(t.elapsed().as_secs_f64());
-        check ^= s;
-    }
-    times.remove(0);
-    std::hint::black_box(check);
-    let bytes = (n * 8) as f64;
-    let s = stats(times);
-    (Stats { best: bytes / s.best / 1e9, median: bytes / s.median / 1e9 }, bytes)
-}
-
 /// Times `f(copy)` over a rotation of `copies` copies; returns per-call seconds, best and median over reps.
 fn time_rotation(copies: usize, reps: usize, mut f: impl FnMut(usize)) -> Stats {
     for c in 0..copies {
@@ -90,8 +71,16 @@ fn main() -> Result<()> {
     let threads = rayon::current_num_threads();
     println!("threads: {threads}; our kernel: {} (available: {})", Kernel::best().name(),
         Kernel::available().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "));
-    let (bw, bw_bytes) = read_bandwidth(args.bw_mib, args.reps);
-    println!("read bandwidth over {:.0} MiB: best {:.1} GB/s, median {:.1} GB/s", bw_bytes / 1048576.0, bw.best, bw.median);
+    let bw = read_bandwidth(args.bw_mib, args.reps);
+    println!(
+        "read bandwidth over {:.0} MiB: best {:.1} GB/s, median {:.1} GB/s (prefetch {} bytes ahead; per distance {:?}: {})",
+        bw.bytes as f64 / 1048576.0,
+        bw.best_gbps,
+        bw.median_gbps,
+        bw.distance,
+        PROBE_DISTANCES,
+        bw.per_distance.iter().map(|g| format!("{g:.1}")).collect::<Vec<_>>().join(" / ")
+    );
     println!("{:<12} {:<22} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9}", "shape", "method", "MiB", "copies", "best ms", "GB/s", "med GB/s", "roofline");
     let dev = Device::Cpu;
     for shape in &args.shape {
@@ -105,7 +94,7 @@ fn main() -> Result<()> {
         let report = |method: &str, bytes: usize, copies: usize, s: Stats| {
             let gbs = bytes as f64 / s.best / 1e9;
             println!("{:<12} {:<22} {:>9.1} {:>7} {:>9.3} {:>9.1} {:>9.1} {:>8.0}%", shape, method, bytes as f64 / 1048576.0, copies,
-                s.best * 1e3, gbs, bytes as f64 / s.median / 1e9, 100.0 * gbs / bw.best);
+                s.best * 1e3, gbs, bytes as f64 / s.median / 1e9, 100.0 * gbs / bw.best_gbps);
         };
         let copies_for = |bytes: usize| (args.stream_mib * 1048576).div_ceil(bytes).max(1);
         if !args.no_candle {

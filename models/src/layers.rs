@@ -223,6 +223,22 @@ pub fn attention(
     q_scale: f64,
     score_scale: f64,
 ) -> Result<Tensor> {
+    // A decode step at inference: one fused CPU op (see `decode_attention`).
+    if let Some(out) = crate::decode_attention::try_fused(q, k, v, mask, q_scale, score_scale)? {
+        return Ok(out);
+    }
+    attention_composed(q, k, v, mask, q_scale, score_scale)
+}
+
+/// [`attention`] as candle tensor operations (prompts, training, other devices and dtypes).
+pub(crate) fn attention_composed(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    q_scale: f64,
+    score_scale: f64,
+) -> Result<Tensor> {
     let (b, h, n, d) = q.dims4()?;
     let (_, g, t, _) = k.dims4()?;
     if g == 0 || h % g != 0 {

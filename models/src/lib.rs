@@ -7,6 +7,7 @@
 //! - `device`: CPU, CUDA or Metal.
 //! - `detect`: what a model path is (folder or GGUF, family, stored quantization) without loading it.
 //! - `layers`: shared blocks (LoRA-aware linear, norms, RoPE, attention).
+//! - `decode_attention`: the decode step's attention (one token over the KV cache) fused on the CPU.
 //! - `arch`, `chatglm6b`, `chatglm2`: the two architectures (v1; v2/v3/GLM-4).
 //! - `kv_cache`: per-sequence keys/values for incremental decoding.
 //! - `lora`: PEFT LoRA adapters (unmerged, several at once, optional merge).
@@ -25,6 +26,7 @@ pub mod chat_format;
 pub mod chatglm2;
 pub mod chatglm6b;
 pub mod config;
+pub mod decode_attention;
 pub mod detect;
 pub mod device;
 pub mod error;

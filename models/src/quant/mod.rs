@@ -6,6 +6,7 @@
 //! - `activation`: activations quantized to 8 bits per 32-value block.
 //! - `kernel`: run-time choice of scalar, AVX2, AVX-VNNI, AVX-512, AVX-512 VNNI or NEON dot products.
 //! - `x86`, `x86_avx_vnni`, `x86_vnni`, `neon`: the SIMD kernels (AVX2 / AVX-512; 256-bit Q4 kernels for AVX2 and AVX-VNNI; AVX-512 VNNI; NEON).
+//! - `bandwidth`: the memory read-bandwidth probe behind the benchmarks' roofline ratios.
 //! - `matrix`: [`QMatrix`], a quantized matrix with multi-threaded matrix-vector and small-matrix products.
 //! - `gguf`: streaming GGUF writer and memory-mapped reader (the quantization cache format).
 //! - `cache`: the quantized model cache (every tensor of a quantized model, memory-mapped on later starts).
@@ -16,6 +17,7 @@
 //! - `error`: [`QuantError`].
 
 pub mod activation;
+pub mod bandwidth;
 pub mod cache;
 pub mod error;
 pub mod format;
