@@ -10,8 +10,10 @@
 //!
 //! Each format runs in its own child process (this binary with `--one FORMAT`), so that its peak
 //! resident memory (`VmHWM`) is its own. The f32 child writes its logits over an accuracy prompt;
-//! the quantized children compare theirs with them. The read bandwidth is measured first in the
-//! same run; "roofline" is (weight bytes read per token ÷ bandwidth) ÷ measured time per token.
+//! the quantized children compare theirs with them. The read bandwidth (`quant::bandwidth`) is
+//! measured at the start and again by each child right after its decode (this shared machine's
+//! bandwidth drifts); the higher of the two is the roofline's: "ratio" is (weight bytes read per
+//! token ÷ bandwidth) ÷ measured time per token.
 //! f32 is the full-precision baseline: candle's CPU f16 matrix product is far slower than its f32
 //! one, so f16 weights are converted to f32 on load.
 
@@ -175,6 +177,10 @@ fn child(args: &Args, format_name: &str) -> Result<()> {
     }
     let decode_s = t.elapsed().as_secs_f64();
     drop(cache);
+    // Peak memory before the bandwidth probe's buffer; the probe then runs right after the
+    // decode, since this shared machine's bandwidth drifts between the parent's probe and here.
+    let peak_rss = proc_status("VmHWM:");
+    let bw_after = read_bandwidth(args.bw_mib, 3).best_gbps;
 
     // Accuracy on this model: logits at every position of a shorter prompt.
     let acc_ids = prompt_ids(args.accuracy_len, vocab, 2);
@@ -203,7 +209,8 @@ fn child(args: &Args, format_name: &str) -> Result<()> {
         "prefill_tps": args.prompt as f64 / ttft,
         "decode_tps": args.new as f64 / decode_s,
         "decode_s_per_token": decode_s / args.new as f64,
-        "peak_rss": proc_status("VmHWM:"),
+        "peak_rss": peak_rss,
+        "bw_after_decode": bw_after,
         "rss_loaded": rss_loaded,
         "bytes_per_token": bytes_per_token,
         "kl": kl,
@@ -302,7 +309,7 @@ fn parent(args: &Args) -> Result<()> {
             .arg("--work")
             .arg(&work)
             .args(["--one", f, "--prompt", &args.prompt.to_string(), "--new", &args.new.to_string()])
-            .args(["--accuracy-len", &args.accuracy_len.to_string()])
+            .args(["--accuracy-len", &args.accuracy_len.to_string(), "--bw-mib", &args.bw_mib.to_string()])
             .output()?;
         std::io::stderr().write_all(&out.stderr)?;
         if !out.status.success() {
@@ -315,19 +322,21 @@ fn parent(args: &Args) -> Result<()> {
     let gib = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0) / (1u64 << 30) as f64;
     let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     println!(
-        "\n{:<6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}",
-        "format", "load 1st", "load 2nd", "prefill", "TTFT", "decode", "peakRSS", "weights", "roofln", "ratio", "KL", "top-1"
+        "\n{:<6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>9} {:>7}",
+        "format", "load 1st", "load 2nd", "prefill", "TTFT", "decode", "peakRSS", "weights", "BW", "roofln", "ratio", "KL", "top-1"
     );
     println!(
-        "{:<6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}",
-        "", "s", "s", "tok/s", "s", "tok/s", "GiB", "GiB/tok", "tok/s", "", "vs f32", ""
+        "{:<6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>9} {:>7}",
+        "", "s", "s", "tok/s", "s", "tok/s", "GiB", "GiB/tok", "GB/s", "tok/s", "", "vs f32", ""
     );
     for r in &results {
         let bytes = num(&r["bytes_per_token"]);
+        // The higher of the two probes (the stricter ratio): the run's start and right after this decode.
+        let bw = bw.max(num(&r["bw_after_decode"]));
         let roofline_tps = bw * 1e9 / bytes;
         let ratio = (bytes / (bw * 1e9)) / num(&r["decode_s_per_token"]);
         println!(
-            "{:<6} {:>9.2} {:>9.2} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.3} {:>8.2} {:>7.0}% {:>9.5} {:>6.1}%",
+            "{:<6} {:>9.2} {:>9.2} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.3} {:>6.1} {:>8.2} {:>7.0}% {:>9.5} {:>6.1}%",
             r["format"].as_str().unwrap_or("?"),
             num(&r["load_first_s"]),
             num(&r["load_cached_s"]),
@@ -336,6 +345,7 @@ fn parent(args: &Args) -> Result<()> {
             num(&r["decode_tps"]),
             gib(&r["peak_rss"]),
             bytes / (1u64 << 30) as f64,
+            bw,
             roofline_tps,
             100.0 * ratio,
             num(&r["kl"]),
@@ -343,7 +353,7 @@ fn parent(args: &Args) -> Result<()> {
         );
     }
     println!(
-        "(prefill {} tokens; decode {} tokens after it; TTFT = prefill + first choice; roofline = bandwidth ÷ weight bytes per token; \
+        "(prefill {} tokens; decode {} tokens after it; TTFT = prefill + first choice; BW = the higher of the probe at the start and the one right after this format's decode; roofline = BW ÷ weight bytes per token; \
          ratio = roofline time ÷ measured time per token; KL / top-1 over {} positions of one prompt against the f32 run)",
         args.prompt, args.new, args.accuracy_len
     );

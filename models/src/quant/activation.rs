@@ -62,17 +62,42 @@ impl ActQ8 {
     /// Quantizes `x` into this buffer, reusing its allocations.
     pub fn requantize(&mut self, x: &[f32]) {
         debug_assert!(x.len() % QK == 0);
-        let nb = x.len() / QK;
         self.d.clear();
         self.sums.clear();
         self.packed = None;
         self.qs.resize(x.len(), 0);
-        for (b, chunk) in x.chunks_exact(QK).enumerate() {
-            let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("sse4.1") {
+            // SAFETY: AVX2 and SSE4.1 were detected just above.
+            unsafe { self.quantize_blocks_avx2(x) };
+            return;
+        }
+        self.quantize_blocks(x);
+    }
+
+    /// [`ActQ8::quantize_blocks`] compiled for AVX2, where the rounding and the block maximum
+    /// become vector instructions (the portable build calls `roundf` once per value: 2% of a
+    /// decode step in a profile).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,sse4.1")]
+    fn quantize_blocks_avx2(&mut self, x: &[f32]) {
+        self.quantize_blocks(x);
+    }
+
+    #[inline(always)]
+    fn quantize_blocks(&mut self, x: &[f32]) {
+        for (chunk, qs) in x.chunks_exact(QK).zip(self.qs.chunks_exact_mut(QK)) {
+            let mut lanes = [0f32; 8];
+            for part in chunk.chunks_exact(8) {
+                for (m, v) in lanes.iter_mut().zip(part) {
+                    *m = m.max(v.abs());
+                }
+            }
+            let amax = lanes.iter().fold(0f32, |m, &v| m.max(v));
             let d = amax / 127.0;
             let id = if d > 0.0 { 1.0 / d } else { 0.0 };
             let mut sum = 0i32;
-            for (q, v) in self.qs[b * QK..(b + 1) * QK].iter_mut().zip(chunk) {
+            for (q, v) in qs.iter_mut().zip(chunk) {
                 let r = (v * id).round().clamp(-127.0, 127.0) as i8;
                 *q = r;
                 sum += r as i32;
@@ -80,7 +105,6 @@ impl ActQ8 {
             self.d.push(d);
             self.sums.push(sum);
         }
-        debug_assert_eq!(self.d.len(), nb);
     }
 
     /// Adds the layout of a VNNI kernel for `format` (see [`Packed`]); `group` is the number of
@@ -151,6 +175,22 @@ impl ActQ8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vector_build_quantizes_exactly_as_the_portable_one() {
+        // Halves (ties round away from zero), values just below a half, NaN (ignored by the
+        // maximum) and a zero block: the AVX2 build must give the same bytes, scales and sums.
+        let mut x: Vec<f32> = (0..256).map(|i| ((i * 53 % 255) as f32 - 127.0) * 0.5).collect();
+        x[3] = 0.499_999_97;
+        x[40] = f32::NAN;
+        x[64..96].fill(0.0);
+        let dispatched = ActQ8::quantize(&x);
+        let mut portable = ActQ8 { qs: vec![0; x.len()], ..ActQ8::default() };
+        portable.quantize_blocks(&x);
+        assert_eq!(dispatched.qs, portable.qs);
+        assert_eq!(dispatched.sums, portable.sums);
+        assert_eq!(dispatched.d.iter().map(|d| d.to_bits()).collect::<Vec<_>>(), portable.d.iter().map(|d| d.to_bits()).collect::<Vec<_>>());
+    }
 
     #[test]
     fn roundtrip_error_is_within_half_a_step() {
