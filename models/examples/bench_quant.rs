@@ -35,6 +35,9 @@ struct Args {
     /// Also time the slower kernels of this CPU (scalar, avx2) for comparison.
     #[arg(long)]
     all_kernels: bool,
+    /// Prompt length for the prompt-product comparison (0: skip it).
+    #[arg(long, default_value_t = 256)]
+    prompt: usize,
     /// Skip candle's f32/f16/quantized baselines.
     #[arg(long)]
     no_candle: bool,
@@ -137,6 +140,40 @@ fn main() -> Result<()> {
             }
         }
     }
+    if args.prompt > 0 {
+        prompt_products(&args)?;
+    }
     println!("(this machine is shared: figures are noisy; compare ratios measured in the same run)");
+    Ok(())
+}
+
+/// Prompt-sized products (`--prompt` vectors) of every format: the path `QMatrix::forward` takes
+/// (the tiled integer kernel where the kernel set has one) against dequantizing into candle's f32
+/// matrix product, alternated in the same run; figures are prompt tokens per second.
+fn prompt_products(args: &Args) -> Result<()> {
+    let n = args.prompt;
+    println!("\nprompt products, {n} vectors (tokens/s through one matrix; ratio = forward / dequantize+f32 matmul)");
+    println!("{:<12} {:<6} {:>8} {:>14} {:>22} {:>7}", "shape", "format", "tiled", "forward tok/s", "dequant+matmul tok/s", "ratio");
+    for shape in &args.shape {
+        let (rows, cols) = shape.split_once('x').and_then(|(r, c)| Some((r.parse::<usize>().ok()?, c.parse::<usize>().ok()?)))
+            .ok_or_else(|| anyhow::anyhow!("--shape takes ROWSxCOLS, got {shape}"))?;
+        let mut rng = StdRng::seed_from_u64(9);
+        let w: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-0.05f32..0.05)).collect();
+        let x = Tensor::from_vec((0..n * cols).map(|_| rng.random_range(-1f32..1.0)).collect::<Vec<f32>>(), (n, cols), &Device::Cpu)?;
+        for format in QuantFormat::ALL {
+            let m = QMatrix::quantize(&w, rows, cols, format)?;
+            let (mut fwd, mut deq) = (f64::MAX, f64::MAX);
+            for _ in 0..args.reps.clamp(1, 5) {
+                let t = Instant::now();
+                std::hint::black_box(m.forward(&x)?);
+                fwd = fwd.min(t.elapsed().as_secs_f64());
+                let t = Instant::now();
+                std::hint::black_box(m.dequantized_product(&x, n)?);
+                deq = deq.min(t.elapsed().as_secs_f64());
+            }
+            println!("{:<12} {:<6} {:>8} {:>14.0} {:>22.0} {:>6.2}x", shape, format.name(), Kernel::best().has_tile(format),
+                n as f64 / fwd, n as f64 / deq, deq / fwd);
+        }
+    }
     Ok(())
 }

@@ -38,9 +38,11 @@ impl LoraLinear {
 
     /// Applies the layer; `adapter` picks a loaded LoRA (absent here: the base alone).
     pub fn forward(&self, x: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
+        let lora = adapter.and_then(|name| self.adapters.get(name));
         let base = match &self.quant {
             Some(q) => {
-                let y = crate::quant_grad::quantized_linear(q, x)?;
+                let training = lora.is_some_and(|l| l.a.track_op() || l.b.track_op());
+                let y = crate::quant_grad::quantized_linear(q, x, training)?;
                 match &self.bias {
                     Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
                     None => y,
@@ -55,7 +57,7 @@ impl LoraLinear {
             }
             None => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?,
         };
-        match adapter.and_then(|name| self.adapters.get(name)) {
+        match lora {
             None => Ok(base),
             Some(lora) => {
                 let a = lora.a.to_dtype(x.dtype())?;

@@ -180,10 +180,12 @@ pub fn frozen_linear(w: &Tensor, x: &Tensor) -> Result<Tensor> {
 
 /// `x Wᵀ` for `x` `[..., cols]` over the quantized `q`: with candle's gradient graph when `x`
 /// carries one (training; computed in f32 on the CPU and returned in `x`'s dtype and device),
-/// else the inference kernels of [`QMatrix::forward`].
-pub fn quantized_linear(q: &Arc<QMatrix>, x: &Tensor) -> Result<Tensor> {
+/// else the inference kernels of [`QMatrix::forward`]. `training` (a trainable adapter rides on
+/// this layer) keeps prompts on the dequantized f32 product even where `x` carries no graph, so
+/// that the loss is the function of the dequantized weights whose gradients the backward gives.
+pub fn quantized_linear(q: &Arc<QMatrix>, x: &Tensor, training: bool) -> Result<Tensor> {
     if !x.track_op() {
-        return Ok(q.forward(x)?);
+        return Ok(if training { q.forward_float_prompts(x)? } else { q.forward(x)? });
     }
     let xs = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?;
     let y = xs.apply_op1(QuantLinearOp::new(q.clone()))?;
@@ -221,7 +223,7 @@ mod tests {
             let g = Tensor::from_vec(random(3, 2 * 3 * rows), (2, 3, rows), &Device::Cpu).unwrap();
             // Through the op.
             let xv = Var::from_tensor(&x).unwrap();
-            let y = quantized_linear(&q, xv.as_tensor()).unwrap();
+            let y = quantized_linear(&q, xv.as_tensor(), true).unwrap();
             let grads = (&y * &g).unwrap().sum_all().unwrap().backward().unwrap();
             let gx = grads.get(xv.as_tensor()).expect("a gradient for the input");
             // The same with the dequantized weight as a plain tensor.
@@ -273,10 +275,22 @@ mod tests {
     }
 
     #[test]
+    fn training_prompts_without_a_graph_take_the_dequantized_product() {
+        // A prompt-sized input over Q4_0 (whose inference prompts may run the tiled 8-bit kernel):
+        // with a trainable adapter on the layer the product is the dequantized weights' exactly.
+        let (rows, cols, n) = (48, 256, 20);
+        let q = Arc::new(QMatrix::quantize(&random(9, rows * cols), rows, cols, QuantFormat::Q4_0).unwrap());
+        let x = Tensor::from_vec(random(10, n * cols), (n, cols), &Device::Cpu).unwrap();
+        let exact = q.dequantized_product(&x, n).unwrap();
+        assert!(max_diff(&quantized_linear(&q, &x, true).unwrap(), &exact) < 1e-6);
+        assert!(max_diff(&quantized_linear(&q, &x, false).unwrap(), &q.forward(&x).unwrap()) < 1e-6);
+    }
+
+    #[test]
     fn without_a_graph_it_is_the_inference_product() {
         let q = Arc::new(QMatrix::quantize(&random(7, 32 * 64), 32, 64, QuantFormat::Q8_0).unwrap());
         let x = Tensor::from_vec(random(8, 64), (1, 64), &Device::Cpu).unwrap();
-        let got = quantized_linear(&q, &x).unwrap();
+        let got = quantized_linear(&q, &x, false).unwrap();
         assert!(!got.track_op());
         assert!(max_diff(&got, &q.forward(&x).unwrap()) < 1e-6);
     }

@@ -176,6 +176,46 @@ impl Kernel {
     }
 }
 
+/// Weight rows and activations that [`Kernel::dot_tile`] multiplies at once.
+pub const TILE_ROWS: usize = 3;
+/// See [`TILE_ROWS`].
+pub const TILE_ACTS: usize = 4;
+
+impl Kernel {
+    /// Whether this kernel set has a tiled kernel ([`Kernel::dot_tile`]) for `format`: prompts
+    /// then run on the integer kernels instead of dequantizing into a float matrix product.
+    pub fn has_tile(self, format: QuantFormat) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.0 == Isa::Avx512Vnni && format == QuantFormat::Q4_0 {
+            return true;
+        }
+        let _ = format;
+        false
+    }
+
+    /// `out[r][t] = rows[r] · acts[t]` for [`TILE_ROWS`] rows and [`TILE_ACTS`] activations from
+    /// [`Kernel::prepare`]: each weight group is unpacked once for every activation. `None` where
+    /// [`Kernel::has_tile`] is false or an activation lacks this kernel's layout (the caller
+    /// then takes [`Kernel::dot`]). Panics if the lengths disagree.
+    pub fn dot_tile(self, format: QuantFormat, rows: [&[u8]; TILE_ROWS], acts: [&ActQ8; TILE_ACTS]) -> Option<[[f32; TILE_ACTS]; TILE_ROWS]> {
+        if !self.has_tile(format) {
+            return None;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let packed = acts.map(|a| a.packed_for(format, 4));
+            if let [Some(p0), Some(p1), Some(p2), Some(p3)] = packed {
+                let pairs = [(acts[0], p0), (acts[1], p1), (acts[2], p2), (acts[3], p3)];
+                // SAFETY: `has_tile` is only true for Kernel(Isa::Avx512Vnni), which exists only where
+                // avx2, fma, f16c, avx512f, avx512bw, avx512vnni and avx512vbmi were detected.
+                return Some(unsafe { super::x86_vnni::dot_q4_0_tile::<TILE_ROWS, TILE_ACTS>(rows, pairs) });
+            }
+        }
+        let _ = (rows, acts);
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

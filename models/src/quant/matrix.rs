@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::activation::ActQ8;
 use super::error::{QuantError, Result};
 use super::format::QuantFormat;
-use super::kernel::Kernel;
+use super::kernel::{Kernel, TILE_ACTS, TILE_ROWS};
 use super::reference;
 
 /// Where a matrix's quantized bytes live.
@@ -52,8 +52,13 @@ pub struct QMatrix {
 const TASKS_PER_THREAD: usize = 4;
 
 /// From this many input vectors on, [`QMatrix::forward`] dequantizes slices of rows and uses an
-/// f32 matrix product (prompts) instead of the integer dot products (decoding).
+/// f32 matrix product (prompts) instead of the integer dot products (decoding), unless the
+/// kernel set has a tiled kernel for the format ([`Kernel::has_tile`]).
 pub const GEMM_MIN_ROWS: usize = 16;
+
+/// Activations a tiled product keeps in L2 while a task's rows pass (64 of 2048 values: about
+/// 160 KiB with their packed copies).
+const TOKENS_PER_BLOCK: usize = 64;
 
 /// Largest slice of rows dequantized at once by a prompt-sized [`QMatrix::forward`].
 const GEMM_SLICE_BYTES: usize = 32 << 20;
@@ -195,8 +200,13 @@ impl QMatrix {
         let data = self.bytes();
         // Transposed result (rows × n) so that each task writes one contiguous range.
         let mut yt = vec![0f32; self.rows * n];
+        let tiled = kernel.has_tile(self.format);
         yt.par_chunks_mut(chunk * n).enumerate().for_each(|(c, out)| {
             let first = c * chunk;
+            if tiled {
+                self.tiled_rows(kernel, first, &acts, out);
+                return;
+            }
             for (i, o) in out.chunks_mut(n).enumerate() {
                 let start = (first + i) * self.row_bytes;
                 let row = &data[start..start + self.row_bytes];
@@ -213,9 +223,67 @@ impl QMatrix {
         Ok(y)
     }
 
+    /// Rows `first..` of the transposed product (`out`: one row of `acts.len()` results per weight
+    /// row) with the tiled kernel: [`TILE_ROWS`] rows × [`TILE_ACTS`] activations at a time, over
+    /// blocks of [`TOKENS_PER_BLOCK`] activations that stay in L2 while the rows pass; the edges
+    /// take the single dot product.
+    fn tiled_rows(&self, kernel: Kernel, first: usize, acts: &[ActQ8], out: &mut [f32]) {
+        let n = acts.len();
+        let count = out.len() / n.max(1);
+        let data = self.bytes();
+        let row = |i: usize| &data[(first + i) * self.row_bytes..(first + i + 1) * self.row_bytes];
+        for t0 in (0..n).step_by(TOKENS_PER_BLOCK) {
+            let t1 = (t0 + TOKENS_PER_BLOCK).min(n);
+            let mut i = 0;
+            while i + TILE_ROWS <= count {
+                let rows: [&[u8]; TILE_ROWS] = std::array::from_fn(|r| row(i + r));
+                let mut t = t0;
+                while t + TILE_ACTS <= t1 {
+                    let tile: [&ActQ8; TILE_ACTS] = std::array::from_fn(|j| &acts[t + j]);
+                    match kernel.dot_tile(self.format, rows, tile) {
+                        Some(v) => {
+                            for (r, vr) in v.iter().enumerate() {
+                                out[(i + r) * n + t..(i + r) * n + t + TILE_ACTS].copy_from_slice(vr);
+                            }
+                        }
+                        None => {
+                            for (r, row) in rows.iter().enumerate() {
+                                for (j, act) in tile.iter().enumerate() {
+                                    out[(i + r) * n + t + j] = kernel.dot(self.format, row, act);
+                                }
+                            }
+                        }
+                    }
+                    t += TILE_ACTS;
+                }
+                for (r, row) in rows.iter().enumerate() {
+                    for (j, act) in acts[t..t1].iter().enumerate() {
+                        out[(i + r) * n + t + j] = kernel.dot(self.format, row, act);
+                    }
+                }
+                i += TILE_ROWS;
+            }
+            for i in i..count {
+                for (j, act) in acts[t0..t1].iter().enumerate() {
+                    out[i * n + t0 + j] = kernel.dot(self.format, row(i), act);
+                }
+            }
+        }
+    }
+
     /// Applies the matrix to the last dimension of `x` (`[..., cols]` → `[..., rows]`), like
     /// `candle_nn::Linear` without bias. Runs on the CPU; the result goes back to `x`'s device and dtype.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_prompts(x, true)
+    }
+
+    /// [`QMatrix::forward`] whose prompts always take the dequantized f32 product (LoRA training:
+    /// its forward must be the function of the dequantized weights that its backward differentiates).
+    pub fn forward_float_prompts(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_prompts(x, false)
+    }
+
+    fn forward_prompts(&self, x: &Tensor, tiles: bool) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let cols = dims.last().copied().unwrap_or(0);
         if cols != self.cols {
@@ -226,25 +294,33 @@ impl QMatrix {
         if let Some(last) = out_dims.last_mut() {
             *last = self.rows;
         }
-        let t = if n >= GEMM_MIN_ROWS {
-            // A prompt: the integer kernels would redo each weight row's unpacking for every
-            // token; dequantizing a slice of rows once and using candle's f32 matrix product is
-            // several times faster, and never holds more than one slice in full precision.
-            let xs = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.reshape((n, cols))?;
-            let chunk = (GEMM_SLICE_BYTES / (4 * cols)).max(1);
-            let mut parts = Vec::with_capacity(self.rows.div_ceil(chunk));
-            for first in (0..self.rows).step_by(chunk) {
-                let r = chunk.min(self.rows - first);
-                let w = Tensor::from_vec(self.dequantize_rows(first, r), (r, cols), &Device::Cpu)?;
-                parts.push(xs.matmul(&w.t()?)?);
-            }
-            let y = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 1)? };
-            y.reshape(out_dims)?
+        let t = if n >= GEMM_MIN_ROWS && !(tiles && Kernel::best().has_tile(self.format)) {
+            // A prompt: the plain integer kernels would redo each weight row's unpacking for
+            // every token; without a tiled kernel, dequantizing slices of rows into candle's f32
+            // matrix product is several times faster.
+            self.dequantized_product(x, n)?.reshape(out_dims)?
         } else {
             let xs = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             Tensor::from_vec(self.matmul(&xs, n)?, out_dims, &Device::Cpu)?
         };
         Ok(t.to_dtype(x.dtype())?.to_device(x.device())?)
+    }
+
+    /// `x` (`n` vectors of `cols` values) times the dequantized matrix, `[n, rows]` f32 on the
+    /// CPU: slices of at most 32 MiB of rows dequantized in turn into candle's f32 matrix product
+    /// (never more than one slice in full precision). The prompt path of formats without a tiled
+    /// kernel; public for the benchmarks that compare the two.
+    pub fn dequantized_product(&self, x: &Tensor, n: usize) -> Result<Tensor> {
+        let cols = self.cols;
+        let xs = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.reshape((n, cols))?;
+        let chunk = (GEMM_SLICE_BYTES / (4 * cols)).max(1);
+        let mut parts = Vec::with_capacity(self.rows.div_ceil(chunk));
+        for first in (0..self.rows).step_by(chunk) {
+            let r = chunk.min(self.rows - first);
+            let w = Tensor::from_vec(self.dequantize_rows(first, r), (r, cols), &Device::Cpu)?;
+            parts.push(xs.matmul(&w.t()?)?);
+        }
+        Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 1)? })
     }
 
     fn check_io(&self, x: usize, y: usize, n: usize) -> Result<()> {
@@ -354,22 +430,55 @@ mod tests {
 
     #[test]
     fn prompt_sized_forward_matches_the_dequantized_product() {
-        // 40 inputs take the dequantize-and-multiply path; 4500 rows × 2048 columns make it slice.
+        // 40 inputs take a prompt path; 4500 rows × 2048 columns make the dequantized product slice.
         let (rows, cols, n) = (4500, 2048, 40);
         assert!(n >= GEMM_MIN_ROWS && rows * cols * 4 > GEMM_SLICE_BYTES);
         let m = QMatrix::quantize(&random_vec(51, rows * cols, 1.0), rows, cols, QuantFormat::Q4_0).unwrap();
         let x = Tensor::from_vec(random_vec(52, n * cols, 1.0), (2, n / 2, cols), &Device::Cpu).unwrap();
-        let y = m.forward(&x).unwrap();
-        assert_eq!(y.dims(), &[2, n / 2, rows]);
         let wd = m.dequantize_tensor(&Device::Cpu).unwrap();
         let want = x.reshape((n, cols)).unwrap().matmul(&wd.t().unwrap()).unwrap().reshape((2, n / 2, rows)).unwrap();
-        let diff = (&y - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         let size = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(diff < 1e-4 * size, "{diff} of {size}");
+        let max_diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let deq = m.dequantized_product(&x, n).unwrap().reshape((2, n / 2, rows)).unwrap();
+        assert!(max_diff(&deq, &want) < 1e-4 * size, "{} of {size}", max_diff(&deq, &want));
+        // `forward` takes the tiled integer kernel where this CPU has one (then it equals the
+        // vectors' decode products), the dequantized product otherwise.
+        let y = m.forward(&x).unwrap();
+        assert_eq!(y.dims(), &[2, n / 2, rows]);
+        if Kernel::best().has_tile(QuantFormat::Q4_0) {
+            let one_by_one: Vec<f32> = (0..n).flat_map(|t| m.forward(&x.reshape((n, cols)).unwrap().narrow(0, t, 1).unwrap()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+            let one_by_one = Tensor::from_vec(one_by_one, (2, n / 2, rows), &Device::Cpu).unwrap();
+            assert!(max_diff(&y, &one_by_one) < 1e-5 * size, "{} of {size}", max_diff(&y, &one_by_one));
+        } else {
+            assert!(max_diff(&y, &want) < 1e-4 * size, "{} of {size}", max_diff(&y, &want));
+        }
         // The decoding path (one vector at a time) agrees within the activation's 8-bit rounding.
-        let one = m.forward(&x.narrow(1, 0, 1).unwrap()).unwrap();
-        let d1 = (one - y.narrow(1, 0, 1).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d1 = max_diff(&m.forward(&x.narrow(1, 0, 1).unwrap()).unwrap(), &want.narrow(1, 0, 1).unwrap());
         assert!(d1 < 0.02 * size && d1 > 0.0, "{d1} of {size}");
+    }
+
+    #[test]
+    fn tiled_products_equal_single_products_at_every_edge() {
+        // Rows not a multiple of the tile's rows, vector counts not a multiple of its vectors and
+        // beyond one block of vectors, rows with and without blocks past the last four-block group.
+        for k in Kernel::available() {
+            for cols in [224, 256] {
+                let rows = 37;
+                let m = QMatrix::quantize(&random_vec(61, rows * cols, 0.5), rows, cols, QuantFormat::Q4_0).unwrap();
+                for n in [4, 9, TOKENS_PER_BLOCK + 6] {
+                    let xs = random_vec(62, n * cols, 2.0);
+                    let got = m.matmul_with(k, &xs, n).unwrap();
+                    for t in 0..n {
+                        let act = k.prepare(QuantFormat::Q4_0, &xs[t * cols..(t + 1) * cols]);
+                        for r in 0..rows {
+                            let want = k.dot(QuantFormat::Q4_0, &m.bytes()[r * m.row_bytes..(r + 1) * m.row_bytes], &act);
+                            let g = got[t * rows + r];
+                            assert!((g - want).abs() <= 1e-5 * (1.0 + want.abs()), "{} cols {cols} n {n} t{t} r{r}: {g} vs {want}", k.name());
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

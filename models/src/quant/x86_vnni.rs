@@ -177,3 +177,67 @@ pub(super) fn dot_q4k(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
     }
     _mm512_reduce_add_ps(acc) - hsum256(mins)
 }
+
+/// `R` Q4_0 rows against `T` activations at once, `out[r][t] = rows[r] · acts[t]` (prompts):
+/// each group of weights is loaded and unpacked once for all `T` activations, and each
+/// activation register serves all `R` rows.
+///
+/// Panics unless every `Packed` was made for Q4_0 (four blocks per group) from its `ActQ8` and
+/// every length agrees.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(super) fn dot_q4_0_tile<const R: usize, const T: usize>(rows: [&[u8]; R], acts: [(&ActQ8, &Packed); T]) -> [[f32; T]; R] {
+    let nb = check(rows[0], Q4_0_BYTES, acts[0].0);
+    let groups = nb / 4;
+    for row in rows {
+        assert_eq!(row.len(), rows[0].len());
+    }
+    for (act, p) in acts {
+        check(rows[0], Q4_0_BYTES, act);
+        assert!(p.group == 4 && p.qs.len() == groups * 128 && p.corr.len() == groups * 16 && p.dx.len() == groups * 16);
+    }
+    let (gather, scales) = (load_idx(&Q4_0_GATHER), load_idx(&Q4_0_SCALES));
+    let m4 = _mm512_set1_epi8(0x0F);
+    let mut acc = [[_mm512_setzero_ps(); T]; R];
+    for g in 0..groups {
+        // SAFETY: the asserts above prove that every row holds group `g`'s 72 bytes at `72g` (read
+        // as [0, 64) and [8, 72)) and every packed activation its 128 bytes and 16 lanes of
+        // corrections and scales.
+        unsafe {
+            let mut lo = [_mm512_setzero_si512(); R];
+            let mut hi = [_mm512_setzero_si512(); R];
+            let mut dw = [_mm512_setzero_ps(); R];
+            for r in 0..R {
+                let w = rows[r].as_ptr().add(g * 4 * Q4_0_BYTES);
+                let x0 = _mm512_loadu_si512(w as *const __m512i);
+                let q = _mm512_permutex2var_epi8(x0, gather, _mm512_loadu_si512(w.add(8) as *const __m512i));
+                lo[r] = _mm512_and_si512(q, m4);
+                hi[r] = _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4);
+                dw[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi8(scales, x0)));
+            }
+            for (t, (_, p)) in acts.iter().enumerate() {
+                let a = (p.qs.as_ptr() as *const u8).add(g * 128);
+                let a_lo = _mm512_loadu_si512(a as *const __m512i);
+                let a_hi = _mm512_loadu_si512(a.add(64) as *const __m512i);
+                let c = _mm512_loadu_si512(p.corr.as_ptr().add(g * 16) as *const __m512i);
+                let d = _mm512_loadu_ps(p.dx.as_ptr().add(g * 16));
+                for r in 0..R {
+                    let s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(c, lo[r], a_lo), hi[r], a_hi);
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw[r], d), acc[r][t]);
+                }
+            }
+        }
+    }
+    let mut out = [[0f32; T]; R];
+    for r in 0..R {
+        for (t, (act, _)) in acts.iter().enumerate() {
+            let mut total = _mm512_reduce_add_ps(acc[r][t]);
+            let a = as_bytes(&act.qs);
+            for b in groups * 4..nb {
+                let s = q4_0_block(rows[r], a, &act.sums, b);
+                total += hsum256(_mm256_cvtepi32_ps(s)) * f16_to_f32(&rows[r][b * Q4_0_BYTES..]) * act.d[b];
+            }
+            out[r][t] = total;
+        }
+    }
+    out
+}
