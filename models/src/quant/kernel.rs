@@ -3,6 +3,8 @@
 use std::sync::OnceLock;
 
 use super::activation::ActQ8;
+#[cfg(target_arch = "x86_64")]
+use super::activation::Packed;
 use super::format::QuantFormat;
 use super::reference;
 
@@ -186,8 +188,9 @@ impl Kernel {
     /// then run on the integer kernels instead of dequantizing into a float matrix product.
     pub fn has_tile(self, format: QuantFormat) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if self.0 == Isa::Avx512Vnni && format == QuantFormat::Q4_0 {
-            return true;
+        if format == QuantFormat::Q4_0 {
+            // AVX2 alone gained nothing over the dequantized f32 product (bench_quant).
+            return matches!(self.0, Isa::Avx512Vnni | Isa::AvxVnni);
         }
         let _ = format;
         false
@@ -203,12 +206,19 @@ impl Kernel {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            let packed = acts.map(|a| a.packed_for(format, 4));
+            let group = if self.0 == Isa::Avx512Vnni { 4 } else { 2 };
+            let packed = acts.map(|a| a.packed_for(format, group));
             if let [Some(p0), Some(p1), Some(p2), Some(p3)] = packed {
                 let pairs = [(acts[0], p0), (acts[1], p1), (acts[2], p2), (acts[3], p3)];
-                // SAFETY: `has_tile` is only true for Kernel(Isa::Avx512Vnni), which exists only where
-                // avx2, fma, f16c, avx512f, avx512bw, avx512vnni and avx512vbmi were detected.
-                return Some(unsafe { super::x86_vnni::dot_q4_0_tile::<TILE_ROWS, TILE_ACTS>(rows, pairs) });
+                let x86_256 = |tile: fn(&[u8], [(&ActQ8, &Packed); TILE_ACTS]) -> [f32; TILE_ACTS]| rows.map(|row| tile(row, pairs));
+                return match self.0 {
+                    // SAFETY (each arm): a Kernel naming an instruction set exists only where run-time
+                    // detection found it (see the type's invariant), and each arm calls only the
+                    // functions compiled for the features of its instruction set.
+                    Isa::Avx512Vnni => Some(unsafe { super::x86_vnni::dot_q4_0_tile::<TILE_ROWS, TILE_ACTS>(rows, pairs) }),
+                    Isa::AvxVnni => Some(x86_256(|row, p| unsafe { super::x86_avx_vnni::dot_q4_0_tile_vnni::<TILE_ACTS>(row, p) })),
+                    _ => None,
+                };
             }
         }
         let _ = (rows, acts);
