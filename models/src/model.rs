@@ -252,6 +252,17 @@ impl Model {
     /// Runs `ids` after what `cache` holds and appends them to it. Returns f32 logits
     /// `[n, vocab]` for every new position when `all_logits`, else `[1, vocab]` for the last.
     pub fn forward(&self, cache: &mut KvCache, ids: &[u32], adapter: Option<&str>, all_logits: bool) -> Result<Tensor> {
+        if self.device.is_cpu() {
+            // The whole step on one of rayon's workers: its ~100 parallel products then split
+            // there, and the calling thread sleeps once per step instead of once per product.
+            // Decoding Q4_0 on the 1.3 B random model, 7 runs each alternated with the step on
+            // the caller's thread: median 22.0 against 20.8 tok/s.
+            return rayon::scope(|_| self.forward_here(cache, ids, adapter, all_logits));
+        }
+        self.forward_here(cache, ids, adapter, all_logits)
+    }
+
+    fn forward_here(&self, cache: &mut KvCache, ids: &[u32], adapter: Option<&str>, all_logits: bool) -> Result<Tensor> {
         if ids.is_empty() {
             return Err(ModelError::Input("no token ids to run".into()));
         }
