@@ -56,8 +56,8 @@ const TASKS_PER_THREAD: usize = 4;
 /// kernel set has a tiled kernel for the format ([`Kernel::has_tile`]).
 pub const GEMM_MIN_ROWS: usize = 16;
 
-/// Activations a tiled product keeps in L2 while a task's rows pass (64 of 2048 values: about
-/// 160 KiB with their packed copies).
+/// Activations a tiled product keeps in L2 while a task's rows pass (64 of 2048 values: the
+/// tiled kernels read about 256 KiB of their packed copies).
 const TOKENS_PER_BLOCK: usize = 64;
 
 /// Largest slice of rows dequantized at once by a prompt-sized [`QMatrix::forward`].
