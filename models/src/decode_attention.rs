@@ -98,7 +98,7 @@ impl CustomOp3 for DecodeAttention {
             }
             for sr in scores.chunks_mut(t) {
                 sr.iter_mut().for_each(|s| *s *= self.score_scale);
-                softmax_in_place(sr);
+                simd.softmax(sr);
             }
             for t0 in (0..t).step_by(POSITIONS_PER_BLOCK) {
                 let span = t0..(t0 + POSITIONS_PER_BLOCK).min(t);
@@ -139,6 +139,16 @@ impl Simd {
             return Simd::Avx2Fma;
         }
         Simd::Portable
+    }
+
+    /// `s = softmax(s)`.
+    fn softmax(self, s: &mut [f32]) {
+        match self {
+            Simd::Portable => softmax_in_place(s),
+            // SAFETY: `Simd::Avx2Fma` is only made after AVX2 and FMA were detected.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2Fma => unsafe { x86::softmax(s) },
+        }
     }
 
     /// `scores[t] = q · k[bi, gi, t]` for the positions `t` of `span`.
@@ -184,6 +194,58 @@ mod x86 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
+    }
+
+    /// `e^x` for eight lanes: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a degree-6 polynomial for
+    /// `e^r` (Cephes' `expf` coefficients, within 2 ulp of `f32::exp` here), `2^n` built in the
+    /// exponent bits. Inputs are clamped to [−87.33, 88.37] (the result stays finite and normal);
+    /// a NaN stays NaN.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn exp8(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(_mm256_set1_ps(88.37), _mm256_max_ps(_mm256_set1_ps(-87.33), x));
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)));
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm256_set1_ps(1.987_569_2e-4);
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
+        _mm256_mul_ps(p, pow2)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn softmax(s: &mut [f32]) {
+        let body = s.len() / 8 * 8;
+        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+        for c in s[..body].chunks_exact(8) {
+            // SAFETY: `c` is eight floats.
+            m = _mm256_max_ps(m, unsafe { _mm256_loadu_ps(c.as_ptr()) });
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` is eight floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
+        let max = lanes.iter().chain(&s[body..]).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut sum = _mm256_setzero_ps();
+        let vmax = _mm256_set1_ps(max);
+        for c in s[..body].chunks_exact_mut(8) {
+            // SAFETY: `c` is eight floats.
+            unsafe {
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), vmax));
+                _mm256_storeu_ps(c.as_mut_ptr(), e);
+                sum = _mm256_add_ps(sum, e);
+            }
+        }
+        let mut total = hsum(sum);
+        for x in s[body..].iter_mut() {
+            *x = (*x - max).exp();
+            total += *x;
+        }
+        let inv = 1.0 / total;
+        for x in s.iter_mut() {
+            *x *= inv;
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -298,6 +360,29 @@ mod tests {
             let diff = max_diff(&fused, &composed);
             assert!(diff < 1e-5, "b{b} h{h} g{g} d{d} t{t}: {diff}");
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_vector_exp_is_within_two_ulp_of_the_library_exp() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        use std::arch::x86_64::*;
+        let mut worst = 0f32;
+        for i in 0..200_000 {
+            let x = -87.0 + i as f32 * (87.0 + 10.0) / 200_000.0;
+            let mut out = [0f32; 8];
+            // SAFETY: AVX2 and FMA were detected above; `out` is eight floats.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), x86::exp8(_mm256_set1_ps(x))) };
+            let want = x.exp();
+            worst = worst.max(((out[0] - want) / want).abs());
+        }
+        assert!(worst <= 2.0 * f32::EPSILON, "relative error {worst}");
+        let mut special = [0f32; 8];
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(special.as_mut_ptr(), x86::exp8(_mm256_setr_ps(f32::NAN, -1e9, 0.0, 1e9, -87.33, 88.0, 1.0, -1.0))) };
+        assert!(special[0].is_nan() && special[1] > 0.0 && special[1] < 1e-37 && special[2] == 1.0 && special[3].is_finite());
     }
 
     #[test]
