@@ -87,8 +87,7 @@ fn main() -> Result<()> {
     println!("{:<12} {:<22} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9}", "shape", "method", "MiB", "copies", "best ms", "GB/s", "med GB/s", "roofline");
     let dev = Device::Cpu;
     for shape in &args.shape {
-        let (rows, cols) = shape.split_once('x').and_then(|(r, c)| Some((r.parse::<usize>().ok()?, c.parse::<usize>().ok()?)))
-            .ok_or_else(|| anyhow::anyhow!("--shape takes ROWSxCOLS, got {shape}"))?;
+        let (rows, cols) = parse_shape(shape)?;
         let mut rng = StdRng::seed_from_u64(7);
         let w: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-0.05f32..0.05)).collect();
         let x: Vec<f32> = (0..cols).map(|_| rng.random_range(-1f32..1.0)).collect();
@@ -147,6 +146,14 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// `ROWSxCOLS` → (rows, cols).
+fn parse_shape(shape: &str) -> Result<(usize, usize)> {
+    shape
+        .split_once('x')
+        .and_then(|(r, c)| Some((r.parse::<usize>().ok()?, c.parse::<usize>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("--shape takes ROWSxCOLS, got {shape}"))
+}
+
 /// Prompt-sized products (`--prompt` vectors) of every format: the path `QMatrix::forward` takes
 /// (the tiled integer kernel where the kernel set has one) against dequantizing into candle's f32
 /// matrix product, alternated in the same run; figures are prompt tokens per second.
@@ -155,8 +162,7 @@ fn prompt_products(args: &Args) -> Result<()> {
     println!("\nprompt products, {n} vectors (tokens/s through one matrix; ratio = forward / dequantize+f32 matmul)");
     println!("{:<12} {:<6} {:>8} {:>14} {:>22} {:>7}", "shape", "format", "tiled", "forward tok/s", "dequant+matmul tok/s", "ratio");
     for shape in &args.shape {
-        let (rows, cols) = shape.split_once('x').and_then(|(r, c)| Some((r.parse::<usize>().ok()?, c.parse::<usize>().ok()?)))
-            .ok_or_else(|| anyhow::anyhow!("--shape takes ROWSxCOLS, got {shape}"))?;
+        let (rows, cols) = parse_shape(shape)?;
         let mut rng = StdRng::seed_from_u64(9);
         let w: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-0.05f32..0.05)).collect();
         let x = Tensor::from_vec((0..n * cols).map(|_| rng.random_range(-1f32..1.0)).collect::<Vec<f32>>(), (n, cols), &Device::Cpu)?;

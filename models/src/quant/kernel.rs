@@ -3,8 +3,6 @@
 use std::sync::OnceLock;
 
 use super::activation::ActQ8;
-#[cfg(target_arch = "x86_64")]
-use super::activation::Packed;
 use super::format::QuantFormat;
 use super::reference;
 
@@ -197,32 +195,26 @@ impl Kernel {
     }
 
     /// `out[r][t] = rows[r] · acts[t]` for [`TILE_ROWS`] rows and [`TILE_ACTS`] activations from
-    /// [`Kernel::prepare`]: each weight group is unpacked once for every activation. `None` where
-    /// [`Kernel::has_tile`] is false or an activation lacks this kernel's layout (the caller
-    /// then takes [`Kernel::dot`]). Panics if the lengths disagree.
-    pub fn dot_tile(self, format: QuantFormat, rows: [&[u8]; TILE_ROWS], acts: [&ActQ8; TILE_ACTS]) -> Option<[[f32; TILE_ACTS]; TILE_ROWS]> {
-        if !self.has_tile(format) {
-            return None;
-        }
+    /// [`Kernel::prepare`]. Where [`Kernel::has_tile`] holds, each weight group is unpacked once
+    /// for every activation; elsewhere (or for an activation without this kernel's layout) the
+    /// products are [`Kernel::dot`]'s. Panics if the lengths disagree.
+    pub fn dot_tile(self, format: QuantFormat, rows: [&[u8]; TILE_ROWS], acts: [&ActQ8; TILE_ACTS]) -> [[f32; TILE_ACTS]; TILE_ROWS] {
         #[cfg(target_arch = "x86_64")]
-        {
+        if self.has_tile(format) {
             let group = if self.0 == Isa::Avx512Vnni { 4 } else { 2 };
-            let packed = acts.map(|a| a.packed_for(format, group));
-            if let [Some(p0), Some(p1), Some(p2), Some(p3)] = packed {
+            if let [Some(p0), Some(p1), Some(p2), Some(p3)] = acts.map(|a| a.packed_for(format, group)) {
                 let pairs = [(acts[0], p0), (acts[1], p1), (acts[2], p2), (acts[3], p3)];
-                let x86_256 = |tile: fn(&[u8], [(&ActQ8, &Packed); TILE_ACTS]) -> [f32; TILE_ACTS]| rows.map(|row| tile(row, pairs));
-                return match self.0 {
-                    // SAFETY (each arm): a Kernel naming an instruction set exists only where run-time
-                    // detection found it (see the type's invariant), and each arm calls only the
-                    // functions compiled for the features of its instruction set.
-                    Isa::Avx512Vnni => Some(unsafe { super::x86_vnni::dot_q4_0_tile::<TILE_ROWS, TILE_ACTS>(rows, pairs) }),
-                    Isa::AvxVnni => Some(x86_256(|row, p| unsafe { super::x86_avx_vnni::dot_q4_0_tile_vnni::<TILE_ACTS>(row, p) })),
-                    _ => None,
-                };
+                match self.0 {
+                    // SAFETY (both arms): a Kernel naming an instruction set exists only where
+                    // run-time detection found it (see the type's invariant), and each arm calls only
+                    // the functions compiled for the features of its instruction set.
+                    Isa::Avx512Vnni => return unsafe { super::x86_vnni::dot_q4_0_tile::<TILE_ROWS, TILE_ACTS>(rows, pairs) },
+                    Isa::AvxVnni => return rows.map(|row| unsafe { super::x86_avx_vnni::dot_q4_0_tile_vnni::<TILE_ACTS>(row, pairs) }),
+                    _ => {}
+                }
             }
         }
-        let _ = (rows, acts);
-        None
+        rows.map(|row| acts.map(|act| self.dot(format, row, act)))
     }
 }
 

@@ -240,19 +240,8 @@ impl QMatrix {
                 let mut t = t0;
                 while t + TILE_ACTS <= t1 {
                     let tile: [&ActQ8; TILE_ACTS] = std::array::from_fn(|j| &acts[t + j]);
-                    match kernel.dot_tile(self.format, rows, tile) {
-                        Some(v) => {
-                            for (r, vr) in v.iter().enumerate() {
-                                out[(i + r) * n + t..(i + r) * n + t + TILE_ACTS].copy_from_slice(vr);
-                            }
-                        }
-                        None => {
-                            for (r, row) in rows.iter().enumerate() {
-                                for (j, act) in tile.iter().enumerate() {
-                                    out[(i + r) * n + t + j] = kernel.dot(self.format, row, act);
-                                }
-                            }
-                        }
+                    for (r, vr) in kernel.dot_tile(self.format, rows, tile).iter().enumerate() {
+                        out[(i + r) * n + t..(i + r) * n + t + TILE_ACTS].copy_from_slice(vr);
                     }
                     t += TILE_ACTS;
                 }
@@ -465,6 +454,16 @@ mod tests {
             for cols in [224, 256] {
                 let rows = 37;
                 let m = QMatrix::quantize(&random_vec(61, rows * cols, 0.5), rows, cols, QuantFormat::Q4_0).unwrap();
+                // The tile call itself, on every kernel set (a plain loop of `dot` where it has no tiled kernel).
+                let acts: Vec<ActQ8> = (0..TILE_ACTS).map(|t| k.prepare(QuantFormat::Q4_0, &random_vec(63 + t as u64, cols, 2.0))).collect();
+                let row = |r: usize| &m.bytes()[r * m.row_bytes..(r + 1) * m.row_bytes];
+                let tile = k.dot_tile(QuantFormat::Q4_0, std::array::from_fn(row), std::array::from_fn(|t| &acts[t]));
+                for (r, vr) in tile.iter().enumerate() {
+                    for (t, g) in vr.iter().enumerate() {
+                        let want = k.dot(QuantFormat::Q4_0, row(r), &acts[t]);
+                        assert!((g - want).abs() <= 1e-5 * (1.0 + want.abs()), "{} tile r{r} t{t}: {g} vs {want}", k.name());
+                    }
+                }
                 for n in [4, 9, TOKENS_PER_BLOCK + 6] {
                     let xs = random_vec(62, n * cols, 2.0);
                     let got = m.matmul_with(k, &xs, n).unwrap();
