@@ -1,21 +1,22 @@
 //! End-to-end engine benchmark: load (first and cached), prefill, time to first token, decode,
-//! peak memory and the memory-bandwidth roofline for f32, Q8_0, Q4_0 and Q4_K; and accuracy (KL
-//! divergence, top-1 agreement) of each quantized format against f32.
+//! peak memory and the memory-bandwidth roofline for f32, F16, Q8_0, Q4_0 and Q4_K; and accuracy
+//! (KL divergence, top-1 agreement) of each format against f32.
 //!
 //! ```text
 //! cargo run --release -p doctorglm-models --example make_random_model -- --out target/glm3-1b
 //! cargo run --release -p doctorglm-models --example bench_engine -- --model target/glm3-1b
-//!     [--formats f32,q8_0,q4_0,q4_k --prompt 512 --new 128 --accuracy-len 64 --bw-mib 1024]
+//!     [--formats f32,f16,q8_0,q4_0,q4_k --prompt 512 --new 128 --accuracy-len 64 --bw-mib 1024]
 //! ```
 //!
 //! Each format runs in its own child process (this binary with `--one FORMAT`), so that its peak
 //! resident memory (`VmHWM`) is its own. The f32 child writes its logits over an accuracy prompt;
-//! the quantized children compare theirs with them. The read bandwidth (`quant::bandwidth`) is
+//! the other children compare theirs with them. The read bandwidth (`quant::bandwidth`) is
 //! measured at the start and again by each child right after its decode (this shared machine's
 //! bandwidth drifts); the higher of the two is the roofline's: "ratio" is (weight bytes read per
 //! token ÷ bandwidth) ÷ measured time per token.
-//! f32 is the full-precision baseline: candle's CPU f16 matrix product is far slower than its f32
-//! one, so f16 weights are converted to f32 on load.
+//! f32 is the full-precision baseline (candle's f32 matrix products over weights widened on load);
+//! F16 keeps the checkpoint's half floats and multiplies them with our F16 kernels (candle's
+//! CPU f16 matrix product is far slower than its f32 one).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,8 +35,8 @@ struct Args {
     /// Model folder (e.g. written by `make_random_model`).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Formats to run: f32, q8_0, q4_0, q4_k.
-    #[arg(long, value_delimiter = ',', default_values_t = ["f32".to_string(), "q8_0".to_string(), "q4_0".to_string(), "q4_k".to_string()])]
+    /// Formats to run: f32, f16, q8_0, q4_0, q4_k.
+    #[arg(long, value_delimiter = ',', default_values_t = ["f32".to_string(), "f16".to_string(), "q8_0".to_string(), "q4_0".to_string(), "q4_k".to_string()])]
     formats: Vec<String>,
     /// Prompt tokens for the prefill.
     #[arg(long, default_value_t = 512)]
@@ -116,7 +117,7 @@ fn parse_format(name: &str) -> Result<Option<QuantFormat>> {
     if name.eq_ignore_ascii_case("f32") {
         return Ok(None);
     }
-    QuantFormat::parse(name).map(Some).with_context(|| format!("unknown format {name}: use f32, q8_0, q4_0 or q4_k"))
+    QuantFormat::parse(name).map(Some).with_context(|| format!("unknown format {name}: use f32, f16, q8_0, q4_0 or q4_k"))
 }
 
 fn all_logits(m: &Model, ids: &[u32]) -> Result<Vec<f32>> {

@@ -283,6 +283,11 @@ impl Loader<'_> {
                     file: store.file_of(name),
                     reason: format!("row {row} holds a non-finite value, so it cannot be quantized"),
                 },
+                QuantError::OutOfF16Range { row } => ModelError::BadTensor {
+                    name: name.to_string(),
+                    file: store.file_of(name),
+                    reason: format!("row {row} holds a value beyond the F16 range (±65504); load this model in f32 or a block format"),
+                },
                 e => quant_err(e),
             })?;
             sink(&out)?;
@@ -328,6 +333,11 @@ impl Loader<'_> {
             }
             LoadMode::Cache(file) => match Self::cached(file, name)? {
                 GgufTensor::Quant(q) if (q.rows(), q.cols()) == (out, inp) => quantized(q.clone())?,
+                // GGUF has no type of its own for F16 weights: a linear weight stored as F16 is one
+                // (the other formats store the weights they cannot quantize as F32).
+                GgufTensor::Plain { shape: s, ty: GgufType::F16, data } if s[..] == shape => {
+                    quantized(QMatrix::from_bytes(QuantFormat::F16, out, inp, data.clone()).map_err(quant_err)?)?
+                }
                 t @ GgufTensor::Plain { shape: s, .. } if s[..] == shape => (t.to_tensor(self.device)?.to_dtype(self.dtype)?, None),
                 _ => return Err(ModelError::Input(format!("the quantization cache's {name} is not a {out}×{inp} matrix"))),
             },

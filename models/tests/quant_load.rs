@@ -49,7 +49,15 @@ fn streamed_quantized_load_equals_load_then_quantize() {
             for ids in &cases {
                 let want = common::logits(&reference, ids);
                 let exact = common::logits(&f32_model, ids);
-                assert_ne!(want, exact, "{dir:?} {format}: quantization changed nothing");
+                if format.is_quantized() {
+                    assert_ne!(want, exact, "{dir:?} {format}: quantization changed nothing");
+                } else {
+                    // F16 weights of an fp16 checkpoint are its own values (bf16 ones nearly so):
+                    // only the order of the float sums separates them from the f32 model.
+                    let size = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let diff = want.iter().zip(&exact).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                    assert!(diff <= 2e-3 * size, "{dir:?} F16 against f32: {diff} of {size}");
+                }
                 for (what, m) in [("in memory", &in_memory), ("written", &written), ("mapped", &mapped)] {
                     assert_eq!(common::logits(m, ids), want, "{dir:?} {format} {what}");
                 }

@@ -14,6 +14,8 @@ pub struct ActQ8 {
     pub qs: Vec<i8>,
     /// Sum of the block's `qs`.
     pub sums: Vec<i32>,
+    /// The activation itself, unrounded, for F16 weights ([`ActQ8::keep_float`]); empty otherwise.
+    pub float: Vec<f32>,
     /// The same values rearranged for the VNNI kernels of one weight format
     /// ([`ActQ8::pack_for`]); `None` for the other kernels.
     pub(crate) packed: Option<Packed>,
@@ -59,11 +61,17 @@ impl ActQ8 {
         a
     }
 
+    /// Keeps `x` in f32 (the activation of F16 weights, which are multiplied in full precision).
+    pub fn keep_float(x: &[f32]) -> ActQ8 {
+        ActQ8 { float: x.to_vec(), ..ActQ8::default() }
+    }
+
     /// Quantizes `x` into this buffer, reusing its allocations.
     pub fn requantize(&mut self, x: &[f32]) {
         debug_assert!(x.len() % QK == 0);
         self.d.clear();
         self.sums.clear();
+        self.float.clear();
         self.packed = None;
         self.qs.resize(x.len(), 0);
         #[cfg(target_arch = "x86_64")]
@@ -132,8 +140,9 @@ impl ActQ8 {
                     }
                 }
             }
-            // No VNNI kernel reads a packed Q8_0 activation (see `x86_vnni`).
-            QuantFormat::Q8_0 => return,
+            // No VNNI kernel reads a packed Q8_0 activation (see `x86_vnni`); F16 products use
+            // the float activation.
+            QuantFormat::Q8_0 | QuantFormat::F16 => return,
             QuantFormat::Q4K => {
                 let nsb = nb / 8;
                 p.qs.reserve(nsb * 256);

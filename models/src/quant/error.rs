@@ -29,6 +29,12 @@ pub enum QuantError {
         /// The row holding it.
         row: usize,
     },
+    /// A weight is finite but beyond what F16 holds (±65504): it would become infinite.
+    #[error("row {row} holds a weight beyond the F16 range (±65504); keep this model in f32 or a block format")]
+    OutOfF16Range {
+        /// The row holding it.
+        row: usize,
+    },
     /// An error from candle (tensor conversion, GGUF reading or writing).
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),

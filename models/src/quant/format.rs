@@ -13,9 +13,15 @@ pub const Q4_0_BYTES: usize = 2 + QK / 2;
 /// Bytes of one Q4_K super-block: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles.
 pub const Q4_K_BYTES: usize = 2 + 2 + 12 + QK_K / 2;
 
-/// A quantized weight format with ggml's byte layout.
+/// Bytes of one F16 weight.
+pub const F16_BYTES: usize = 2;
+
+/// A weight format of our kernels, with ggml's byte layout: IEEE half floats or a quantized block format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QuantFormat {
+    /// 16-bit IEEE half floats (ggml's F16), multiplied with the activation in f32: exact for f16
+    /// checkpoints, half the memory of f32.
+    F16,
     /// 8-bit: blocks of 32 signed bytes and one f16 scale (8.5 bits per weight).
     Q8_0,
     /// 4-bit: blocks of 32 nibbles (offset 8) and one f16 scale (4.5 bits per weight).
@@ -26,11 +32,20 @@ pub enum QuantFormat {
 
 impl QuantFormat {
     /// Every format, in the order benchmarks print them.
-    pub const ALL: [QuantFormat; 3] = [QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4K];
+    pub const ALL: [QuantFormat; 4] = [QuantFormat::F16, QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4K];
+
+    /// The block formats (8 or 4 bits per weight, activations quantized to 8 bits).
+    pub const QUANTIZED: [QuantFormat; 3] = [QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4K];
+
+    /// Whether the format is a block format (its products quantize the activation to 8 bits).
+    pub fn is_quantized(self) -> bool {
+        self != QuantFormat::F16
+    }
 
     /// Weights per block.
     pub fn block_len(self) -> usize {
         match self {
+            QuantFormat::F16 => 1,
             QuantFormat::Q8_0 | QuantFormat::Q4_0 => QK,
             QuantFormat::Q4K => QK_K,
         }
@@ -39,6 +54,7 @@ impl QuantFormat {
     /// Bytes per block.
     pub fn block_bytes(self) -> usize {
         match self {
+            QuantFormat::F16 => F16_BYTES,
             QuantFormat::Q8_0 => Q8_0_BYTES,
             QuantFormat::Q4_0 => Q4_0_BYTES,
             QuantFormat::Q4K => Q4_K_BYTES,
@@ -48,15 +64,17 @@ impl QuantFormat {
     /// Short name as llama.cpp writes it.
     pub fn name(self) -> &'static str {
         match self {
+            QuantFormat::F16 => "F16",
             QuantFormat::Q8_0 => "Q8_0",
             QuantFormat::Q4_0 => "Q4_0",
             QuantFormat::Q4K => "Q4_K",
         }
     }
 
-    /// Parses a name such as `q4_0`, `Q8_0`, `q4_k` (case-insensitive).
+    /// Parses a name such as `f16`, `q4_0`, `Q8_0`, `q4_k` (case-insensitive).
     pub fn parse(name: &str) -> Option<QuantFormat> {
         match name.to_ascii_lowercase().as_str() {
+            "f16" | "fp16" | "half" => Some(QuantFormat::F16),
             "q8_0" | "q8" | "int8" => Some(QuantFormat::Q8_0),
             "q4_0" | "q4" | "int4" => Some(QuantFormat::Q4_0),
             "q4_k" | "q4k" => Some(QuantFormat::Q4K),
@@ -77,13 +95,15 @@ impl QuantFormat {
     pub fn ggml_dtype(self) -> candle_core::quantized::GgmlDType {
         use candle_core::quantized::GgmlDType;
         match self {
+            QuantFormat::F16 => GgmlDType::F16,
             QuantFormat::Q8_0 => GgmlDType::Q8_0,
             QuantFormat::Q4_0 => GgmlDType::Q4_0,
             QuantFormat::Q4K => GgmlDType::Q4K,
         }
     }
 
-    /// The format of a candle/ggml dtype, if we have kernels for it.
+    /// The block format of a candle/ggml dtype, if we have kernels for it (F16 is not one: GGUF
+    /// files' F16 tensors are plain tensors until a layer takes them as its weight).
     pub fn from_ggml_dtype(d: candle_core::quantized::GgmlDType) -> Option<QuantFormat> {
         use candle_core::quantized::GgmlDType;
         match d {

@@ -37,7 +37,7 @@ impl GgufType {
     fn ggml_id(self) -> u32 {
         match self {
             GgufType::F32 => 0,
-            GgufType::F16 => 1,
+            GgufType::F16 | GgufType::Quant(QuantFormat::F16) => 1,
             GgufType::BF16 => 30,
             GgufType::Quant(QuantFormat::Q4_0) => 2,
             GgufType::Quant(QuantFormat::Q8_0) => 8,

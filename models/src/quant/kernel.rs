@@ -101,6 +101,9 @@ impl Kernel {
     /// set reads fastest (the VNNI kernels want it rearranged; see [`ActQ8`]). Done once per
     /// matrix product, never per row.
     pub fn prepare(self, format: QuantFormat, x: &[f32]) -> ActQ8 {
+        if format == QuantFormat::F16 {
+            return ActQ8::keep_float(x);
+        }
         let mut act = ActQ8::quantize(x);
         #[cfg(target_arch = "x86_64")]
         match (self.0, format) {
@@ -119,6 +122,9 @@ impl Kernel {
     /// the plain kernels of the same instruction set run.
     #[inline]
     pub fn dot(self, format: QuantFormat, row: &[u8], act: &ActQ8) -> f32 {
+        if format == QuantFormat::F16 {
+            return self.dot_f16(row, &act.float);
+        }
         match self.0 {
             Isa::Scalar => reference::dot_row(format, row, act),
             #[cfg(target_arch = "x86_64")]
@@ -129,6 +135,7 @@ impl Kernel {
                     (QuantFormat::Q4_0, Some(p)) => super::x86_avx_vnni::dot_q4_0_avx2(row, act, p),
                     (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx2(row, act),
                     (QuantFormat::Q4K, _) => super::x86_avx_vnni::dot_q4k_avx2(row, act),
+                    (QuantFormat::F16, _) => unreachable!("F16 products go through dot_f16"),
                 }
             },
             #[cfg(target_arch = "x86_64")]
@@ -139,6 +146,7 @@ impl Kernel {
                     (QuantFormat::Q4_0, Some(p)) => super::x86_avx_vnni::dot_q4_0_vnni(row, act, p),
                     (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx2(row, act),
                     (QuantFormat::Q4K, _) => super::x86_avx_vnni::dot_q4k_vnni(row, act),
+                    (QuantFormat::F16, _) => unreachable!("F16 products go through dot_f16"),
                 }
             },
             #[cfg(target_arch = "x86_64")]
@@ -149,6 +157,7 @@ impl Kernel {
                     (QuantFormat::Q4_0, Some(p)) => super::x86_avx_vnni::dot_q4_0_avx2(row, act, p),
                     (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx512(row, act),
                     (QuantFormat::Q4K, _) => super::x86_avx_vnni::dot_q4k_avx2(row, act),
+                    (QuantFormat::F16, _) => unreachable!("F16 products go through dot_f16"),
                 }
             },
             #[cfg(target_arch = "x86_64")]
@@ -161,6 +170,7 @@ impl Kernel {
                     (QuantFormat::Q4K, Some(p)) => super::x86_vnni::dot_q4k(row, act, p),
                     (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx512(row, act),
                     (QuantFormat::Q4K, None) => super::x86_avx_vnni::dot_q4k_avx2(row, act),
+                    (QuantFormat::F16, _) => unreachable!("F16 products go through dot_f16"),
                 }
             },
             #[cfg(target_arch = "aarch64")]
@@ -169,10 +179,39 @@ impl Kernel {
                 match format {
                     QuantFormat::Q8_0 => super::neon::dot_q8_0_neon(row, act),
                     QuantFormat::Q4_0 => super::neon::dot_q4_0_neon(row, act),
-                    QuantFormat::Q4K => reference::dot_row(format, row, act),
+                    QuantFormat::Q4K | QuantFormat::F16 => reference::dot_row(format, row, act),
                 }
             },
         }
+    }
+}
+
+impl Kernel {
+    /// `row` (F16 weights) · `x` in f32. Panics if the lengths disagree.
+    fn dot_f16(self, row: &[u8], x: &[f32]) -> f32 {
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: these kernel sets exist only where avx2, fma and f16c were detected.
+            Isa::Avx2 | Isa::AvxVnni => unsafe { super::x86_f16::dot_f16_avx2(row, x) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: these kernel sets exist only where avx2, fma, f16c, avx512f and avx512bw were detected.
+            Isa::Avx512 | Isa::Avx512Vnni => unsafe { super::x86_f16::dot_f16_avx512(row, x) },
+            _ => {
+                assert_eq!(row.len(), 2 * x.len(), "an F16 row holds two bytes per activation value");
+                row.chunks_exact(2).zip(x).map(|(b, v)| super::format::read_f16(b) * v).sum()
+            }
+        }
+    }
+
+    /// Dequantizes (F16: widens) one row of `format` bytes into `out`, vectorized where this
+    /// kernel set allows (the prompt path's conversion; the block formats use the reference).
+    pub fn dequantize_row(self, format: QuantFormat, row: &[u8], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if format == QuantFormat::F16 && self.0 != Isa::Scalar {
+            // SAFETY: every kernel set but the scalar one exists only where avx2, fma and f16c were detected.
+            return unsafe { super::x86_f16::widen_f16_avx2(row, out) };
+        }
+        reference::dequantize_row(format, row, out)
     }
 }
 
@@ -228,7 +267,7 @@ mod tests {
     fn every_kernel_agrees_with_the_scalar_reference() {
         let kernels = Kernel::available();
         assert_eq!(kernels[0], Kernel::scalar());
-        for format in QuantFormat::ALL {
+        for format in QuantFormat::QUANTIZED {
             let bl = format.block_len();
             // Odd block counts exercise the one-block tails of the two-block loops.
             for (seed, nblocks) in [(1u64, 1usize), (2, 3), (3, 7), (4, 16), (5, 33)] {
@@ -268,7 +307,7 @@ mod tests {
             state ^= state << 17;
             (state >> 24) as u8
         };
-        for format in QuantFormat::ALL {
+        for format in QuantFormat::QUANTIZED {
             for nblocks in [1usize, 2, 3, 4, 5, 6, 9, 13] {
                 let cols = format.block_len() * nblocks;
                 let mut row: Vec<u8> = (0..format.row_bytes(cols).unwrap()).map(|_| byte()).collect();
@@ -289,6 +328,29 @@ mod tests {
                     let got = k.dot(format, &row, &k.prepare(format, &x));
                     assert!((got - want).abs() <= tol, "{} {format} {nblocks} blocks: {got} vs scalar {want}", k.name());
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn f16_kernels_equal_the_float_product_at_every_length() {
+        // Lengths around the 8-, 16-, 32- and 64-value steps and their scalar tails; weights that
+        // are exactly half floats, so the float product of the widened values is the answer.
+        for n in [1usize, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 200, 4096 + 13] {
+            let w: Vec<f32> = random_vec(n as u64, n, 2.0).iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
+            let x = random_vec(n as u64 + 1, n, 3.0);
+            let mut row = vec![0u8; QuantFormat::F16.row_bytes(n).unwrap()];
+            reference::quantize_row(QuantFormat::F16, &w, &mut row);
+            let exact: f64 = w.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
+            let size: f64 = w.iter().zip(&x).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+            for k in Kernel::available() {
+                let act = k.prepare(QuantFormat::F16, &x);
+                assert_eq!(act.float, x, "F16 activations stay unrounded");
+                let got = k.dot(QuantFormat::F16, &row, &act) as f64;
+                assert!((got - exact).abs() <= 1e-6 * size + 1e-6, "{} n {n}: {got} vs {exact}", k.name());
+                let mut widened = vec![0f32; n];
+                k.dequantize_row(QuantFormat::F16, &row, &mut widened);
+                assert_eq!(widened, w, "{} n {n}: widening", k.name());
             }
         }
     }

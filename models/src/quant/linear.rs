@@ -146,9 +146,15 @@ pub fn load_cache(path: &Path, fingerprint: &str, want: QuantFormat, layers: Vec
     }
     let mut found: HashMap<String, Arc<QMatrix>> = HashMap::new();
     for (name, t) in file.tensors {
-        if let GgufTensor::Quant(q) = t {
-            found.insert(name, Arc::new(q));
-        }
+        let q = match t {
+            GgufTensor::Quant(q) => q,
+            // GGUF has no separate type for F16 weights: a cache for F16 holds plain F16 matrices.
+            GgufTensor::Plain { shape, ty: GgufType::F16, data } if want == QuantFormat::F16 && shape.len() == 2 => {
+                QMatrix::from_bytes(QuantFormat::F16, shape[0], shape[1], data)?
+            }
+            _ => continue,
+        };
+        found.insert(name, Arc::new(q));
     }
     // Check every layer first so that a mismatched cache changes nothing.
     let mut plan = Vec::new();
@@ -246,5 +252,20 @@ mod tests {
         assert!(!load_cache(&path, "fp1", QuantFormat::Q8_0, vec![&mut c]).unwrap(), "layer missing from the cache");
         cancel.store(true, Ordering::Relaxed);
         assert!(matches!(quantize_layers(vec![&mut c], QuantFormat::Q8_0, &mut |_, _| {}, &cancel), Err(QuantError::Cancelled)));
+    }
+
+    #[test]
+    fn f16_cache_round_trip() {
+        // GGUF stores F16 weights as plain F16 tensors; a cache asked for in F16 takes them back as matrices.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.f16.gguf");
+        let mut a = layer("y.a", 8, 40, 4);
+        assert!(quantize_layer(&mut a, QuantFormat::F16).unwrap(), "F16 takes any width");
+        save_cache(&path, "fp", QuantFormat::F16, &[&a]).unwrap();
+        let mut a2 = layer("y.a", 8, 40, 4);
+        assert!(!load_cache(&path, "fp", QuantFormat::Q8_0, vec![&mut a2]).unwrap(), "other format");
+        assert!(load_cache(&path, "fp", QuantFormat::F16, vec![&mut a2]).unwrap());
+        let q = a2.quant.as_ref().unwrap();
+        assert_eq!((q.format(), q.bytes()), (QuantFormat::F16, a.quant.as_ref().unwrap().bytes()));
     }
 }

@@ -37,7 +37,8 @@ impl QBytes {
     }
 }
 
-/// A `rows × cols` weight matrix quantized row by row (ggml layout; `y = W·x` multiplies by rows).
+/// A `rows × cols` weight matrix quantized (or, F16, rounded to half floats) row by row (ggml
+/// layout; `y = W·x` multiplies by rows).
 #[derive(Debug, Clone)]
 pub struct QMatrix {
     format: QuantFormat,
@@ -78,6 +79,12 @@ pub fn quantize_rows_into(format: QuantFormat, w: &[f32], cols: usize, out: &mut
     }
     if let Some(bad) = w.par_chunks(cols).position_any(|r| r.iter().any(|v| !v.is_finite())) {
         return Err(QuantError::NonFinite { row: first_row + bad });
+    }
+    if format == QuantFormat::F16 {
+        let max = half::f16::MAX.to_f32();
+        if let Some(bad) = w.par_chunks(cols).position_any(|r| r.iter().any(|v| v.abs() > max)) {
+            return Err(QuantError::OutOfF16Range { row: first_row + bad });
+        }
     }
     out.par_chunks_mut(row_bytes)
         .zip(w.par_chunks(cols))
@@ -137,9 +144,10 @@ impl QMatrix {
     /// Dequantizes to a row-major f32 matrix.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.cols];
+        let kernel = Kernel::best();
         out.par_chunks_mut(self.cols)
             .zip(self.bytes().par_chunks(self.row_bytes))
-            .for_each(|(o, r)| reference::dequantize_row(self.format, r, o));
+            .for_each(|(o, r)| kernel.dequantize_row(self.format, r, o));
         out
     }
 
@@ -147,9 +155,10 @@ impl QMatrix {
     pub fn dequantize_rows(&self, first: usize, n: usize) -> Vec<f32> {
         let mut out = vec![0f32; n * self.cols];
         let bytes = &self.bytes()[first * self.row_bytes..(first + n) * self.row_bytes];
+        let kernel = Kernel::best();
         out.par_chunks_mut(self.cols)
             .zip(bytes.par_chunks(self.row_bytes))
-            .for_each(|(o, r)| reference::dequantize_row(self.format, r, o));
+            .for_each(|(o, r)| kernel.dequantize_row(self.format, r, o));
         out
     }
 
@@ -410,6 +419,10 @@ mod tests {
         let mut w = vec![0.0; 64];
         w[40] = f32::NAN;
         assert!(matches!(QMatrix::quantize(&w, 2, 32, QuantFormat::Q8_0), Err(QuantError::NonFinite { row: 1 })));
+        w[40] = 7e4;
+        assert!(matches!(QMatrix::quantize(&w, 2, 32, QuantFormat::F16), Err(QuantError::OutOfF16Range { row: 1 })));
+        w[40] = 6e4;
+        assert!(QMatrix::quantize(&w, 2, 32, QuantFormat::F16).is_ok());
         let m = QMatrix::quantize(&[0.5; 64], 2, 32, QuantFormat::Q8_0).unwrap();
         let mut y = vec![0.0; 2];
         assert!(m.matvec(&[0.0; 31], &mut y).is_err());

@@ -1,11 +1,11 @@
 //! Quantized weights: ggml block formats, run-time chosen SIMD kernels, multi-threaded products.
 //!
 //! Module map:
-//! - `format`: the block formats (Q8_0, Q4_0, Q4_K) and their byte layouts.
+//! - `format`: the weight formats (F16, and the block formats Q8_0, Q4_0, Q4_K) and their byte layouts.
 //! - `reference`: portable scalar quantize / dequantize / dot (the reference for every kernel).
 //! - `activation`: activations quantized to 8 bits per 32-value block.
 //! - `kernel`: run-time choice of scalar, AVX2, AVX-VNNI, AVX-512, AVX-512 VNNI or NEON dot products.
-//! - `x86`, `x86_avx_vnni`, `x86_vnni`, `neon`: the SIMD kernels (AVX2 / AVX-512; 256-bit Q4 kernels for AVX2 and AVX-VNNI; AVX-512 VNNI; NEON).
+//! - `x86`, `x86_avx_vnni`, `x86_vnni`, `x86_f16`, `neon`: the SIMD kernels (AVX2 / AVX-512; 256-bit Q4 kernels for AVX2 and AVX-VNNI; AVX-512 VNNI; F16 weights by F16C/AVX-512F and FMA; NEON).
 //! - `bandwidth`: the memory read-bandwidth probe behind the benchmarks' roofline ratios.
 //! - `matrix`: [`QMatrix`], a quantized matrix with multi-threaded matrix-vector and small-matrix products.
 //! - `gguf`: streaming GGUF writer and memory-mapped reader (the quantization cache format).
@@ -37,6 +37,8 @@ pub(crate) mod testutil;
 mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx_vnni;
+#[cfg(target_arch = "x86_64")]
+mod x86_f16;
 #[cfg(target_arch = "x86_64")]
 mod x86_vnni;
 

@@ -9,6 +9,13 @@ use super::format::{q4k_pack_scales, q4k_scale_min, read_f16, QuantFormat, QK, Q
 
 /// Quantizes one row `x` into `out` (exactly `format.row_bytes(x.len())` bytes).
 pub fn quantize_row(format: QuantFormat, x: &[f32], out: &mut [u8]) {
+    if format == QuantFormat::F16 {
+        // Round to nearest even, as `torch.Tensor.half()` does.
+        for (o, v) in out.chunks_exact_mut(2).zip(x) {
+            o.copy_from_slice(&f16::from_f32(*v).to_le_bytes());
+        }
+        return;
+    }
     let bl = format.block_len();
     let bb = format.block_bytes();
     debug_assert_eq!(out.len(), x.len() / bl * bb);
@@ -17,6 +24,7 @@ pub fn quantize_row(format: QuantFormat, x: &[f32], out: &mut [u8]) {
             QuantFormat::Q8_0 => quantize_q8_0(xb, ob),
             QuantFormat::Q4_0 => quantize_q4_0(xb, ob),
             QuantFormat::Q4K => quantize_q4k(xb, ob),
+            QuantFormat::F16 => unreachable!("handled above"),
         }
     }
 }
@@ -96,6 +104,12 @@ fn quantize_q4k(x: &[f32], out: &mut [u8]) {
 
 /// Dequantizes one row of `format` bytes into `out`.
 pub fn dequantize_row(format: QuantFormat, row: &[u8], out: &mut [f32]) {
+    if format == QuantFormat::F16 {
+        for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
+            *o = read_f16(b);
+        }
+        return;
+    }
     let bl = format.block_len();
     let bb = format.block_bytes();
     for (b, o) in row.chunks_exact(bb).zip(out.chunks_exact_mut(bl)) {
@@ -127,14 +141,21 @@ pub fn dequantize_row(format: QuantFormat, row: &[u8], out: &mut [f32]) {
                     }
                 }
             }
+            QuantFormat::F16 => unreachable!("handled above"),
         }
     }
 }
 
-/// Dot product of one quantized weight row with a quantized activation (scalar reference).
+/// Dot product of one weight row with an activation from [`crate::quant::Kernel::prepare`]
+/// (scalar reference): quantized formats with the 8-bit activation, F16 with its f32 values.
 pub fn dot_row(format: QuantFormat, row: &[u8], act: &ActQ8) -> f32 {
     let mut acc = 0f32;
     match format {
+        QuantFormat::F16 => {
+            for (b, x) in row.chunks_exact(2).zip(&act.float) {
+                acc += read_f16(b) * x;
+            }
+        }
         QuantFormat::Q8_0 => {
             for (b, blk) in row.chunks_exact(format.block_bytes()).enumerate() {
                 let a = &act.qs[b * QK..(b + 1) * QK];

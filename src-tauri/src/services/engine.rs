@@ -26,6 +26,10 @@ pub enum Weights {
     #[serde(rename = "f32")]
     #[value(name = "f32")]
     F32,
+    /// 16-bit half floats, 2 bytes per parameter: the checkpoint's own values for fp16 models.
+    #[serde(rename = "f16")]
+    #[value(name = "f16")]
+    F16,
     /// 8-bit blocks (Q8_0), about 1.06 bytes per parameter.
     #[serde(rename = "q8_0")]
     #[value(name = "q8_0")]
@@ -43,13 +47,14 @@ pub enum Weights {
 
 impl Weights {
     /// Every variant (e.g. to remove a model's cache files in all formats).
-    pub const ALL: [Weights; 4] = [Weights::F32, Weights::Q8_0, Weights::Q4_0, Weights::Q4K];
+    pub const ALL: [Weights; 5] = [Weights::F32, Weights::F16, Weights::Q8_0, Weights::Q4_0, Weights::Q4K];
 
     /// The engine's quantization format; None for full precision.
     pub fn format(self) -> Option<doctorglm_models::quant::QuantFormat> {
         use doctorglm_models::quant::QuantFormat;
         match self {
             Weights::F32 => None,
+            Weights::F16 => Some(QuantFormat::F16),
             Weights::Q8_0 => Some(QuantFormat::Q8_0),
             Weights::Q4_0 => Some(QuantFormat::Q4_0),
             Weights::Q4K => Some(QuantFormat::Q4K),
@@ -60,6 +65,7 @@ impl Weights {
     pub fn as_str(self) -> &'static str {
         match self {
             Weights::F32 => "f32",
+            Weights::F16 => "f16",
             Weights::Q8_0 => "q8_0",
             Weights::Q4_0 => "q4_0",
             Weights::Q4K => "q4_k",

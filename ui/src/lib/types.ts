@@ -42,7 +42,7 @@ export interface ConversationSummary {
 
 export type Device = "cpu" | "gpu";
 /** How the weights are held on the CPU: quantized on the first load (and cached) or f32. */
-export type Weights = "q4_0" | "q4_k" | "q8_0" | "f32";
+export type Weights = "q4_0" | "q4_k" | "q8_0" | "f16" | "f32";
 export type PresetName = "conservative" | "balanced" | "diverse";
 
 export interface AskRequest {
