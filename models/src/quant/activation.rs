@@ -74,25 +74,18 @@ impl ActQ8 {
         self.float.clear();
         self.packed = None;
         self.qs.resize(x.len(), 0);
+        self.d.reserve(x.len() / QK);
+        self.sums.reserve(x.len() / QK);
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("sse4.1") {
-            // SAFETY: AVX2 and SSE4.1 were detected just above.
-            unsafe { self.quantize_blocks_avx2(x) };
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            // SAFETY: AVX2, FMA and F16C were detected just above.
+            unsafe { super::x86::quantize_act_avx2(x, &mut self.qs, &mut self.d, &mut self.sums) };
             return;
         }
         self.quantize_blocks(x);
     }
 
-    /// [`ActQ8::quantize_blocks`] compiled for AVX2, where the rounding and the block maximum
-    /// become vector instructions (the portable build called `roundf` once per value: 1.3–1.7% of
-    /// a decode step in a profile, with the block loop).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,sse4.1")]
-    fn quantize_blocks_avx2(&mut self, x: &[f32]) {
-        self.quantize_blocks(x);
-    }
-
-    #[inline(always)]
+    /// The portable quantizer (the reference for `x86::quantize_act_avx2`).
     fn quantize_blocks(&mut self, x: &[f32]) {
         for (chunk, qs) in x.chunks_exact(QK).zip(self.qs.chunks_exact_mut(QK)) {
             let mut lanes = [0f32; 8];
@@ -126,6 +119,8 @@ impl ActQ8 {
             QuantFormat::Q4_0 => {
                 let groups = nb / group;
                 p.qs.reserve(groups * group * QK);
+                p.corr.reserve(groups * group * 4);
+                p.dx.reserve(groups * group * 4);
                 for g in 0..groups {
                     for half in 0..2 {
                         for k in 0..group {
@@ -200,6 +195,38 @@ mod tests {
         portable.quantize_blocks(&x);
         assert_eq!(dispatched.d[0], 0.5);
         assert_eq!(&dispatched.qs[..4], &[127, 1, -3, 1]);
+        assert_eq!(dispatched.qs, portable.qs);
+        assert_eq!(dispatched.sums, portable.sums);
+        assert_eq!(dispatched.d.iter().map(|d| d.to_bits()).collect::<Vec<_>>(), portable.d.iter().map(|d| d.to_bits()).collect::<Vec<_>>());
+
+        // Random blocks over many magnitudes, with ties at exact scales, infinities, subnormals
+        // (a scale whose inverse overflows) and negative zeros.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut x = Vec::new();
+        for block in 0..400 {
+            let magnitude = [1e-40f32, 1e-30, 1e-3, 1.0, 7.0, 1e6, 3e38][block % 7];
+            for i in 0..32 {
+                let r = next();
+                let v = ((r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32 * magnitude;
+                x.push(match (block, i, r % 97) {
+                    (_, 0, _) if block % 5 == 0 => 127.0 * 0.5, // scale 0.5: multiples of 0.25 tie
+                    (_, _, 0) if block % 5 == 0 => ((r % 508) as f32 - 254.0) * 0.25,
+                    (_, _, 1) if block % 11 == 0 => f32::INFINITY,
+                    (_, _, 2) if block % 11 == 0 => f32::NEG_INFINITY,
+                    (_, _, 3) => -0.0,
+                    _ => v,
+                });
+            }
+        }
+        let dispatched = ActQ8::quantize(&x);
+        let mut portable = ActQ8 { qs: vec![0; x.len()], ..ActQ8::default() };
+        portable.quantize_blocks(&x);
         assert_eq!(dispatched.qs, portable.qs);
         assert_eq!(dispatched.sums, portable.sums);
         assert_eq!(dispatched.d.iter().map(|d| d.to_bits()).collect::<Vec<_>>(), portable.d.iter().map(|d| d.to_bits()).collect::<Vec<_>>());
