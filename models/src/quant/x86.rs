@@ -7,7 +7,7 @@
 use std::arch::x86_64::*;
 
 use super::activation::ActQ8;
-use super::format::{Q4_0_BYTES, Q8_0_BYTES, QK};
+use super::format::{Q4_0_BYTES, Q4_K_BYTES, Q8_0_BYTES, QK};
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn f16_to_f32(b: &[u8]) -> f32 {
@@ -133,22 +133,34 @@ pub(super) fn check(row: &[u8], block_bytes: usize, act: &ActQ8) -> usize {
     nb
 }
 
-/// The eight 6-bit scales and eight 6-bit minimums of a Q4_K super-block (its 12 packed bytes
-/// as three little-endian words), each as eight bytes of a u64.
-#[inline]
-pub(super) fn q4k_scales_mins(w0: u32, w1: u32, w2: u32) -> (u64, u64) {
-    const LOW6: u32 = 0x3F3F_3F3F;
-    const LOW4: u32 = 0x0F0F_0F0F;
-    const TOP2: u32 = 0x0303_0303;
-    let sc_hi = (w2 & LOW4) | (((w0 >> 6) & TOP2) << 4);
-    let mn_hi = ((w2 >> 4) & LOW4) | (((w1 >> 6) & TOP2) << 4);
-    ((w0 & LOW6) as u64 | (sc_hi as u64) << 32, (w1 & LOW6) as u64 | (mn_hi as u64) << 32)
-}
-
-/// Eight bytes (of a u64) as eight f32 times `f`.
+/// The eight sub-block scales × `d` and the eight minimums × `dmin` of the Q4_K super-block
+/// starting at `blk[at]`, its 6-bit fields unpacked with byte shuffles (the scalar unpacking it
+/// replaces cost about twenty integer instructions per super-block on the vector ports).
+///
+/// Scale `j < 4` is `s[j] & 63`, `j ≥ 4` is `s[j + 4] & 15 | (s[j − 4] >> 6) << 4`; minimum
+/// `j < 4` is `s[j + 4] & 63`, `j ≥ 4` is `s[j + 4] >> 4 | (s[j] >> 6) << 4` (`s`: the 12 bytes
+/// after `d` and `dmin`; `format::q4k_scale_min` is the reference).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn bytes_f32(v: u64, f: f32) -> __m256 {
-    _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v as i64))), _mm256_set1_ps(f))
+pub(super) fn q4k_scales(row: &[u8], at: usize) -> (__m256, __m256) {
+    assert!(at + Q4_K_BYTES <= row.len());
+    // SAFETY: bytes at..at + 20 are inside the super-block, checked above.
+    let (dm, s) = unsafe {
+        let p = row.as_ptr().add(at);
+        (_mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned())), _mm_loadu_si128(p.add(4) as *const __m128i))
+    };
+    // Bytes 0..8: the scales' low bits, 8..16: the minimums'; then their top two bits.
+    let low = _mm_shuffle_epi8(s, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    let low = _mm_or_si128(
+        _mm_and_si128(low, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0)),
+        _mm_and_si128(_mm_srli_epi16::<4>(low), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15)),
+    );
+    let top = _mm_shuffle_epi8(s, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    let v = _mm_or_si128(low, _mm_and_si128(_mm_srli_epi16::<2>(top), _mm_set1_epi8(0x30)));
+    let d = _mm256_broadcastss_ps(dm);
+    let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
+    let sc = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), d);
+    let mn = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(v, v))), dmin);
+    (sc, mn)
 }
 
 /// Q8_0 row · activation with AVX2.

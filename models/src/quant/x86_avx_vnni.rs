@@ -13,7 +13,7 @@ use std::arch::x86_64::*;
 
 use super::activation::{ActQ8, Packed};
 use super::format::{Q4_0_BYTES, Q4_K_BYTES, QK, QK_K};
-use super::x86::{as_bytes, bytes_f32, check, f16_to_f32, hsum256, prefetch, q4_0_block, q4k_scales_mins};
+use super::x86::{as_bytes, check, f16_to_f32, hsum256, prefetch, q4_0_block, q4k_scales};
 
 /// `acc` + the sums of four adjacent products of unsigned `u` and signed `s` bytes (AVX2).
 #[inline]
@@ -103,16 +103,15 @@ pub(super) fn $q4k(row: &[u8], act: &ActQ8) -> f32 {
     for sb in 0..nsb {
         prefetch(row, sb * Q4_K_BYTES, Q4_K_BYTES);
         let blk = &row[sb * Q4_K_BYTES..(sb + 1) * Q4_K_BYTES];
-        let word = |at: usize| u32::from_le_bytes([blk[at], blk[at + 1], blk[at + 2], blk[at + 3]]);
-        let (sc, mn) = q4k_scales_mins(word(4), word(8), word(12));
+        let (sc, mn) = q4k_scales(blk, 0);
         let da = &act.d[sb * 8..sb * 8 + 8];
         let sums = &act.sums[sb * 8..sb * 8 + 8];
         // SAFETY: `da` and `sums` are eight entries each.
         let (da, sums) = unsafe { (_mm256_loadu_ps(da.as_ptr()), _mm256_cvtepi32_ps(_mm256_loadu_si256(sums.as_ptr() as *const __m256i))) };
-        let sv = _mm256_mul_ps(bytes_f32(sc, f16_to_f32(blk)), da);
+        let sv = _mm256_mul_ps(sc, da);
         // SAFETY: `scales` is eight f32.
         unsafe { _mm256_storeu_ps(scales.as_mut_ptr(), sv) };
-        mins = _mm256_fmadd_ps(bytes_f32(mn, f16_to_f32(&blk[2..])), _mm256_mul_ps(da, sums), mins);
+        mins = _mm256_fmadd_ps(mn, _mm256_mul_ps(da, sums), mins);
         for j in 0..4 {
             let q = super::x86::load32(blk, 16 + 32 * j);
             let ab = sb * 8 + 2 * j;

@@ -18,7 +18,7 @@ use std::arch::x86_64::*;
 
 use super::activation::{ActQ8, Packed};
 use super::format::{Q4_0_BYTES, Q4_K_BYTES, QK_K};
-use super::x86::{as_bytes, bytes_f32, check, f16_to_f32, hsum256, q4_0_block, q4k_scales_mins};
+use super::x86::{as_bytes, check, f16_to_f32, hsum256, q4_0_block, q4k_scales};
 
 /// How far ahead of the bytes being read the kernels prefetch (bytes). `bench_quant` on
 /// 16384×4096 matrices streamed from memory, two cores: 512 bytes gave Q4_0 12.4 GB/s, 4096
@@ -147,21 +147,20 @@ pub(super) fn dot_q4k(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
     });
     let m4 = _mm512_set1_epi8(0x0F);
     let (ap, dp, sp) = (p.qs.as_ptr() as *const u8, p.dx.as_ptr(), p.dsum.as_ptr());
-    let mut acc = _mm512_setzero_ps();
+    // One sum per register of a super-block: four independent chains of multiply-adds.
+    let mut acc = [_mm512_setzero_ps(); 4];
     let mut mins = _mm256_setzero_ps();
     for sb in 0..nsb {
-        let blk = &row[sb * Q4_K_BYTES..(sb + 1) * Q4_K_BYTES];
-        let word = |at: usize| u32::from_le_bytes([blk[at], blk[at + 1], blk[at + 2], blk[at + 3]]);
-        let (sc, mn) = q4k_scales_mins(word(4), word(8), word(12));
-        let scale = _mm512_castps256_ps512(bytes_f32(sc, f16_to_f32(blk)));
-        // SAFETY: `blk` is one whole super-block (its 128 nibble bytes at 16..144) and the assert
-        // above proves 256 packed activation bytes, 64 lane scales and 8 sums for super-block `sb`.
+        let (sc, mn) = q4k_scales(row, sb * Q4_K_BYTES);
+        let scale = _mm512_castps256_ps512(sc);
+        // SAFETY: super-block `sb` is whole (its 128 nibble bytes at 16..144 of it) and the
+        // asserts above prove 256 packed activation bytes, 64 lane scales and 8 sums for it.
         unsafe {
-            let bp = blk.as_ptr();
+            let bp = row.as_ptr().add(sb * Q4_K_BYTES);
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PREFETCH) as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PREFETCH + 64) as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PREFETCH + 128) as *const i8);
-            mins = _mm256_fmadd_ps(bytes_f32(mn, f16_to_f32(&blk[2..])), _mm256_loadu_ps(sp.add(sb * 8)), mins);
+            mins = _mm256_fmadd_ps(mn, _mm256_loadu_ps(sp.add(sb * 8)), mins);
             for half in 0..2 {
                 let q = _mm512_loadu_si512(bp.add(16 + 64 * half) as *const __m512i);
                 let nib = [_mm512_and_si512(q, m4), _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4)];
@@ -170,12 +169,13 @@ pub(super) fn dot_q4k(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
                     let a = _mm512_loadu_si512(ap.add(sb * 256 + 64 * r) as *const __m512i);
                     let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, a);
                     let f = _mm512_mul_ps(_mm512_permutexvar_ps(spread[r], scale), _mm512_loadu_ps(dp.add(sb * 64 + 16 * r)));
-                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), f, acc);
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), f, acc[r]);
                 }
             }
         }
     }
-    _mm512_reduce_add_ps(acc) - hsum256(mins)
+    let total = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    _mm512_reduce_add_ps(total) - hsum256(mins)
 }
 
 /// `R` Q4_0 rows against `T` activations at once, `out[r][t] = rows[r] · acts[t]` (prompts):
