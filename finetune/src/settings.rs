@@ -22,6 +22,9 @@ pub enum BaseQuantization {
     /// Full precision (the compute dtype).
     #[default]
     F32,
+    /// Half floats (half of f32's memory, the checkpoint's own values for fp16 models; CPU).
+    #[serde(rename = "f16")]
+    F16,
     /// 8-bit blocks (about a quarter of f32's memory; CPU).
     #[serde(rename = "q8_0")]
     Q8_0,
@@ -31,10 +34,11 @@ pub enum BaseQuantization {
 }
 
 impl BaseQuantization {
-    /// The engine's block format (`None` for a full-precision base).
+    /// The engine's weight format (`None` for a full-precision base).
     pub fn format(self) -> Option<doctorglm_models::quant::QuantFormat> {
         match self {
             BaseQuantization::F32 => None,
+            BaseQuantization::F16 => Some(doctorglm_models::quant::QuantFormat::F16),
             BaseQuantization::Q8_0 => Some(doctorglm_models::quant::QuantFormat::Q8_0),
             BaseQuantization::Q4_0 => Some(doctorglm_models::quant::QuantFormat::Q4_0),
         }
@@ -184,7 +188,7 @@ impl FinetuneSettings {
             return bad("name at least one target module (e.g. query_key_value)");
         }
         if self.base_quantization != BaseQuantization::F32 && self.dtype == ComputeDtype::Bf16 {
-            return bad("a quantized base computes in f32 on the CPU; choose dtype f32 (or auto) with base quantization q8_0/q4_0");
+            return bad("a quantized base computes in f32 on the CPU; choose dtype f32 (or auto) with base quantization f16/q8_0/q4_0");
         }
         Ok(())
     }

@@ -58,11 +58,12 @@ fn loss_falls_on_a_real_export() -> anyhow::Result<()> {
 
 #[test]
 fn memory_saving_settings_train_too() -> anyhow::Result<()> {
-    // An INT4 base with gradient checkpointing, then the same data in bf16: both learn, and the
-    // adapter over the INT4 base loads onto the full-precision model.
+    // An INT4 base with gradient checkpointing, an F16 base, then the same data in bf16: all
+    // learn, and the adapter over the INT4 or F16 base loads onto the full-precision model.
     let dialogues = genmedgpt(16);
     for (base_quantization, dtype, checkpointing) in [
         (BaseQuantization::Q4_0, ComputeDtype::Auto, true),
+        (BaseQuantization::F16, ComputeDtype::F32, false),
         (BaseQuantization::F32, ComputeDtype::Bf16, false),
     ] {
         let out = tempfile::tempdir()?;

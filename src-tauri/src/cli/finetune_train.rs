@@ -25,6 +25,9 @@ pub enum OptimizerArg {
 pub enum BaseQuantArg {
     /// Full precision.
     F32,
+    /// Half floats (CPU).
+    #[value(name = "f16")]
+    F16,
     /// 8-bit blocks (CPU).
     #[value(name = "q8_0")]
     Q8_0,
@@ -131,7 +134,7 @@ pub struct TrainArgs {
     /// Most tokens of a probe answer [32].
     #[arg(long)]
     pub probe_max_tokens: Option<usize>,
-    /// Base weights: f32, or quantized to q8_0/q4_0 while loading (less memory; CPU) [f32].
+    /// Base weights: f32, or f16 / q8_0 / q4_0 while loading (less memory; CPU) [f32].
     #[arg(long, value_enum)]
     pub base_quantization: Option<BaseQuantArg>,
     /// Recompute activations in the backward pass (less memory, slower).
@@ -217,6 +220,7 @@ pub fn settings_from(args: &TrainArgs) -> anyhow::Result<FinetuneSettings> {
     if let Some(q) = args.base_quantization {
         s.base_quantization = match q {
             BaseQuantArg::F32 => BaseQuantization::F32,
+            BaseQuantArg::F16 => BaseQuantization::F16,
             BaseQuantArg::Q8_0 => BaseQuantization::Q8_0,
             BaseQuantArg::Q4_0 => BaseQuantization::Q4_0,
         };

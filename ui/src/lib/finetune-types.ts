@@ -143,7 +143,7 @@ export interface FinetuneSettings {
   probe: ProbeQuestion[];
   probe_max_tokens: number;
   /** How the frozen base is held: full precision or quantized while loading (CPU). */
-  base_quantization: "f32" | "q8_0" | "q4_0";
+  base_quantization: "f32" | "f16" | "q8_0" | "q4_0";
   /** Recompute activations in the backward pass (less memory, slower). */
   gradient_checkpointing: boolean;
   /** Compute dtype of the base and activations ("auto": bf16 on a GPU, f32 on the CPU). */
