@@ -32,7 +32,7 @@ pub struct GenerationArgs {
     /// CPU or GPU.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: Device,
-    /// Weights on the CPU: quantized on the first load and cached in the data folder, or f32.
+    /// Weights on the CPU: converted on the first load in a format (quantized, or f16) and cached in the data folder, or f32.
     #[arg(long, value_enum, default_value = "q4_0")]
     pub weights: Weights,
 }
