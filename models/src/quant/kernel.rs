@@ -225,11 +225,9 @@ impl Kernel {
     /// then run on the integer kernels instead of dequantizing into a float matrix product.
     pub fn has_tile(self, format: QuantFormat) -> bool {
         #[cfg(target_arch = "x86_64")]
-        match format {
+        if format == QuantFormat::Q4_0 {
             // AVX2 alone gained nothing over the dequantized f32 product (bench_quant).
-            QuantFormat::Q4_0 => return matches!(self.0, Isa::Avx512Vnni | Isa::AvxVnni),
-            QuantFormat::Q8_0 => return self.0 == Isa::Avx512Vnni,
-            _ => {}
+            return matches!(self.0, Isa::Avx512Vnni | Isa::AvxVnni);
         }
         let _ = format;
         false
@@ -241,13 +239,7 @@ impl Kernel {
     /// products are [`Kernel::dot`]'s. Panics if the lengths disagree.
     pub fn dot_tile(self, format: QuantFormat, rows: [&[u8]; TILE_ROWS], acts: [&ActQ8; TILE_ACTS]) -> [[f32; TILE_ACTS]; TILE_ROWS] {
         #[cfg(target_arch = "x86_64")]
-        if format == QuantFormat::Q8_0 && self.has_tile(format) {
-            // SAFETY: has_tile(Q8_0) holds only for Kernel(Isa::Avx512Vnni), which exists only where
-            // its features were detected (see the type's invariant).
-            return unsafe { super::x86_vnni::dot_q8_0_tile::<TILE_ROWS, TILE_ACTS>(rows, acts) };
-        }
-        #[cfg(target_arch = "x86_64")]
-        if format == QuantFormat::Q4_0 && self.has_tile(format) {
+        if self.has_tile(format) {
             let group = if self.0 == Isa::Avx512Vnni { 4 } else { 2 };
             if let [Some(p0), Some(p1), Some(p2), Some(p3)] = acts.map(|a| a.packed_for(format, group)) {
                 let pairs = [(acts[0], p0), (acts[1], p1), (acts[2], p2), (acts[3], p3)];

@@ -17,7 +17,7 @@
 use std::arch::x86_64::*;
 
 use super::activation::{ActQ8, Packed};
-use super::format::{Q4_0_BYTES, Q4_K_BYTES, Q8_0_BYTES, QK, QK_K};
+use super::format::{Q4_0_BYTES, Q4_K_BYTES, QK_K};
 use super::x86::{as_bytes, check, f16_to_f32, hsum256, q4_0_block, q4k_scales};
 
 /// How far ahead of the bytes being read the kernels prefetch (bytes). `bench_quant` on
@@ -47,32 +47,6 @@ const Q4_0_SCALES: [u8; 64] = {
     while l < 16 {
         idx[2 * l] = (18 * (l / 4)) as u8;
         idx[2 * l + 1] = (18 * (l / 4) + 1) as u8;
-        l += 1;
-    }
-    idx
-};
-
-/// vpermt2b indices gathering the 2 × 32 quant bytes of two Q8_0 blocks (68 bytes) from two
-/// loads: bytes 0..64 (indices 0..64) and bytes 4..68 (indices 64..128).
-const Q8_0_GATHER: [u8; 64] = {
-    let mut idx = [0u8; 64];
-    let mut i = 0;
-    while i < 64 {
-        let src = 34 * (i / 32) + 2 + i % 32;
-        idx[i] = if i < 32 { src as u8 } else { (64 + src - 4) as u8 };
-        i += 1;
-    }
-    idx
-};
-
-/// vpermb indices putting block `k`'s f16 scale (bytes 34k, 34k + 1 of a Q8_0 pair) in 16-bit
-/// lanes `8k..8k + 8` of the low 256 bits.
-const Q8_0_SCALES: [u8; 64] = {
-    let mut idx = [0u8; 64];
-    let mut l = 0;
-    while l < 16 {
-        idx[2 * l] = (34 * (l / 8)) as u8;
-        idx[2 * l + 1] = (34 * (l / 8) + 1) as u8;
         l += 1;
     }
     idx
@@ -261,65 +235,6 @@ pub(super) fn dot_q4_0_tile<const R: usize, const T: usize>(rows: [&[u8]; R], ac
             for b in groups * 4..nb {
                 let s = q4_0_block(rows[r], a, &act.sums, b);
                 total += hsum256(_mm256_cvtepi32_ps(s)) * f16_to_f32(&rows[r][b * Q4_0_BYTES..]) * act.d[b];
-            }
-            out[r][t] = total;
-        }
-    }
-    out
-}
-
-/// `R` Q8_0 rows against `T` activations at once, `out[r][t] = rows[r] · acts[t]` (prompts).
-/// Each pair of blocks (68 bytes) is gathered into one register and made unsigned (`xor 0x80`:
-/// `q + 128`) once for all `T` activations, so `vpdpbusd` multiplies it by the signed activation
-/// bytes; `−128 · Σ a` per block, added to one lane of the block, takes the offset back out. The
-/// activations need no packed layout. Panics unless every length agrees.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-pub(super) fn dot_q8_0_tile<const R: usize, const T: usize>(rows: [&[u8]; R], acts: [&ActQ8; T]) -> [[f32; T]; R] {
-    let nb = check(rows[0], Q8_0_BYTES, acts[0]);
-    for row in rows {
-        assert_eq!(row.len(), rows[0].len());
-    }
-    for act in acts {
-        check(rows[0], Q8_0_BYTES, act);
-    }
-    let pairs = nb / 2;
-    let (gather, scales) = (load_idx(&Q8_0_GATHER), load_idx(&Q8_0_SCALES));
-    let flip = _mm512_set1_epi8(-128);
-    let mut acc = [[_mm512_setzero_ps(); T]; R];
-    for g in 0..pairs {
-        // SAFETY: the asserts above prove that every row holds pair `g`'s 68 bytes at `68g` (read
-        // as [0, 64) and [4, 68)) and every activation its 64 bytes at `64g`.
-        unsafe {
-            let mut u = [_mm512_setzero_si512(); R];
-            let mut dw = [_mm512_setzero_ps(); R];
-            for r in 0..R {
-                let w = rows[r].as_ptr().add(g * 2 * Q8_0_BYTES);
-                let x0 = _mm512_loadu_si512(w as *const __m512i);
-                let q = _mm512_permutex2var_epi8(x0, gather, _mm512_loadu_si512(w.add(4) as *const __m512i));
-                u[r] = _mm512_xor_si512(q, flip);
-                dw[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi8(scales, x0)));
-            }
-            for (t, act) in acts.iter().enumerate() {
-                let a = _mm512_loadu_si512(act.qs.as_ptr().add(g * 2 * QK) as *const __m512i);
-                let (s0, s1) = (act.sums[2 * g], act.sums[2 * g + 1]);
-                let c = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(0x0001, -128 * s0), 0x0100, -128 * s1);
-                let d = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(act.d[2 * g]), _mm512_set1_ps(act.d[2 * g + 1]));
-                for r in 0..R {
-                    let s = _mm512_dpbusd_epi32(c, u[r], a);
-                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw[r], d), acc[r][t]);
-                }
-            }
-        }
-    }
-    let mut out = [[0f32; T]; R];
-    for r in 0..R {
-        for (t, act) in acts.iter().enumerate() {
-            let mut total = _mm512_reduce_add_ps(acc[r][t]);
-            if nb % 2 == 1 {
-                let b = nb - 1;
-                let blk = &rows[r][b * Q8_0_BYTES..(b + 1) * Q8_0_BYTES];
-                let dot: i32 = blk[2..].iter().zip(&act.qs[b * QK..(b + 1) * QK]).map(|(&w, &x)| (w as i8) as i32 * x as i32).sum();
-                total += dot as f32 * f16_to_f32(blk) * act.d[b];
             }
             out[r][t] = total;
         }
