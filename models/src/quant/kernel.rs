@@ -116,15 +116,12 @@ impl Kernel {
         act
     }
 
-    /// Dot product of one quantized weight row (`format` bytes) with a quantized activation of the
-    /// same length. Panics if the lengths disagree (a programming error, checked before any read).
+    /// Dot product of one weight row (`format` bytes) with an activation of the same length from
+    /// [`Kernel::prepare`] (8-bit for the block formats, f32 for F16). Panics if the lengths disagree (a programming error, checked before any read).
     /// The packed Q4 kernels need the activation from [`Kernel::prepare`]; without its layout
     /// the plain kernels of the same instruction set run.
     #[inline]
     pub fn dot(self, format: QuantFormat, row: &[u8], act: &ActQ8) -> f32 {
-        if format == QuantFormat::F16 {
-            return self.dot_f16(row, &act.float);
-        }
         match self.0 {
             Isa::Scalar => reference::dot_row(format, row, act),
             #[cfg(target_arch = "x86_64")]
@@ -135,7 +132,7 @@ impl Kernel {
                     (QuantFormat::Q4_0, Some(p)) => super::x86_avx_vnni::dot_q4_0_avx2(row, act, p),
                     (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx2(row, act),
                     (QuantFormat::Q4K, _) => super::x86_avx_vnni::dot_q4k_avx2(row, act),
-                    (QuantFormat::F16, _) => unreachable!("F16 products go through dot_f16"),
+                    (QuantFormat::F16, _) => super::x86_f16::dot_f16_avx2(row, &act.float),
                 }
             },
             #[cfg(target_arch = "x86_64")]
@@ -146,7 +143,7 @@ impl Kernel {
                     (QuantFormat::Q4_0, Some(p)) => super::x86_avx_vnni::dot_q4_0_vnni(row, act, p),
                     (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx2(row, act),
                     (QuantFormat::Q4K, _) => super::x86_avx_vnni::dot_q4k_vnni(row, act),
-                    (QuantFormat::F16, _) => unreachable!("F16 products go through dot_f16"),
+                    (QuantFormat::F16, _) => super::x86_f16::dot_f16_avx2(row, &act.float),
                 }
             },
             #[cfg(target_arch = "x86_64")]
@@ -157,7 +154,7 @@ impl Kernel {
                     (QuantFormat::Q4_0, Some(p)) => super::x86_avx_vnni::dot_q4_0_avx2(row, act, p),
                     (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx512(row, act),
                     (QuantFormat::Q4K, _) => super::x86_avx_vnni::dot_q4k_avx2(row, act),
-                    (QuantFormat::F16, _) => unreachable!("F16 products go through dot_f16"),
+                    (QuantFormat::F16, _) => super::x86_f16::dot_f16_avx512(row, &act.float),
                 }
             },
             #[cfg(target_arch = "x86_64")]
@@ -170,7 +167,7 @@ impl Kernel {
                     (QuantFormat::Q4K, Some(p)) => super::x86_vnni::dot_q4k(row, act, p),
                     (QuantFormat::Q4_0, None) => super::x86::dot_q4_0_avx512(row, act),
                     (QuantFormat::Q4K, None) => super::x86_avx_vnni::dot_q4k_avx2(row, act),
-                    (QuantFormat::F16, _) => unreachable!("F16 products go through dot_f16"),
+                    (QuantFormat::F16, _) => super::x86_f16::dot_f16_avx512(row, &act.float),
                 }
             },
             #[cfg(target_arch = "aarch64")]
@@ -187,22 +184,6 @@ impl Kernel {
 }
 
 impl Kernel {
-    /// `row` (F16 weights) · `x` in f32. Panics if the lengths disagree.
-    fn dot_f16(self, row: &[u8], x: &[f32]) -> f32 {
-        match self.0 {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: these kernel sets exist only where avx2, fma and f16c were detected.
-            Isa::Avx2 | Isa::AvxVnni => unsafe { super::x86_f16::dot_f16_avx2(row, x) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: these kernel sets exist only where avx2, fma, f16c, avx512f and avx512bw were detected.
-            Isa::Avx512 | Isa::Avx512Vnni => unsafe { super::x86_f16::dot_f16_avx512(row, x) },
-            _ => {
-                assert_eq!(row.len(), 2 * x.len(), "an F16 row holds two bytes per activation value");
-                row.chunks_exact(2).zip(x).map(|(b, v)| super::format::read_f16(b) * v).sum()
-            }
-        }
-    }
-
     /// Dequantizes (F16: widens) one row of `format` bytes into `out`, vectorized where this
     /// kernel set allows (the prompt path's conversion; the block formats use the reference).
     pub fn dequantize_row(self, format: QuantFormat, row: &[u8], out: &mut [f32]) {

@@ -77,14 +77,15 @@ pub fn quantize_rows_into(format: QuantFormat, w: &[f32], cols: usize, out: &mut
     if w.len() != rows * cols || out.len() != rows * row_bytes {
         return Err(QuantError::Size { what: "quantized rows", expected: rows * row_bytes, got: out.len() });
     }
-    if let Some(bad) = w.par_chunks(cols).position_any(|r| r.iter().any(|v| !v.is_finite())) {
-        return Err(QuantError::NonFinite { row: first_row + bad });
-    }
-    if format == QuantFormat::F16 {
-        let max = half::f16::MAX.to_f32();
-        if let Some(bad) = w.par_chunks(cols).position_any(|r| r.iter().any(|v| v.abs() > max)) {
-            return Err(QuantError::OutOfF16Range { row: first_row + bad });
-        }
+    // One pass finds a non-finite weight and, for F16, one beyond its range (which would become infinite).
+    let limit = if format == QuantFormat::F16 { half::f16::MAX.to_f32() } else { f32::MAX };
+    if let Some(bad) = w.par_chunks(cols).position_any(|r| r.iter().any(|v| !(v.abs() <= limit))) {
+        let row = first_row + bad;
+        return Err(if w[bad * cols..(bad + 1) * cols].iter().all(|v| v.is_finite()) {
+            QuantError::OutOfF16Range { row }
+        } else {
+            QuantError::NonFinite { row }
+        });
     }
     out.par_chunks_mut(row_bytes)
         .zip(w.par_chunks(cols))

@@ -152,6 +152,7 @@ pub fn dot_row(format: QuantFormat, row: &[u8], act: &ActQ8) -> f32 {
     let mut acc = 0f32;
     match format {
         QuantFormat::F16 => {
+            assert_eq!(row.len(), 2 * act.float.len(), "an F16 row holds two bytes per activation value");
             for (b, x) in row.chunks_exact(2).zip(&act.float) {
                 acc += read_f16(b) * x;
             }
