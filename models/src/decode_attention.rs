@@ -4,15 +4,24 @@
 //! tensor allocations and two general matrix products per layer, and each matmul asks the
 //! system for the number of CPUs by reading `/proc/cpuinfo`; profiled while decoding the 1.3 B
 //! random model at 512–768 cached positions it took about 13% of the time per token, next to
-//! 68% in the weight kernels. Here each key/value group is one task: the query heads that share
-//! it meet each cached key and value row once, while the row is in L1, and nothing is allocated
-//! but the scores. Only the inference case is fused — f32 on the CPU, one query position, no mask,
-//! no gradient — everything else keeps candle's path.
+//! 68% in the weight kernels.
+//!
+//! Here the work is split into tasks of (key/value group, span of cached positions), about four
+//! per thread: ChatGLM3 and GLM-4 have only two groups, so one task per group left all but two
+//! cores idle. Each task keeps, per query head, its largest score, the sum of its exponentials
+//! and the unnormalized weighted values; the spans are merged by rescaling each to the overall
+//! maximum (the split-softmax of flash decoding). Within a span the heads that share a group meet
+//! each key and value row while it is in L1; with AVX-512 they do so in register tiles
+//! (`avx512`). Only the inference case is fused — f32 on the CPU, one query position, no mask,
+//! no gradient — everything else keeps candle's path. `bench_attention` measures it.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::ops::Range;
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// `softmax(q·kᵀ · q_scale · score_scale) · v` for `q` `[b, h, 1, d]` and `k`, `v` `[b, g, t, d]`
 /// (the cache views, any strides with contiguous rows); the query heads `r·(h/g) .. (r+1)·(h/g)`
@@ -22,7 +31,7 @@ pub fn try_fused(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, q_sc
     if mask.is_some() || !(cpu_f32(q) && cpu_f32(k) && cpu_f32(v)) || q.dim(2)? != 1 {
         return Ok(None);
     }
-    let op = DecodeAttention { q_scale: q_scale as f32, score_scale: score_scale as f32 };
+    let op = DecodeAttention { q_scale: q_scale as f32, score_scale: score_scale as f32, simd: Simd::detect() };
     q.apply_op3_no_bwd(k, v, &op).map(Some)
 }
 
@@ -30,10 +39,14 @@ pub fn try_fused(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, q_sc
 /// while the eight query heads of a ChatGLM3 group use them.
 const POSITIONS_PER_BLOCK: usize = 32;
 
+/// Fewest positions a task takes.
+const MIN_SPAN: usize = 64;
+
 /// The fused op (see [`try_fused`]).
 struct DecodeAttention {
     q_scale: f32,
     score_scale: f32,
+    simd: Simd,
 }
 
 /// A 4-D f32 tensor whose last dimension is contiguous.
@@ -83,85 +96,183 @@ impl CustomOp3 for DecodeAttention {
             candle_core::bail!("decode attention: q {:?}, k {:?}, v {:?} do not fit", q.dims, k.dims, v.dims);
         }
         let rep = h / g;
-        let simd = Simd::detect();
-        let mut out = vec![0f32; b * h * d];
-        out.par_chunks_mut(rep * d).enumerate().for_each(|(bg, o)| {
+        let simd = self.simd;
+        let scale = self.q_scale * self.score_scale;
+        // Tasks are (batch row · group, span of positions): each writes its heads' running max,
+        // sum of exponentials and unnormalized weighted values; the spans are merged below.
+        let span_len = span_len(t, b * g, rayon::current_num_threads());
+        let spans = t.div_ceil(span_len);
+        let part_len = rep * (d + 2);
+        let mut parts = vec![0f32; b * g * spans * part_len];
+        parts.par_chunks_mut(part_len).enumerate().for_each(|(task, part)| {
+            let (bg, c) = (task / spans, task % spans);
             let (bi, gi) = (bg / g, bg % g);
-            let qs: Vec<f32> = (0..rep).flat_map(|r| q.row(bi, gi * rep + r, 0).iter().map(|x| x * self.q_scale)).collect();
-            let mut scores = vec![0f32; rep * t];
-            // Blocks of positions, so that the heads of a group find a block's rows in L1.
-            for t0 in (0..t).step_by(POSITIONS_PER_BLOCK) {
-                let span = t0..(t0 + POSITIONS_PER_BLOCK).min(t);
-                for (qr, sr) in qs.chunks(d).zip(scores.chunks_mut(t)) {
-                    simd.scores(qr, &k, bi, gi, span.clone(), sr);
-                }
-            }
-            for sr in scores.chunks_mut(t) {
-                sr.iter_mut().for_each(|s| *s *= self.score_scale);
-                simd.softmax(sr);
-            }
-            for t0 in (0..t).step_by(POSITIONS_PER_BLOCK) {
-                let span = t0..(t0 + POSITIONS_PER_BLOCK).min(t);
-                for (sr, or) in scores.chunks(t).zip(o.chunks_mut(d)) {
-                    simd.add_weighted_rows(&sr[span.clone()], &v, bi, gi, span.start, or);
-                }
-            }
+            let span = c * span_len..((c + 1) * span_len).min(t);
+            let qs: Vec<f32> = (0..rep).flat_map(|r| q.row(bi, gi * rep + r, 0).iter().map(|x| x * scale)).collect();
+            partial(simd, &qs, &k, &v, bi, gi, span, part);
         });
+        let mut out = vec![0f32; b * h * d];
+        for (bg, o) in out.chunks_mut(rep * d).enumerate() {
+            let group = &parts[bg * spans * part_len..(bg + 1) * spans * part_len];
+            merge(group, rep, d, o);
+        }
         Ok((CpuStorage::F32(out), Shape::from((b, h, 1, d))))
     }
 }
 
-fn softmax_in_place(s: &mut [f32]) {
+/// Positions per task: about four tasks per thread over all groups, never under
+/// [`MIN_SPAN`] positions (a span's partial results cost `rep · (d + 2)` floats to merge).
+fn span_len(t: usize, groups: usize, threads: usize) -> usize {
+    let per_group = (4 * threads.max(1)).div_ceil(groups.max(1));
+    t.div_ceil(per_group).max(MIN_SPAN)
+}
+
+/// One task: for the positions of `span` and each query head `r` of a group (`qs`: the heads'
+/// scaled queries, `d` values each), writes into `part` the heads' largest score `m_r`, their
+/// `Σ e^(s − m_r)` and `Σ e^(s − m_r) · v` (layout: `rep` maxima, `rep` sums, `rep · d` values).
+#[allow(clippy::too_many_arguments)]
+fn partial(simd: Simd, qs: &[f32], k: &View, v: &View, bi: usize, gi: usize, span: Range<usize>, part: &mut [f32]) {
+    let d = k.dims[3];
+    let rep = qs.len() / d;
+    let n = span.len();
+    let mut scores = vec![0f32; rep * n];
+    // Blocks of positions, so that the heads of a group find a block's rows in L1.
+    for t0 in span.clone().step_by(POSITIONS_PER_BLOCK) {
+        let block = t0..(t0 + POSITIONS_PER_BLOCK).min(span.end);
+        simd.scores(qs, k, bi, gi, block, &mut scores, n, span.start);
+    }
+    let (stats, values) = part.split_at_mut(2 * rep);
+    for (r, sr) in scores.chunks_mut(n).enumerate() {
+        let (max, sum) = simd.exp_shifted(sr);
+        stats[r] = max;
+        stats[rep + r] = sum;
+    }
+    for t0 in span.clone().step_by(POSITIONS_PER_BLOCK) {
+        let block = t0..(t0 + POSITIONS_PER_BLOCK).min(span.end);
+        simd.add_weighted(&scores, n, span.start, v, bi, gi, block, values);
+    }
+}
+
+/// Merges the partial results of one group's spans (`parts`, one [`partial`] layout after the
+/// other) into the heads' outputs `o` (`rep · d`): each span's values and sum are rescaled from
+/// its own maximum to the overall one.
+fn merge(parts: &[f32], rep: usize, d: usize, o: &mut [f32]) {
+    let part_len = rep * (d + 2);
+    for (r, or) in o.chunks_mut(d).enumerate() {
+        let max = parts.chunks(part_len).fold(f32::NEG_INFINITY, |m, p| m.max(p[r]));
+        let mut sum = 0f32;
+        for p in parts.chunks(part_len) {
+            let w = (p[r] - max).exp();
+            sum += w * p[rep + r];
+            let values = &p[2 * rep + r * d..2 * rep + (r + 1) * d];
+            or.iter_mut().zip(values).for_each(|(o, x)| *o += w * x);
+        }
+        let inv = 1.0 / sum;
+        or.iter_mut().for_each(|o| *o *= inv);
+    }
+}
+
+/// `s[i] = e^(s[i] − max)`; returns `(max, Σ s[i])`.
+fn exp_shifted_in_place(s: &mut [f32]) -> (f32, f32) {
     let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     let mut sum = 0f32;
     for x in s.iter_mut() {
         *x = (*x - max).exp();
         sum += *x;
     }
-    let inv = 1.0 / sum;
-    for x in s.iter_mut() {
-        *x *= inv;
-    }
+    (max, sum)
 }
 
+
 /// The vector instructions the dot products may use (detected once per op).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Simd {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Simd {
+    /// Every kind this CPU can run, slowest first (for tests).
+    #[cfg(test)]
+    fn available() -> Vec<Simd> {
+        #[allow(unused_mut)]
+        let mut all = vec![Simd::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            all.push(Simd::Avx2Fma);
+            if is_x86_feature_detected!("avx512f") {
+                all.push(Simd::Avx512);
+            }
+        }
+        all
+    }
+
     fn detect() -> Simd {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Simd::Avx2Fma;
+            return if is_x86_feature_detected!("avx512f") { Simd::Avx512 } else { Simd::Avx2Fma };
         }
         Simd::Portable
     }
 
-    /// `s = softmax(s)`.
-    fn softmax(self, s: &mut [f32]) {
+    /// `scores[r·n + t − first] = qs[r] · k[bi, gi, t]` for every head `r` of `qs` and position
+    /// `t` of `block`.
+    #[allow(clippy::too_many_arguments)]
+    fn scores(self, qs: &[f32], k: &View, bi: usize, gi: usize, block: Range<usize>, scores: &mut [f32], n: usize, first: usize) {
+        let d = k.dims[3];
         match self {
-            Simd::Portable => softmax_in_place(s),
-            // SAFETY: `Simd::Avx2Fma` is only made after AVX2 and FMA were detected.
+            // SAFETY: `Simd::Avx512` is only made after AVX-512F, AVX2 and FMA were detected.
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx2Fma => unsafe { x86::softmax(s) },
+            Simd::Avx512 => unsafe { avx512::scores(qs, k, bi, gi, block, scores, n, first) },
+            _ => {
+                for (qr, sr) in qs.chunks(d).zip(scores.chunks_mut(n)) {
+                    self.head_scores(qr, k, bi, gi, block.clone(), &mut sr[block.start - first..block.end - first]);
+                }
+            }
         }
     }
 
-    /// `scores[t] = q · k[bi, gi, t]` for the positions `t` of `span`.
-    fn scores(self, q: &[f32], k: &View, bi: usize, gi: usize, span: Range<usize>, scores: &mut [f32]) {
+    /// `values[r] += Σ_t p[r·n + t − first] · v[bi, gi, t]` over the positions of `block`, for
+    /// every head `r` (`values`: one row of the head dimension per head).
+    #[allow(clippy::too_many_arguments)]
+    fn add_weighted(self, p: &[f32], n: usize, first: usize, v: &View, bi: usize, gi: usize, block: Range<usize>, values: &mut [f32]) {
+        let d = v.dims[3];
+        match self {
+            // SAFETY: as in `scores`.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { avx512::add_weighted(p, n, first, v, bi, gi, block, values) },
+            _ => {
+                for (sr, or) in p.chunks(n).zip(values.chunks_mut(d)) {
+                    self.add_weighted_rows(&sr[block.start - first..block.end - first], v, bi, gi, block.start, or);
+                }
+            }
+        }
+    }
+
+    /// `s[i] = e^(s[i] − max)`; returns `(max, Σ s[i])`.
+    fn exp_shifted(self, s: &mut [f32]) -> (f32, f32) {
+        match self {
+            Simd::Portable => exp_shifted_in_place(s),
+            // SAFETY: `Simd::Avx2Fma` is only made after AVX2 and FMA were detected.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2Fma | Simd::Avx512 => unsafe { x86::exp_shifted(s) },
+        }
+    }
+
+    /// `scores[t − span.start] = q · k[bi, gi, t]` for the positions `t` of `span` (one head).
+    fn head_scores(self, q: &[f32], k: &View, bi: usize, gi: usize, span: Range<usize>, scores: &mut [f32]) {
         match self {
             Simd::Portable => {
-                for t in span {
-                    scores[t] = q.iter().zip(k.row(bi, gi, t)).map(|(x, y)| x * y).sum();
+                for (t, s) in span.zip(scores) {
+                    *s = q.iter().zip(k.row(bi, gi, t)).map(|(x, y)| x * y).sum();
                 }
             }
             // SAFETY: `Simd::Avx2Fma` is only made after AVX2 and FMA were detected.
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx2Fma => unsafe { x86::scores(q, k, bi, gi, span, scores) },
+            Simd::Avx2Fma | Simd::Avx512 => unsafe { x86::scores(q, k, bi, gi, span, scores) },
         }
     }
 
@@ -175,7 +286,7 @@ impl Simd {
             }
             // SAFETY: as in `scores`.
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx2Fma => unsafe { x86::add_weighted_rows(p, v, bi, gi, first, out) },
+            Simd::Avx2Fma | Simd::Avx512 => unsafe { x86::add_weighted_rows(p, v, bi, gi, first, out) },
         }
     }
 }
@@ -216,7 +327,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn softmax(s: &mut [f32]) {
+    pub(super) fn exp_shifted(s: &mut [f32]) -> (f32, f32) {
         let body = s.len() / 8 * 8;
         let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
         for c in s[..body].chunks_exact(8) {
@@ -242,10 +353,7 @@ mod x86 {
             *x = (*x - max).exp();
             total += *x;
         }
-        let inv = 1.0 / total;
-        for x in s.iter_mut() {
-            *x *= inv;
-        }
+        (max, total)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -268,12 +376,12 @@ mod x86 {
                 }
             }
             for (j, (a, row)) in acc.iter().zip(&rows).enumerate() {
-                scores[t + j] = hsum(*a) + (body..d).map(|i| q[i] * row[i]).sum::<f32>();
+                scores[t - span.start + j] = hsum(*a) + (body..d).map(|i| q[i] * row[i]).sum::<f32>();
             }
             t += 4;
         }
         for j in t..span.end {
-            scores[j] = q.iter().zip(k.row(bi, gi, j)).map(|(x, y)| x * y).sum();
+            scores[j - span.start] = q.iter().zip(k.row(bi, gi, j)).map(|(x, y)| x * y).sum();
         }
     }
 
@@ -344,9 +452,20 @@ mod tests {
 
     #[test]
     fn fused_equals_candles_composition_over_cache_views() {
-        // (batch, query heads, key/value heads, head dim, cached positions): grouped heads (ChatGLM3),
-        // one head per group (ChatGLM-6B), odd sizes that leave SIMD tails.
-        for (b, h, g, d, t) in [(1, 16, 2, 128, 300), (2, 4, 4, 8, 1), (2, 6, 3, 19, 7), (1, 8, 1, 40, 33)] {
+        // (batch, query heads, key/value heads, head dim, cached positions): grouped heads (ChatGLM3,
+        // GLM-4), one head per group (ChatGLM-6B), head counts and positions that leave parts of
+        // the AVX-512 tiles to the AVX2 kernels, several spans per group, odd sizes for SIMD tails.
+        let shapes = [
+            (1, 16, 2, 128, 300),
+            (1, 32, 2, 128, 1000),
+            (1, 2, 2, 128, 70),
+            (1, 6, 1, 32, 50),
+            (1, 2, 1, 256, 5),
+            (2, 4, 4, 8, 1),
+            (2, 6, 3, 19, 7),
+            (1, 8, 1, 40, 33),
+        ];
+        for (b, h, g, d, t) in shapes {
             // Keys/values as the cache holds them: views of the first `t` of 64 more positions.
             let kbuf = sample((b, g, t + 64, d), 1);
             let vbuf = sample((b, g, t + 64, d), 2);
@@ -354,12 +473,40 @@ mod tests {
             assert_eq!(k.is_contiguous(), b * g == 1, "only a single group's view is contiguous");
             let q = sample((b, h, 1, d), 3);
             let (qs, ss) = (1.0 / (d as f64).sqrt() / 3.0, 3.0);
+            for simd in Simd::available() {
+                // As `try_fused`, with each instruction set this CPU has.
+                let fused = |score_scale: f64| {
+                    let op = DecodeAttention { q_scale: qs as f32, score_scale: score_scale as f32, simd };
+                    q.apply_op3_no_bwd(&k, &v, &op).unwrap()
+                };
+                let composed = crate::layers::attention_composed(&q, &k, &v, None, qs, ss).unwrap();
+                let diff = max_diff(&fused(ss), &composed);
+                assert!(diff < 1e-5, "{simd:?} b{b} h{h} g{g} d{d} t{t}: {diff}");
+                // Scores far apart (a sharply peaked softmax): the spans' maxima differ by far
+                // more than an f32 exponential's range, and the merge must rescale, not overflow.
+                let composed = crate::layers::attention_composed(&q, &k, &v, None, qs, 60.0).unwrap();
+                let diff = max_diff(&fused(60.0), &composed);
+                assert!(diff < 1e-4, "{simd:?} peaked, b{b} h{h} g{g} d{d} t{t}: {diff}");
+            }
             let fused = try_fused(&q, &k, &v, None, qs, ss).unwrap().expect("the fused op applies");
-            let composed = crate::layers::attention_composed(&q, &k, &v, None, qs, ss).unwrap();
-            assert_eq!(fused.dims(), composed.dims());
-            let diff = max_diff(&fused, &composed);
-            assert!(diff < 1e-5, "b{b} h{h} g{g} d{d} t{t}: {diff}");
+            assert_eq!(fused.dims(), &[b, h, 1, d]);
         }
+    }
+
+    #[test]
+    fn spans_cover_the_positions_and_many_threads_give_the_same_answer() {
+        for (t, groups, threads) in [(1, 2, 2), (640, 2, 2), (640, 2, 16), (8192, 32, 16), (63, 1, 64)] {
+            let len = span_len(t, groups, threads);
+            assert!(len >= MIN_SPAN && len * t.div_ceil(len) >= t, "t{t} g{groups} x{threads}: {len}");
+        }
+        // Thirteen threads split 1000 positions of 2 groups into spans of 77: the merge of 13 spans.
+        let (kbuf, vbuf) = (sample((1, 2, 1100, 128), 11), sample((1, 2, 1100, 128), 12));
+        let (k, v) = (kbuf.narrow(2, 0, 1000).unwrap(), vbuf.narrow(2, 0, 1000).unwrap());
+        let q = sample((1, 32, 1, 128), 13);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(13).build().unwrap();
+        let many = pool.install(|| try_fused(&q, &k, &v, None, 0.1, 1.0).unwrap().unwrap());
+        let composed = crate::layers::attention_composed(&q, &k, &v, None, 0.1, 1.0).unwrap();
+        assert!(max_diff(&many, &composed) < 1e-5);
     }
 
     #[cfg(target_arch = "x86_64")]
