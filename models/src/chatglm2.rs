@@ -131,8 +131,7 @@ impl ChatGlm2 {
         let x = (residual + attn_out)?;
         let normed = blk.post_norm.forward(&x)?;
         let up = blk.h_to_4h.forward(&normed, adapter)?;
-        let half = up.dim(2)? / 2;
-        let gated = (candle_nn::ops::silu(&up.narrow(2, 0, half)?)? * up.narrow(2, half, half)?)?;
+        let gated = crate::swiglu::silu_mul_halves(&up)?;
         let mlp_out = blk.four_h_to_h.forward(&gated, adapter)?;
         let residual = if c.residual_post_layernorm { &normed } else { &x };
         Ok((residual + mlp_out)?)

@@ -8,6 +8,7 @@
 //! - `detect`: what a model path is (folder or GGUF, family, stored quantization) without loading it.
 //! - `layers`: shared blocks (LoRA-aware linear, norms, RoPE, attention).
 //! - `decode_attention`: the decode step's attention (one token over the KV cache) fused on the CPU.
+//! - `swiglu`: the MLP's `silu(gate) · up` fused on the CPU; `vector_exp`: the vector `e^x` both use.
 //! - `arch`, `chatglm6b`, `chatglm2`: the two architectures (v1; v2/v3/GLM-4).
 //! - `kv_cache`: per-sequence keys/values for incremental decoding.
 //! - `lora`: PEFT LoRA adapters (unmerged, several at once, optional merge).
@@ -39,8 +40,10 @@ pub mod ptuning;
 pub mod quant;
 pub mod quant_grad;
 pub mod sampling;
+pub mod swiglu;
 pub mod tokenizer;
 pub mod train;
+mod vector_exp;
 pub mod weights;
 
 pub use config::{Family, ModelConfig};
