@@ -117,12 +117,19 @@ impl ChatGlm2 {
         let (nh, ng, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let normed = blk.input_norm.forward(x)?;
         let qkv = blk.qkv.forward(&normed, adapter)?;
-        let heads = |start: usize, count: usize| -> Result<Tensor> {
-            Ok(qkv.narrow(2, start * d, count * d)?.reshape((b, n, count, d))?.transpose(1, 2)?)
+        let (q, k, v) = match crate::heads_rope::try_fused(&qkv, nh, ng, d, cos, sin)? {
+            // Views of one batch row are contiguous already (no copy); with several rows they are
+            // copied, as candle's matrix products want.
+            Some(all) => (all.narrow(1, 0, nh)?.contiguous()?, all.narrow(1, nh, ng)?.contiguous()?, all.narrow(1, nh + ng, ng)?.contiguous()?),
+            None => {
+                let heads = |start: usize, count: usize| -> Result<Tensor> {
+                    Ok(qkv.narrow(2, start * d, count * d)?.reshape((b, n, count, d))?.transpose(1, 2)?)
+                };
+                let q = self.rotate(&heads(0, nh)?, cos, sin)?;
+                let k = self.rotate(&heads(nh, ng)?, cos, sin)?;
+                (q, k, heads(nh + ng, ng)?.contiguous()?)
+            }
         };
-        let q = self.rotate(&heads(0, nh)?, cos, sin)?;
-        let k = self.rotate(&heads(nh, ng)?, cos, sin)?;
-        let v = heads(nh + ng, ng)?.contiguous()?;
         let (k, v) = kv.append(&k, &v)?;
         let ctx = attention(&q, &k, &v, mask, 1.0 / (d as f64).sqrt(), 1.0)?;
         let ctx = ctx.transpose(1, 2)?.reshape((b, n, nh * d))?;

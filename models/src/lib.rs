@@ -8,6 +8,7 @@
 //! - `detect`: what a model path is (folder or GGUF, family, stored quantization) without loading it.
 //! - `layers`: shared blocks (LoRA-aware linear, norms, RoPE, attention).
 //! - `decode_attention`: the decode step's attention (one token over the KV cache) fused on the CPU.
+//! - `heads_rope`: ChatGLM2's qkv output split into heads with RoPE, fused on the CPU.
 //! - `swiglu`: the MLP's `silu(gate) · up` fused on the CPU; `vector_exp`: the vector `e^x` both use.
 //! - `arch`, `chatglm6b`, `chatglm2`: the two architectures (v1; v2/v3/GLM-4).
 //! - `kv_cache`: per-sequence keys/values for incremental decoding.
@@ -32,6 +33,7 @@ pub mod detect;
 pub mod device;
 pub mod error;
 pub mod generate;
+pub mod heads_rope;
 pub mod kv_cache;
 pub mod layers;
 pub mod lora;

@@ -15,7 +15,7 @@ use crate::error::Result;
 /// `silu(x[..., :h]) · x[..., h:]` for `x` `[..., 2h]`, giving `[..., h]`.
 pub fn silu_mul_halves(x: &Tensor) -> Result<Tensor> {
     let last = x.dims().last().copied().unwrap_or(0);
-    if last % 2 != 0 {
+    if !last.is_multiple_of(2) {
         return Err(crate::error::ModelError::Input(format!("SwiGLU needs an even last dimension, not {last}")));
     }
     if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() {
