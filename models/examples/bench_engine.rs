@@ -5,7 +5,8 @@
 //! ```text
 //! cargo run --release -p doctorglm-models --example make_random_model -- --out target/glm3-1b
 //! cargo run --release -p doctorglm-models --example bench_engine -- --model target/glm3-1b
-//!     [--formats f32,f16,q8_0,q4_0,q4_k --prompt 512 --new 128 --accuracy-len 64 --bw-mib 1024]
+//!     [--formats f32,f16,q8_0,q4_0,q4_k --prompt 512 --new 128 --accuracy-len 64 --bw-mib 1024
+//!      --windows 6 --window-tokens 16 --window-mib 256]
 //! ```
 //!
 //! Each format runs in its own child process (this binary with `--one FORMAT`), so that its peak
@@ -13,7 +14,9 @@
 //! the other children compare theirs with them. The read bandwidth (`quant::bandwidth`) is
 //! measured at the start and again by each child right after its decode (this shared machine's
 //! bandwidth drifts); the higher of the two is the roofline's: "ratio" is (weight bytes read per
-//! token ÷ bandwidth) ÷ measured time per token.
+//! token ÷ bandwidth) ÷ measured time per token. "paired" is the same ratio per window of a few
+//! more tokens, each divided by a probe run right after it, and its median: on a shared machine
+//! whose bandwidth swings within minutes it is the steadier of the two.
 //! f32 is the full-precision baseline (candle's f32 matrix products over weights widened on load);
 //! F16 keeps the checkpoint's half floats and multiplies them with our F16 kernels (candle's
 //! CPU f16 matrix product is far slower than its f32 one).
@@ -50,6 +53,16 @@ struct Args {
     /// Bandwidth-test buffer, MiB.
     #[arg(long, default_value_t = 1024)]
     bw_mib: usize,
+    /// Windows of the paired ratio: after the decode, this many times `--window-tokens` more
+    /// tokens, each window followed at once by a bandwidth probe (0: none).
+    #[arg(long, default_value_t = 6)]
+    windows: usize,
+    /// Tokens per window.
+    #[arg(long, default_value_t = 16)]
+    window_tokens: usize,
+    /// Bandwidth-test buffer of each window's probe, MiB.
+    #[arg(long, default_value_t = 256)]
+    window_mib: usize,
     /// Folder for the quantization caches and the f32 logits (default: a temporary folder).
     #[arg(long)]
     work: Option<PathBuf>,
@@ -177,11 +190,28 @@ fn child(args: &Args, format_name: &str) -> Result<()> {
         next = argmax(&logits);
     }
     let decode_s = t.elapsed().as_secs_f64();
-    drop(cache);
     // Peak memory before the bandwidth probe's buffer; the probe then runs right after the
     // decode, since this shared machine's bandwidth drifts between the parent's probe and here.
     let peak_rss = proc_status("VmHWM:");
     let bw_after = read_bandwidth(args.bw_mib, 3).best_gbps;
+
+    // Paired windows: each a few tokens, then a probe at once, so that every window's ratio
+    // divides by the bandwidth of its own minute (this VM's swings by 20–30% within minutes).
+    let mut window_ratios = Vec::with_capacity(args.windows);
+    for _ in 0..args.windows {
+        let t = Instant::now();
+        for _ in 0..args.window_tokens.max(1) {
+            let logits = model.forward(&mut cache, &[next], None, false)?.flatten_all()?.to_vec1::<f32>()?;
+            next = argmax(&logits);
+        }
+        let per_token = t.elapsed().as_secs_f64() / args.window_tokens.max(1) as f64;
+        let bw = read_bandwidth(args.window_mib, 1).best_gbps;
+        window_ratios.push(bytes_per_token as f64 / (bw * 1e9) / per_token);
+    }
+    drop(cache);
+    let mut sorted = window_ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let window_median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
 
     // Accuracy on this model: logits at every position of a shorter prompt.
     let acc_ids = prompt_ids(args.accuracy_len, vocab, 2);
@@ -212,6 +242,8 @@ fn child(args: &Args, format_name: &str) -> Result<()> {
         "decode_s_per_token": decode_s / args.new as f64,
         "peak_rss": peak_rss,
         "bw_after_decode": bw_after,
+        "window_ratios": window_ratios,
+        "window_ratio_median": window_median,
         "rss_loaded": rss_loaded,
         "bytes_per_token": bytes_per_token,
         "kl": kl,
@@ -311,6 +343,8 @@ fn parent(args: &Args) -> Result<()> {
             .arg(&work)
             .args(["--one", f, "--prompt", &args.prompt.to_string(), "--new", &args.new.to_string()])
             .args(["--accuracy-len", &args.accuracy_len.to_string(), "--bw-mib", &args.bw_mib.to_string()])
+            .args(["--windows", &args.windows.to_string(), "--window-tokens", &args.window_tokens.to_string()])
+            .args(["--window-mib", &args.window_mib.to_string()])
             .output()?;
         std::io::stderr().write_all(&out.stderr)?;
         if !out.status.success() {
@@ -323,12 +357,12 @@ fn parent(args: &Args) -> Result<()> {
     let gib = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0) / (1u64 << 30) as f64;
     let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     println!(
-        "\n{:<6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>9} {:>7}",
-        "format", "load 1st", "load 2nd", "prefill", "TTFT", "decode", "peakRSS", "weights", "BW", "roofln", "ratio", "KL", "top-1"
+        "\n{:<6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "format", "load 1st", "load 2nd", "prefill", "TTFT", "decode", "peakRSS", "weights", "BW", "roofln", "ratio", "paired", "KL", "top-1"
     );
     println!(
-        "{:<6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>9} {:>7}",
-        "", "s", "s", "tok/s", "s", "tok/s", "GiB", "GiB/tok", "GB/s", "tok/s", "", "vs f32", ""
+        "{:<6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "", "s", "s", "tok/s", "s", "tok/s", "GiB", "GiB/tok", "GB/s", "tok/s", "", "median", "vs f32", ""
     );
     for r in &results {
         let bytes = num(&r["bytes_per_token"]);
@@ -337,7 +371,7 @@ fn parent(args: &Args) -> Result<()> {
         let roofline_tps = bw * 1e9 / bytes;
         let ratio = (bytes / (bw * 1e9)) / num(&r["decode_s_per_token"]);
         println!(
-            "{:<6} {:>9.2} {:>9.2} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.3} {:>6.1} {:>8.2} {:>7.0}% {:>9.5} {:>6.1}%",
+            "{:<6} {:>9.2} {:>9.2} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.3} {:>6.1} {:>8.2} {:>7.0}% {:>7.0}% {:>9.5} {:>6.1}%",
             r["format"].as_str().unwrap_or("?"),
             num(&r["load_first_s"]),
             num(&r["load_cached_s"]),
@@ -349,15 +383,21 @@ fn parent(args: &Args) -> Result<()> {
             bw,
             roofline_tps,
             100.0 * ratio,
+            100.0 * num(&r["window_ratio_median"]),
             num(&r["kl"]),
             100.0 * num(&r["top1"]),
         );
     }
     println!(
         "(prefill {} tokens; decode {} tokens after it; TTFT = prefill + first choice; BW = the higher of the probe at the start and the one right after this format's decode; roofline = BW ÷ weight bytes per token; \
-         ratio = roofline time ÷ measured time per token; KL / top-1 over {} positions of one prompt against the f32 run)",
-        args.prompt, args.new, args.accuracy_len
+         ratio = roofline time ÷ measured time per token; paired = the median over {} windows of {} more tokens of the same ratio, each window against a probe ({} MiB) run right after it; \
+         KL / top-1 over {} positions of one prompt against the f32 run)",
+        args.prompt, args.new, args.windows, args.window_tokens, args.window_mib, args.accuracy_len
     );
+    for r in &results {
+        let each: Vec<String> = r["window_ratios"].as_array().map(|a| a.iter().map(|v| format!("{:.0}%", 100.0 * num(v))).collect()).unwrap_or_default();
+        println!("paired windows {}: {}", r["format"].as_str().unwrap_or("?"), each.join(" "));
+    }
     if !args.no_fixtures {
         fixture_accuracy(&fixture_root(args))?;
     }

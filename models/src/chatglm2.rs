@@ -118,9 +118,11 @@ impl ChatGlm2 {
         let normed = blk.input_norm.forward(x)?;
         let qkv = blk.qkv.forward(&normed, adapter)?;
         let (q, k, v) = match crate::heads_rope::try_fused(&qkv, nh, ng, d, cos, sin)? {
-            // Views of one batch row are contiguous already (no copy); with several rows they are
-            // copied, as candle's matrix products want.
-            Some(all) => (all.narrow(1, 0, nh)?.contiguous()?, all.narrow(1, nh, ng)?.contiguous()?, all.narrow(1, nh + ng, ng)?.contiguous()?),
+            // Keys and values get storage of their own: a fresh cache keeps the prompt's tensors
+            // as they are, and a view would keep every query head of the prompt alive with them
+            // (18× their size for ChatGLM3-6B). Queries of one batch row are a contiguous view
+            // already; with several rows they are copied, as candle's matrix products want.
+            Some(all) => (all.narrow(1, 0, nh)?.contiguous()?, all.narrow(1, nh, ng)?.force_contiguous()?, all.narrow(1, nh + ng, ng)?.force_contiguous()?),
             None => {
                 let heads = |start: usize, count: usize| -> Result<Tensor> {
                     Ok(qkv.narrow(2, start * d, count * d)?.reshape((b, n, count, d))?.transpose(1, 2)?)
