@@ -6,7 +6,7 @@
 //! cargo run --release -p doctorglm-models --example make_random_model -- --out target/glm3-1b
 //! cargo run --release -p doctorglm-models --example bench_engine -- --model target/glm3-1b
 //!     [--formats f32,f16,q8_0,q4_0,q4_k --prompt 512 --new 128 --accuracy-len 64 --bw-mib 1024
-//!      --windows 6 --window-tokens 16 --window-mib 256]
+//!      --windows 6 --window-tokens 16 --window-mib 1024]
 //! ```
 //!
 //! Each format runs in its own child process (this binary with `--one FORMAT`), so that its peak
@@ -60,8 +60,8 @@ struct Args {
     /// Tokens per window.
     #[arg(long, default_value_t = 16)]
     window_tokens: usize,
-    /// Bandwidth-test buffer of each window's probe, MiB.
-    #[arg(long, default_value_t = 256)]
+    /// Bandwidth-test buffer of each window's probe, MiB (larger than this VM's 300 MiB L3, like `--bw-mib`).
+    #[arg(long, default_value_t = 1024)]
     window_mib: usize,
     /// Folder for the quantization caches and the f32 logits (default: a temporary folder).
     #[arg(long)]
