@@ -183,7 +183,6 @@ fn exp_shifted_in_place(s: &mut [f32]) -> (f32, f32) {
     (max, sum)
 }
 
-
 /// The vector instructions the dot products may use (detected once per op).
 #[derive(Clone, Copy, Debug)]
 enum Simd {
