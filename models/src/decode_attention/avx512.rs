@@ -13,25 +13,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::{x86, View};
-
-/// Rows ahead of the one being read that the kernels ask the memory system for.
-const PREFETCH_ROWS: usize = 16;
-
-/// Prefetches the `d` floats of rows `t + PREFETCH_ROWS ..` of `x`, `rows` of them, one hint per
-/// cache line. A prefetch never faults, so rows past the view are harmless.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn prefetch_rows(x: &View, bi: usize, gi: usize, t: usize, rows: usize) {
-    let (d, stride) = (x.dims[3], x.strides[2]);
-    let base = x.row(bi, gi, t).as_ptr();
-    for r in PREFETCH_ROWS..PREFETCH_ROWS + rows {
-        for line in (0..d).step_by(16) {
-            // Prefetching is a hint: the address is only computed (wrapping), never read.
-            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(r * stride + line) as *const i8);
-        }
-    }
-}
+use super::{prefetch_rows, x86, View};
 
 /// The sixteen sums of `acc`, where lane `4l + e` of the result is the sum of `acc[4e + l]`.
 #[inline]
@@ -137,7 +119,7 @@ pub(super) fn add_weighted(p: &[f32], n: usize, first: usize, v: &View, bi: usiz
     let weights = |r: usize| &p[r * n + block.start - first..r * n + block.end - first];
     if !d.is_multiple_of(128) {
         for (r, out) in values.chunks_mut(d).enumerate() {
-            x86::add_weighted_rows(weights(r), v, bi, gi, block.start, out);
+            x86::add_weighted_rows(weights(r), v, bi, gi, block.start, out, r == 0);
         }
         return;
     }
