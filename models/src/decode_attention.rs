@@ -66,6 +66,57 @@ fn prefetch_rows(x: &View, bi: usize, gi: usize, t: usize, rows: usize) {
     }
 }
 
+/// Runs a register-tile scores kernel over as much of `block` as its tiles fill and the one-head
+/// AVX2 kernel over the rest: `tile(r0, t0, sums)` must write the `heads × positions` scores of
+/// heads `r0..` at positions `t0..` into `sums`, row-major by head. It is called only with
+/// `r0 + heads ≤ rep`, positions `t0 .. t0 + positions` inside `block`, and a head dimension that
+/// is a multiple of `lanes`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn tiled_scores(
+    qs: &[f32],
+    k: &View,
+    (bi, gi): (usize, usize),
+    block: Range<usize>,
+    scores: &mut [f32],
+    (n, first): (usize, usize),
+    (heads, positions, lanes): (usize, usize, usize),
+    mut tile: impl FnMut(usize, usize, &mut [f32]),
+) {
+    let d = k.dims[3];
+    let rep = qs.len() / d;
+    assert!(qs.len() == rep * d && scores.len() >= rep * n && block.start >= first && block.end - first <= n);
+    assert!(heads * positions <= 16 && heads > 0 && positions > 0);
+    let mut sums = [0f32; 16];
+    let sums = &mut sums[..heads * positions];
+    let (mut r0, mut t_end) = (0, block.start);
+    if d.is_multiple_of(lanes) {
+        t_end = block.start + (block.end - block.start) / positions * positions;
+        while r0 + heads <= rep {
+            for t0 in (block.start..t_end).step_by(positions) {
+                if r0 == 0 {
+                    prefetch_rows(k, bi, gi, t0, positions);
+                }
+                tile(r0, t0, sums);
+                for (r, s) in sums.chunks(positions).enumerate() {
+                    let at = (r0 + r) * n + t0 - first;
+                    scores[at..at + positions].copy_from_slice(s);
+                }
+            }
+            r0 += heads;
+        }
+    }
+    // The heads left over (all positions) and the last positions of the tiled heads.
+    for r in 0..rep {
+        let span = if r < r0 { t_end..block.end } else { block.clone() };
+        if !span.is_empty() {
+            let at = r * n + span.start - first;
+            x86::scores(&qs[r * d..(r + 1) * d], k, bi, gi, span.clone(), &mut scores[at..at + span.len()]);
+        }
+    }
+}
+
 /// The fused op (see [`try_fused`]).
 struct DecodeAttention {
     q_scale: f32,

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 /// in pairs by `cos`, `sin` `[b, n, d/4]`. `Ok(None)` where the fused op does not apply.
 pub fn try_fused(qkv: &Tensor, heads: usize, groups: usize, d: usize, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Option<Tensor>> {
     let fits = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op();
-    if !(fits(qkv) && fits(cos) && fits(sin)) || !d.is_multiple_of(4) {
+    if !(fits(qkv) && fits(cos) && fits(sin) && d.is_multiple_of(4)) {
         return Ok(None);
     }
     let op = HeadsRope { heads, groups, d };

@@ -8,7 +8,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::{prefetch_rows, x86, View};
+use super::{tiled_scores, View};
 
 /// The eight sums of `acc`: lane `j` of the result is the sum of `acc[j]`.
 #[inline]
@@ -49,49 +49,22 @@ unsafe fn tile<const R: usize, const T: usize>(q: [*const f32; R], k: [*const f3
 }
 
 /// `scores[r·n + t − first] = qs[r] · k[bi, gi, t]` for every head `r` of `qs` (`d` values each)
-/// and every position `t` of `block`.
+/// and every position `t` of `block`: 2 heads × 4 positions a tile (1 × 8 where a group has one
+/// head).
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scores(qs: &[f32], k: &View, bi: usize, gi: usize, block: Range<usize>, scores: &mut [f32], n: usize, first: usize) {
     let d = k.dims[3];
-    let rep = qs.len() / d;
-    assert!(qs.len() == rep * d && scores.len() >= rep * n && block.start >= first && block.end - first <= n);
-    let head = |r: usize| &qs[r * d..(r + 1) * d];
-    let mut sums = [0f32; 8];
-    let (mut r0, mut t_end) = (0, block.start);
-    if d.is_multiple_of(8) {
-        let (heads, positions) = if rep >= 2 { (2, 4) } else { (1, 8) };
-        t_end = block.start + (block.end - block.start) / positions * positions;
-        while r0 + heads <= rep {
-            for t0 in (block.start..t_end).step_by(positions) {
-                if r0 == 0 {
-                    prefetch_rows(k, bi, gi, t0, positions);
-                }
-                // SAFETY: the heads and key rows are slices of `d` floats (`View::row`), and AVX2
-                // and FMA were detected by whoever made the `Simd` that calls this.
-                let w = unsafe {
-                    if heads == 2 {
-                        tile::<2, 4>([head(r0).as_ptr(), head(r0 + 1).as_ptr()], std::array::from_fn(|t| k.row(bi, gi, t0 + t).as_ptr()), d)
-                    } else {
-                        tile::<1, 8>([head(r0).as_ptr()], std::array::from_fn(|t| k.row(bi, gi, t0 + t).as_ptr()), d)
-                    }
-                };
-                // SAFETY: `sums` is eight floats.
-                unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), w) };
-                for (r, s) in sums.chunks(positions).enumerate() {
-                    let at = (r0 + r) * n + t0 - first;
-                    scores[at..at + positions].copy_from_slice(s);
-                }
-            }
-            r0 += heads;
+    let two = qs.len() / d >= 2;
+    let shape = if two { (2, 4, 8) } else { (1, 8, 8) };
+    tiled_scores(qs, k, (bi, gi), block, scores, (n, first), shape, |r0, t0, sums| {
+        let head = |r: usize| qs[(r0 + r) * d..].as_ptr();
+        let row = |t: usize| k.row(bi, gi, t0 + t).as_ptr();
+        // SAFETY: `tiled_scores` only asks for whole heads and key rows of `d` floats, `d` a
+        // multiple of 8; AVX2 and FMA were detected by whoever made the `Simd`; `sums` holds 8.
+        unsafe {
+            let w = if two { tile::<2, 4>(std::array::from_fn(head), std::array::from_fn(row), d) } else { tile::<1, 8>([head(0)], std::array::from_fn(row), d) };
+            _mm256_storeu_ps(sums.as_mut_ptr(), w);
         }
-    }
-    // The heads left over (all positions) and the last positions of the tiled heads.
-    for r in 0..rep {
-        let span = if r < r0 { t_end..block.end } else { block.clone() };
-        if !span.is_empty() {
-            let at = r * n + span.start - first;
-            x86::scores(head(r), k, bi, gi, span.clone(), &mut scores[at..at + span.len()]);
-        }
-    }
+    });
 }

@@ -13,7 +13,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::{prefetch_rows, x86, View};
+use super::{prefetch_rows, tiled_scores, x86, View};
 
 /// The sixteen sums of `acc`, where lane `4l + e` of the result is the sum of `acc[4e + l]`.
 #[inline]
@@ -60,52 +60,24 @@ unsafe fn tile<const R: usize, const T: usize>(q: [*const f32; R], k: [*const f3
 }
 
 /// `scores[r·n + t − first] = qs[r] · k[bi, gi, t]` for every head `r` of `qs` (`d` values each)
-/// and every position `t` of `block`.
+/// and every position `t` of `block`: 4 heads × 4 positions a tile (1 × 16 where a group has fewer
+/// than four heads).
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scores(qs: &[f32], k: &View, bi: usize, gi: usize, block: Range<usize>, scores: &mut [f32], n: usize, first: usize) {
     let d = k.dims[3];
-    let rep = qs.len() / d;
-    assert!(qs.len() == rep * d && scores.len() >= rep * n && block.start >= first && block.end - first <= n);
-    let head = |r: usize| &qs[r * d..(r + 1) * d];
-    let mut sums = [0f32; 16];
-    let (mut r0, mut t_end) = (0, block.start);
-    if d.is_multiple_of(16) {
-        let (heads, positions) = if rep >= 4 { (4, 4) } else { (1, 16) };
-        t_end = block.start + (block.end - block.start) / positions * positions;
-        while r0 + heads <= rep {
-            for t0 in (block.start..t_end).step_by(positions) {
-                if r0 == 0 {
-                    prefetch_rows(k, bi, gi, t0, positions);
-                }
-                // SAFETY: the heads and key rows are slices of `d` floats (`View::row`), and
-                // AVX-512F was detected by whoever made `Simd::Avx512`.
-                let w = unsafe {
-                    if heads == 4 {
-                        tile::<4, 4>(std::array::from_fn(|r| head(r0 + r).as_ptr()), std::array::from_fn(|t| k.row(bi, gi, t0 + t).as_ptr()), d)
-                    } else {
-                        tile::<1, 16>([head(r0).as_ptr()], std::array::from_fn(|t| k.row(bi, gi, t0 + t).as_ptr()), d)
-                    }
-                };
-                // SAFETY: `sums` is sixteen floats.
-                unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), w) };
-                for (r, s) in sums.chunks(positions).enumerate() {
-                    let at = (r0 + r) * n + t0 - first;
-                    scores[at..at + positions].copy_from_slice(s);
-                }
-            }
-            r0 += heads;
+    let four = qs.len() / d >= 4;
+    let shape = if four { (4, 4, 16) } else { (1, 16, 16) };
+    tiled_scores(qs, k, (bi, gi), block, scores, (n, first), shape, |r0, t0, sums| {
+        let head = |r: usize| qs[(r0 + r) * d..].as_ptr();
+        let row = |t: usize| k.row(bi, gi, t0 + t).as_ptr();
+        // SAFETY: `tiled_scores` only asks for whole heads and key rows of `d` floats, `d` a
+        // multiple of 16; AVX-512F was detected by whoever made `Simd::Avx512`; `sums` holds 16.
+        unsafe {
+            let w = if four { tile::<4, 4>(std::array::from_fn(head), std::array::from_fn(row), d) } else { tile::<1, 16>([head(0)], std::array::from_fn(row), d) };
+            _mm512_storeu_ps(sums.as_mut_ptr(), w);
         }
-    }
-    // The heads left over (all positions) and the last positions of the tiled heads.
-    for r in 0..rep {
-        let span = if r < r0 { t_end..block.end } else { block.clone() };
-        if !span.is_empty() {
-            let at = r * n + span.start - first;
-            let out = &mut scores[at..at + span.len()];
-            x86::scores(head(r), k, bi, gi, span, out);
-        }
-    }
+    });
 }
 
 /// `values[r] += Σ_t p[r·n + t − first] · v[bi, gi, t]` over the positions `t` of `block`, for
