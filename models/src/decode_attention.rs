@@ -11,8 +11,8 @@
 //! cores idle. Each task keeps, per query head, its largest score, the sum of its exponentials
 //! and the unnormalized weighted values; the spans are merged by rescaling each to the overall
 //! maximum (the split-softmax of flash decoding). Within a span the heads that share a group meet
-//! each key and value row while it is in L1; with AVX-512 they do so in register tiles
-//! (`avx512`). Only the inference case is fused — f32 on the CPU, one query position, no mask,
+//! each key and value row while it is in L1, in register tiles where the CPU has AVX-512
+//! (`avx512`) or AVX2 (`avx2`, scores only). Only the inference case is fused — f32 on the CPU, one query position, no mask,
 //! no gradient — everything else keeps candle's path. `bench_attention` measures it.
 
 use candle_core::backend::BackendStorage;
@@ -284,19 +284,22 @@ impl Simd {
         all
     }
 
-    /// The fastest kind of this CPU; `DOCTORGLM_KERNEL` naming a slower kernel set (`scalar`,
-    /// `avx2`, `avxvnni`) picks the matching kind, for comparisons as in `quant::Kernel::best`.
+    /// The fastest kind of this CPU (detected once); `DOCTORGLM_KERNEL` naming a slower kernel set
+    /// (`scalar`, `avx2`, `avxvnni`) picks the matching kind, for comparisons as in `quant::Kernel::best`.
     fn detect() -> Simd {
-        let want = std::env::var("DOCTORGLM_KERNEL").unwrap_or_default().to_ascii_lowercase();
-        if want == "scalar" {
-            return Simd::Portable;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            let avx2_only = want == "avx2" || want == "avxvnni";
-            return if is_x86_feature_detected!("avx512f") && !avx2_only { Simd::Avx512 } else { Simd::Avx2Fma };
-        }
-        Simd::Portable
+        static DETECTED: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            let want = std::env::var("DOCTORGLM_KERNEL").unwrap_or_default().to_ascii_lowercase();
+            if want == "scalar" {
+                return Simd::Portable;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                let avx2_only = want == "avx2" || want == "avxvnni";
+                return if is_x86_feature_detected!("avx512f") && !avx2_only { Simd::Avx512 } else { Simd::Avx2Fma };
+            }
+            Simd::Portable
+        })
     }
 
     /// `scores[r·n + t − first] = qs[r] · k[bi, gi, t]` for every head `r` of `qs` and position
@@ -313,7 +316,9 @@ impl Simd {
             Simd::Avx2Fma => unsafe { avx2::scores(qs, k, bi, gi, block, scores, n, first) },
             Simd::Portable => {
                 for (qr, sr) in qs.chunks(d).zip(scores.chunks_mut(n)) {
-                    self.head_scores(qr, k, bi, gi, block.clone(), &mut sr[block.start - first..block.end - first]);
+                    for t in block.clone() {
+                        sr[t - first] = qr.iter().zip(k.row(bi, gi, t)).map(|(x, y)| x * y).sum();
+                    }
                 }
             }
         }
@@ -328,9 +333,20 @@ impl Simd {
             // SAFETY: as in `scores`.
             #[cfg(target_arch = "x86_64")]
             Simd::Avx512 => unsafe { avx512::add_weighted(p, n, first, v, bi, gi, block, values) },
-            _ => {
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2Fma => {
                 for (r, (sr, or)) in p.chunks(n).zip(values.chunks_mut(d)).enumerate() {
-                    self.add_weighted_rows(&sr[block.start - first..block.end - first], v, bi, gi, block.start, or, r == 0);
+                    // SAFETY: `Simd::Avx2Fma` is only made after AVX2 and FMA were detected. The
+                    // first head prefetches the rows ahead for all of them.
+                    unsafe { x86::add_weighted_rows(&sr[block.start - first..block.end - first], v, bi, gi, block.start, or, r == 0) };
+                }
+            }
+            Simd::Portable => {
+                for (sr, or) in p.chunks(n).zip(values.chunks_mut(d)) {
+                    for t in block.clone() {
+                        let w = sr[t - first];
+                        or.iter_mut().zip(v.row(bi, gi, t)).for_each(|(o, x)| *o += w * x);
+                    }
                 }
             }
         }
@@ -343,37 +359,6 @@ impl Simd {
             // SAFETY: `Simd::Avx2Fma` is only made after AVX2 and FMA were detected.
             #[cfg(target_arch = "x86_64")]
             Simd::Avx2Fma | Simd::Avx512 => unsafe { x86::exp_shifted(s) },
-        }
-    }
-
-    /// `scores[t − span.start] = q · k[bi, gi, t]` for the positions `t` of `span` (one head).
-    fn head_scores(self, q: &[f32], k: &View, bi: usize, gi: usize, span: Range<usize>, scores: &mut [f32]) {
-        match self {
-            Simd::Portable => {
-                for (t, s) in span.zip(scores) {
-                    *s = q.iter().zip(k.row(bi, gi, t)).map(|(x, y)| x * y).sum();
-                }
-            }
-            // SAFETY: `Simd::Avx2Fma` is only made after AVX2 and FMA were detected.
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx2Fma | Simd::Avx512 => unsafe { x86::scores(q, k, bi, gi, span, scores) },
-        }
-    }
-
-    /// `out += Σ_j p[j] · v[bi, gi, first + j]`; `prefetch`: ask for the rows ahead too (the first
-    /// head of a group does, for all of them).
-    #[allow(clippy::too_many_arguments)]
-    fn add_weighted_rows(self, p: &[f32], v: &View, bi: usize, gi: usize, first: usize, out: &mut [f32], prefetch: bool) {
-        match self {
-            Simd::Portable => {
-                let _ = prefetch;
-                for (j, &w) in p.iter().enumerate() {
-                    out.iter_mut().zip(v.row(bi, gi, first + j)).for_each(|(o, x)| *o += w * x);
-                }
-            }
-            // SAFETY: as in `scores`.
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx2Fma | Simd::Avx512 => unsafe { x86::add_weighted_rows(p, v, bi, gi, first, out, prefetch) },
         }
     }
 }
@@ -566,9 +551,12 @@ mod tests {
 
     #[test]
     fn spans_cover_the_positions_and_many_threads_give_the_same_answer() {
-        for (t, groups, threads) in [(1, 2, 2), (640, 2, 2), (640, 2, 16), (8192, 32, 16), (63, 1, 64)] {
+        // (positions, groups, threads, expected span): four tasks per thread where the positions
+        // allow, never spans under MIN_SPAN.
+        for (t, groups, threads, want) in [(1, 2, 2, 64), (640, 2, 2, 160), (640, 2, 16, 64), (8192, 32, 16, 4096), (63, 1, 64, 64)] {
             let len = span_len(t, groups, threads);
             assert!(len >= MIN_SPAN && len * t.div_ceil(len) >= t, "t{t} g{groups} x{threads}: {len}");
+            assert_eq!(len, want, "t{t} g{groups} x{threads}");
         }
         // Thirteen threads split 1000 positions of 2 groups into spans of 77: the merge of 13 spans.
         let (kbuf, vbuf) = (sample((1, 2, 1100, 128), 11), sample((1, 2, 1100, 128), 12));

@@ -28,6 +28,7 @@ pub mod chat_format;
 pub mod chatglm2;
 pub mod chatglm6b;
 pub mod config;
+mod cpu_storage;
 pub mod decode_attention;
 pub mod detect;
 pub mod device;

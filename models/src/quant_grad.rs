@@ -78,19 +78,14 @@ impl CustomOp1 for QuantLinearOp {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("quantized-linear takes f32 inputs, got {:?}", storage.dtype());
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("quantized-linear takes a contiguous input");
-        };
+        let values = crate::cpu_storage::contiguous_f32("quantized-linear", "the input", storage, layout)?;
         let dims = layout.shape().dims();
         let cols = dims.last().copied().unwrap_or(0);
         if cols != self.q.cols() {
             candle_core::bail!("quantized-linear: input has {cols} features, the weight {}", self.q.cols());
         }
-        let n = (end - start) / cols.max(1);
-        let x = Tensor::from_slice(&data[start..end], (n, cols), &Device::Cpu)?;
+        let n = values.len() / cols.max(1);
+        let x = Tensor::from_slice(values, (n, cols), &Device::Cpu)?;
         let y = self.product(&x)?.flatten_all()?.to_vec1::<f32>()?;
         let mut out = dims.to_vec();
         if let Some(last) = out.last_mut() {

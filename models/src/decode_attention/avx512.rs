@@ -2,8 +2,8 @@
 //!
 //! - Scores: sixteen (head, position) dot products at a time (4 heads × 4 positions, or one head
 //!   × 16 positions), sixteen accumulators over the head dimension, then one reduction that
-//!   turns the sixteen registers into one register of sixteen sums (45 instructions, where
-//!   sixteen separate horizontal sums take about 130).
+//!   turns the sixteen registers into one register of sixteen sums (45 instructions, counted;
+//!   sixteen separate horizontal sums would take about eight each).
 //! - Weighted values: two heads × 128 output values (16 accumulators) per pass over a block of
 //!   value rows, each row loaded once for both heads.
 //!
