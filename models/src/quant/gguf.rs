@@ -346,7 +346,7 @@ mod tests {
         ];
         let mut gw = GgufWriter::create(&path, &[("doctorglm.quantization", "Q4_0")], specs).unwrap();
         assert!(gw.write_tensor("n.weight", &norm).is_err(), "out of order");
-        gw.write_tensor("a.weight", q.bytes()).unwrap();
+        gw.write_tensor("a.weight", &q.bytes()).unwrap();
         gw.write_tensor("n.weight", &norm).unwrap();
         gw.finish().unwrap();
         assert!(!path.with_extension("partial").exists());

@@ -48,7 +48,7 @@ pub fn imported_linear(ld: &Loader, name: &str, inp: usize, out: usize, bias: bo
             // Progress counts the cache's tensors here: the weight is one, whatever it was read from.
             let (w, _) = import_weight(&ctx, &wname, &sname, out, inp)?;
             match w {
-                Weight::Quant(q) => writer.borrow_mut().write_part(&wname, q.bytes())?,
+                Weight::Quant(q) => writer.borrow_mut().write_part(&wname, &q.bytes())?,
                 Weight::Exact(v) => {
                     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                     writer.borrow_mut().write_part(&wname, &bytes)?
@@ -62,7 +62,7 @@ pub fn imported_linear(ld: &Loader, name: &str, inp: usize, out: usize, bias: bo
             let layer = match w {
                 Weight::Quant(q) if ld.device.is_cpu() => {
                     let mut l = LoraLinear::new(name.to_string(), placeholder()?, None);
-                    l.quant = Some(Arc::new(q));
+                    l.quant = Some(Arc::new(q.for_decoding()));
                     l
                 }
                 Weight::Quant(q) => LoraLinear::new(name.to_string(), q.dequantize_tensor(ld.device)?.to_dtype(ld.dtype)?, None),

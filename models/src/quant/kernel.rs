@@ -184,6 +184,33 @@ impl Kernel {
 }
 
 impl Kernel {
+    /// Whether this kernel set multiplies `format` matrices in the row-interleaved octet layout
+    /// ([`Kernel::dot_octets`]); a matrix takes that layout for decoding only where it does.
+    pub fn has_octets(self, format: QuantFormat) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if format == QuantFormat::Q4_0 {
+            return self.0 == Isa::Avx512Vnni;
+        }
+        let _ = format;
+        false
+    }
+
+    /// `out[i]` = row `i` · `act` for whole octets of rows in the octet layout (`data`: `out.len()`
+    /// rows; see `quant::octets`). Panics unless [`Kernel::has_octets`] holds and the lengths agree.
+    pub(crate) fn dot_octets(self, format: QuantFormat, data: &[u8], act: &ActQ8, out: &mut [f32]) {
+        assert!(self.has_octets(format), "{} has no octet kernel for {format}", self.name());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `has_octets` holds only for Kernel(Isa::Avx512Vnni), which exists only where its
+        // instruction sets were detected.
+        unsafe {
+            super::x86_vnni::dot_q4_0_octets(data, act, out)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (data, act, out);
+    }
+}
+
+impl Kernel {
     /// Dequantizes (F16: widens) one row of `format` bytes into `out`, vectorized where this
     /// kernel set allows (the prompt path's conversion; the block formats use the reference).
     pub fn dequantize_row(self, format: QuantFormat, row: &[u8], out: &mut [f32]) {

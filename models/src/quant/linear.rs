@@ -31,14 +31,15 @@ pub fn format_for(want: QuantFormat, cols: usize) -> Option<QuantFormat> {
     }
 }
 
-/// Puts `q` in place of the layer's weight (the weight tensor becomes a zero-stride placeholder).
+/// Puts `q` in place of the layer's weight (the weight tensor becomes a zero-stride placeholder),
+/// in the layout this CPU decodes fastest ([`QMatrix::for_decoding`]).
 pub fn install(layer: &mut LoraLinear, q: Arc<QMatrix>) -> Result<()> {
     let (out, inp) = layer.weight.dims2()?;
     if (q.rows(), q.cols()) != (out, inp) {
         return Err(QuantError::Size { what: "quantized weight of the layer", expected: out * inp, got: q.rows() * q.cols() });
     }
     layer.weight = Tensor::zeros((), layer.weight.dtype(), layer.weight.device())?.broadcast_as((out, inp))?;
-    layer.quant = Some(q);
+    layer.quant = Some(Arc::new(Arc::unwrap_or_clone(q).for_decoding()));
     Ok(())
 }
 
@@ -118,7 +119,7 @@ pub fn save_cache(path: &Path, fingerprint: &str, want: QuantFormat, layers: &[&
     let meta = [(keys::SOURCE, fingerprint), (keys::QUANTIZATION, want.name()), (keys::ENGINE, env!("CARGO_PKG_VERSION"))];
     let mut w = GgufWriter::create(path, &meta, specs)?;
     for (name, q) in quantized {
-        if let Err(e) = w.write_tensor(&format!("{name}.weight"), q.bytes()) {
+        if let Err(e) = w.write_tensor(&format!("{name}.weight"), &q.bytes()) {
             w.abandon();
             return Err(e);
         }

@@ -1,5 +1,6 @@
 //! A quantized weight matrix and its multi-threaded matrix-vector / small-matrix products.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
@@ -9,6 +10,7 @@ use super::activation::ActQ8;
 use super::error::{QuantError, Result};
 use super::format::QuantFormat;
 use super::kernel::{Kernel, TILE_ACTS, TILE_ROWS};
+use super::octets::{self, OCTET_ROWS};
 use super::reference;
 
 /// Where a matrix's quantized bytes live.
@@ -45,7 +47,16 @@ pub struct QMatrix {
     rows: usize,
     cols: usize,
     row_bytes: usize,
-    data: QBytes,
+    data: Storage,
+}
+
+/// How a matrix keeps its bytes.
+#[derive(Debug, Clone)]
+enum Storage {
+    /// ggml's layout, row after row.
+    Rows(QBytes),
+    /// The decode kernels' row-interleaved layout ([`QMatrix::for_decoding`], `quant::octets`).
+    Octets(octets::Lines),
 }
 
 /// How many row chunks each thread gets: enough to balance uneven progress, few enough to keep
@@ -102,7 +113,7 @@ impl QMatrix {
         let row_bytes = format.row_bytes(cols)?;
         let mut data = vec![0u8; rows * row_bytes];
         quantize_rows_into(format, w, cols, &mut data, 0)?;
-        Ok(QMatrix { format, rows, cols, row_bytes, data: QBytes::Owned(data) })
+        Ok(QMatrix { format, rows, cols, row_bytes, data: Storage::Rows(QBytes::Owned(data)) })
     }
 
     /// Quantizes a 2-D tensor of any float dtype (`[rows, cols]`, PyTorch's `Linear.weight` layout).
@@ -119,7 +130,42 @@ impl QMatrix {
         if got != rows * row_bytes {
             return Err(QuantError::Size { what: "quantized bytes", expected: rows * row_bytes, got });
         }
-        Ok(QMatrix { format, rows, cols, row_bytes, data })
+        Ok(QMatrix { format, rows, cols, row_bytes, data: Storage::Rows(data) })
+    }
+
+    /// This matrix in the layout the fastest kernel set of this CPU decodes fastest: the
+    /// row-interleaved octets where it has kernels for them ([`Kernel::has_octets`]) and the
+    /// shape allows, else unchanged. Memory-mapped bytes are copied (the file's pages of this
+    /// matrix are released as soon as they are), so the matrix keeps its size in memory.
+    pub fn for_decoding(self) -> QMatrix {
+        if Kernel::best().has_octets(self.format) {
+            self.interleaved()
+        } else {
+            self
+        }
+    }
+
+    /// This matrix in the octet layout where its format and shape allow, whatever this CPU's kernels.
+    fn interleaved(self) -> QMatrix {
+        let Storage::Rows(bytes) = &self.data else { return self };
+        if !octets::fits(self.format, self.rows, self.cols) {
+            return self;
+        }
+        let lines = octets::interleave(bytes.as_slice(), self.rows, self.cols);
+        if let QBytes::Mapped { map, start, len } = bytes {
+            // SAFETY: a read-only file mapping; dropping its pages only makes a later read fault
+            // them in again from the file, and no one reads this range again (the matrix now
+            // lives in `lines`).
+            if let Err(e) = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, *start, *len) } {
+                tracing::debug!("could not release a mapped matrix's pages: {e}");
+            }
+        }
+        QMatrix { data: Storage::Octets(lines), ..self }
+    }
+
+    /// Whether the matrix is kept in the decode kernels' row-interleaved layout ([`QMatrix::for_decoding`]).
+    pub fn is_interleaved(&self) -> bool {
+        matches!(self.data, Storage::Octets(_))
     }
 
     /// The format.
@@ -137,25 +183,28 @@ impl QMatrix {
         self.cols
     }
 
-    /// The quantized bytes, row after row.
-    pub fn bytes(&self) -> &[u8] {
-        self.data.as_slice()
+    /// The quantized bytes in ggml's layout, row after row (a copy for an interleaved matrix).
+    pub fn bytes(&self) -> Cow<'_, [u8]> {
+        self.rows_bytes(0, self.rows)
+    }
+
+    /// Rows `first..first + n` in ggml's layout (a copy for an interleaved matrix).
+    fn rows_bytes(&self, first: usize, n: usize) -> Cow<'_, [u8]> {
+        match &self.data {
+            Storage::Rows(b) => Cow::Borrowed(&b.as_slice()[first * self.row_bytes..(first + n) * self.row_bytes]),
+            Storage::Octets(lines) => Cow::Owned(octets::rows(lines.as_slice(), self.cols, first, n)),
+        }
     }
 
     /// Dequantizes to a row-major f32 matrix.
     pub fn dequantize(&self) -> Vec<f32> {
-        let mut out = vec![0f32; self.rows * self.cols];
-        let kernel = Kernel::best();
-        out.par_chunks_mut(self.cols)
-            .zip(self.bytes().par_chunks(self.row_bytes))
-            .for_each(|(o, r)| kernel.dequantize_row(self.format, r, o));
-        out
+        self.dequantize_rows(0, self.rows)
     }
 
     /// Dequantizes rows `first..first + n` to row-major f32 values.
     pub fn dequantize_rows(&self, first: usize, n: usize) -> Vec<f32> {
         let mut out = vec![0f32; n * self.cols];
-        let bytes = &self.bytes()[first * self.row_bytes..(first + n) * self.row_bytes];
+        let bytes = self.rows_bytes(first, n);
         let kernel = Kernel::best();
         out.par_chunks_mut(self.cols)
             .zip(bytes.par_chunks(self.row_bytes))
@@ -178,14 +227,23 @@ impl QMatrix {
         self.check_io(x.len(), y.len(), 1)?;
         let act = kernel.prepare(self.format, x);
         let chunk = rows_per_task(self.rows);
-        let data = self.bytes();
-        y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
-            let first = c * chunk;
-            for (i, y) in ys.iter_mut().enumerate() {
-                let start = (first + i) * self.row_bytes;
-                *y = kernel.dot(self.format, &data[start..start + self.row_bytes], &act);
+        match &self.data {
+            Storage::Octets(lines) if kernel.has_octets(self.format) => {
+                // Whole octets per task (the row count is a multiple of eight).
+                let chunk = chunk.next_multiple_of(OCTET_ROWS);
+                let data = lines.as_slice();
+                y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
+                    let first = c * chunk * self.row_bytes;
+                    kernel.dot_octets(self.format, &data[first..first + ys.len() * self.row_bytes], &act, ys);
+                });
             }
-        });
+            _ => y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
+                let rows = self.rows_bytes(c * chunk, ys.len());
+                for (y, row) in ys.iter_mut().zip(rows.chunks_exact(self.row_bytes)) {
+                    *y = kernel.dot(self.format, row, &act);
+                }
+            }),
+        }
         Ok(())
     }
 
@@ -207,19 +265,16 @@ impl QMatrix {
         self.check_io(x.len(), y.len(), n)?;
         let acts: Vec<ActQ8> = x.par_chunks(self.cols).map(|x| kernel.prepare(self.format, x)).collect();
         let chunk = rows_per_task(self.rows);
-        let data = self.bytes();
         // Transposed result (rows × n) so that each task writes one contiguous range.
         let mut yt = vec![0f32; self.rows * n];
         let tiled = kernel.has_tile(self.format);
         yt.par_chunks_mut(chunk * n).enumerate().for_each(|(c, out)| {
-            let first = c * chunk;
+            let rows = self.rows_bytes(c * chunk, out.len() / n);
             if tiled {
-                self.tiled_rows(kernel, first, &acts, out);
+                self.tiled_rows(kernel, &rows, &acts, out);
                 return;
             }
-            for (i, o) in out.chunks_mut(n).enumerate() {
-                let start = (first + i) * self.row_bytes;
-                let row = &data[start..start + self.row_bytes];
+            for (o, row) in out.chunks_mut(n).zip(rows.chunks_exact(self.row_bytes)) {
                 for (o, act) in o.iter_mut().zip(&acts) {
                     *o = kernel.dot(self.format, row, act);
                 }
@@ -233,15 +288,14 @@ impl QMatrix {
         Ok(y)
     }
 
-    /// Rows `first..` of the transposed product (`out`: one row of `acts.len()` results per weight
-    /// row) with the tiled kernel: [`TILE_ROWS`] rows × [`TILE_ACTS`] activations at a time, over
+    /// The transposed product of `data`'s rows (ggml layout; `out`: one row of `acts.len()`
+    /// results per weight row) with the tiled kernel: [`TILE_ROWS`] rows × [`TILE_ACTS`] activations at a time, over
     /// blocks of [`TOKENS_PER_BLOCK`] activations that stay in L2 while the rows pass; the edges
     /// take the single dot product.
-    fn tiled_rows(&self, kernel: Kernel, first: usize, acts: &[ActQ8], out: &mut [f32]) {
+    fn tiled_rows(&self, kernel: Kernel, data: &[u8], acts: &[ActQ8], out: &mut [f32]) {
         let n = acts.len();
         let count = out.len() / n.max(1);
-        let data = self.bytes();
-        let row = |i: usize| &data[(first + i) * self.row_bytes..(first + i + 1) * self.row_bytes];
+        let row = |i: usize| &data[i * self.row_bytes..(i + 1) * self.row_bytes];
         for t0 in (0..n).step_by(TOKENS_PER_BLOCK) {
             let t1 = (t0 + TOKENS_PER_BLOCK).min(n);
             let mut i = 0;
@@ -397,12 +451,12 @@ mod tests {
         let t = Tensor::from_vec(w.clone(), (rows, cols), &Device::Cpu).unwrap();
         for format in QuantFormat::ALL {
             let ours = QMatrix::quantize(&w, rows, cols, format).unwrap();
-            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(format.ggml_dtype(), ours.bytes(), vec![rows, cols], &Device::Cpu).unwrap();
+            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(format.ggml_dtype(), &ours.bytes(), vec![rows, cols], &Device::Cpu).unwrap();
             let theirs = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             assert_eq!(theirs, ours.dequantize(), "{format}");
             let cq = QTensor::quantize(&t, format.ggml_dtype()).unwrap();
             if format != QuantFormat::Q4K {
-                assert_eq!(cq.data().unwrap().as_ref(), ours.bytes(), "{format}");
+                assert_eq!(cq.data().unwrap().as_ref(), &*ours.bytes(), "{format}");
             } else {
                 // Our Q4_K quantizer is simpler than ggml's search; its error stays close.
                 let cd = cq.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -461,6 +515,46 @@ mod tests {
     }
 
     #[test]
+    fn the_interleaved_layout_keeps_bytes_values_and_products() {
+        // Quantized weights, and arbitrary bytes (every nibble, scales of either sign) as an
+        // imported file may hold; shapes that take the layout and shapes that do not.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut byte = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        };
+        for (rows, cols, arbitrary) in [(40, 256, false), (16, 512, true), (8, 128, true), (12, 256, false), (16, 160, false)] {
+            let m = if arbitrary {
+                let mut bytes: Vec<u8> = (0..rows * cols / 32 * 18).map(|_| byte()).collect();
+                for block in bytes.chunks_exact_mut(18) {
+                    let h = half::f16::from_f32((1.0 + byte() as f32 / 256.0) / 64.0 * if byte() & 1 == 0 { 1.0 } else { -1.0 });
+                    block[..2].copy_from_slice(&h.to_le_bytes());
+                }
+                QMatrix::from_bytes(QuantFormat::Q4_0, rows, cols, QBytes::Owned(bytes)).unwrap()
+            } else {
+                QMatrix::quantize(&random_vec(71, rows * cols, 0.5), rows, cols, QuantFormat::Q4_0).unwrap()
+            };
+            let il = m.clone().interleaved();
+            assert_eq!(il.is_interleaved(), rows % 8 == 0 && cols % 128 == 0, "{rows}×{cols}");
+            assert_eq!(il.bytes(), m.bytes());
+            assert_eq!(il.dequantize(), m.dequantize());
+            assert_eq!(il.dequantize_rows(3, 5), m.dequantize_rows(3, 5));
+            for k in Kernel::available() {
+                for n in [1, 5, TOKENS_PER_BLOCK + 3] {
+                    let xs = random_vec(72 + n as u64, n * cols, 2.0);
+                    let (want, got) = (m.matmul_with(k, &xs, n).unwrap(), il.matmul_with(k, &xs, n).unwrap());
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        // The octet kernel sums in another order than the row kernels.
+                        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{} {rows}×{cols} n {n} [{i}]: {g} vs {w}", k.name());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn tiled_products_equal_single_products_at_every_edge() {
         // Rows not a multiple of the tile's rows, vector counts not a multiple of its vectors and
         // beyond one block of vectors, rows with and without blocks past the last four-block group.
@@ -470,7 +564,8 @@ mod tests {
                 let m = QMatrix::quantize(&random_vec(61, rows * cols, 0.5), rows, cols, QuantFormat::Q4_0).unwrap();
                 // The tile call itself, on every kernel set (a plain loop of `dot` where it has no tiled kernel).
                 let acts: Vec<ActQ8> = (0..TILE_ACTS).map(|t| k.prepare(QuantFormat::Q4_0, &random_vec(63 + t as u64, cols, 2.0))).collect();
-                let row = |r: usize| &m.bytes()[r * m.row_bytes..(r + 1) * m.row_bytes];
+                let bytes = m.bytes();
+                let row = |r: usize| &bytes[r * m.row_bytes..(r + 1) * m.row_bytes];
                 let tile = k.dot_tile(QuantFormat::Q4_0, std::array::from_fn(row), std::array::from_fn(|t| &acts[t]));
                 for (r, vr) in tile.iter().enumerate() {
                     for (t, g) in vr.iter().enumerate() {

@@ -27,6 +27,7 @@ pub mod imported;
 pub mod kernel;
 pub mod linear;
 pub mod matrix;
+mod octets;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod reference;

@@ -1,0 +1,144 @@
+//! The row-interleaved Q4_0 layout of the decode kernels: eight rows' blocks side by side.
+//!
+//! In ggml's layout a row is its blocks one after another (a 2-byte f16 scale, then 16 bytes of
+//! nibbles). A matrix-vector kernel over it spends a two-source byte permutation gathering four
+//! blocks' nibbles into one register, another separating their scales, and a reduction per row
+//! of a 1–2 KiB row. Here each *octet* (eight consecutive rows) is stored as groups of four
+//! blocks, each group 576 bytes (nine cache lines, 64-byte aligned):
+//!
+//! - bytes 0..64: the 32 f16 scales, block-major (`16 · k + 2 · r` is block `k`, row `r`);
+//! - bytes 64..576: per block `k`, 128 bytes: row `r`'s 16 nibble bytes at `64 + 128 · k + 16 · r`.
+//!
+//! One aligned load then holds one block of four rows, the activation's block is broadcast to
+//! every 128-bit lane, and the eight rows' scales convert in one instruction. The group is the
+//! same 8 × 72 bytes as in ggml's layout, so the matrix keeps its size. [`fits`] says which
+//! matrices take it (whole octets and whole groups); the rest keep ggml's layout.
+
+use rayon::prelude::*;
+
+use super::format::{QuantFormat, Q4_0_BYTES, QK};
+
+/// Rows interleaved together.
+pub(crate) const OCTET_ROWS: usize = 8;
+/// Blocks of a row in one group.
+pub(crate) const GROUP_BLOCKS: usize = 4;
+/// Bytes of one group: eight rows × four blocks × 18 bytes.
+pub(crate) const GROUP_BYTES: usize = OCTET_ROWS * GROUP_BLOCKS * Q4_0_BYTES;
+
+/// Whether a `rows × cols` matrix of `format` can take the octet layout.
+pub(crate) fn fits(format: QuantFormat, rows: usize, cols: usize) -> bool {
+    format == QuantFormat::Q4_0 && rows > 0 && rows % OCTET_ROWS == 0 && cols > 0 && cols % (GROUP_BLOCKS * QK) == 0
+}
+
+/// One 64-byte-aligned cache line.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Line([u8; 64]);
+
+/// Bytes in 64-byte-aligned storage (the kernels' loads never straddle two lines).
+#[derive(Debug, Clone)]
+pub struct Lines {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl Lines {
+    /// `len` zero bytes.
+    fn zeroed(len: usize) -> Lines {
+        Lines { lines: vec![Line([0; 64]); len.div_ceil(64)], len }
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `Line` is 64 plain bytes without padding, so the vector's lines are
+        // `64 · lines.len() ≥ len` initialized bytes.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.len) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, self.len) }
+    }
+}
+
+/// Rearranges a Q4_0 matrix from ggml's row layout into octets (on all cores). The caller
+/// checks [`fits`]; `src` holds `rows` rows of `cols` values.
+pub(crate) fn interleave(src: &[u8], rows: usize, cols: usize) -> Lines {
+    let row_bytes = cols / QK * Q4_0_BYTES;
+    assert!(fits(QuantFormat::Q4_0, rows, cols) && src.len() == rows * row_bytes);
+    let octet_bytes = OCTET_ROWS * row_bytes;
+    let mut out = Lines::zeroed(src.len());
+    out.as_mut_slice().par_chunks_mut(octet_bytes).zip(src.par_chunks(octet_bytes)).for_each(|(dst, src)| {
+        for (g, group) in dst.chunks_exact_mut(GROUP_BYTES).enumerate() {
+            for r in 0..OCTET_ROWS {
+                for k in 0..GROUP_BLOCKS {
+                    let at = r * row_bytes + (g * GROUP_BLOCKS + k) * Q4_0_BYTES;
+                    let block = &src[at..at + Q4_0_BYTES];
+                    group[16 * k + 2 * r..16 * k + 2 * r + 2].copy_from_slice(&block[..2]);
+                    group[64 + 128 * k + 16 * r..64 + 128 * k + 16 * r + 16].copy_from_slice(&block[2..]);
+                }
+            }
+        }
+    });
+    out
+}
+
+/// Writes row `r` of an octet-layout matrix (`data`, rows of `cols` values) into `out` in
+/// ggml's layout (`out`: one row's bytes).
+pub(crate) fn row_into(data: &[u8], cols: usize, r: usize, out: &mut [u8]) {
+    let row_bytes = cols / QK * Q4_0_BYTES;
+    assert_eq!(out.len(), row_bytes);
+    let octet = &data[(r / OCTET_ROWS) * OCTET_ROWS * row_bytes..][..OCTET_ROWS * row_bytes];
+    let i = r % OCTET_ROWS;
+    for (g, group) in octet.chunks_exact(GROUP_BYTES).enumerate() {
+        for k in 0..GROUP_BLOCKS {
+            let block = &mut out[(g * GROUP_BLOCKS + k) * Q4_0_BYTES..][..Q4_0_BYTES];
+            block[..2].copy_from_slice(&group[16 * k + 2 * i..16 * k + 2 * i + 2]);
+            block[2..].copy_from_slice(&group[64 + 128 * k + 16 * i..64 + 128 * k + 16 * i + 16]);
+        }
+    }
+}
+
+/// Rows `first..first + n` of an octet-layout matrix in ggml's layout.
+pub(crate) fn rows(data: &[u8], cols: usize, first: usize, n: usize) -> Vec<u8> {
+    let row_bytes = cols / QK * Q4_0_BYTES;
+    let mut out = vec![0u8; n * row_bytes];
+    for (i, o) in out.chunks_exact_mut(row_bytes).enumerate() {
+        row_into(data, cols, first + i, o);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaving_round_trips_and_places_blocks_as_documented() {
+        let (rows, cols) = (16, 256);
+        let row_bytes = cols / QK * Q4_0_BYTES;
+        let src: Vec<u8> = (0..rows * row_bytes).map(|i| (i * 7 + i / 251) as u8).collect();
+        let lines = interleave(&src, rows, cols);
+        let data = lines.as_slice();
+        assert_eq!(data.len(), src.len());
+        assert_eq!(data.as_ptr() as usize % 64, 0, "64-byte aligned");
+        assert_eq!(super::rows(data, cols, 0, rows), src);
+        assert_eq!(super::rows(data, cols, 5, 6), src[5 * row_bytes..11 * row_bytes]);
+        // Row 11 (octet 1, row 3), block 6 (group 1, block 2): scale and nibbles.
+        let (r, b) = (11, 6);
+        let block = &src[r * row_bytes + b * Q4_0_BYTES..][..Q4_0_BYTES];
+        let group = &data[OCTET_ROWS * row_bytes + GROUP_BYTES..][..GROUP_BYTES];
+        assert_eq!(group[16 * 2 + 2 * 3..][..2], block[..2]);
+        assert_eq!(group[64 + 128 * 2 + 16 * 3..][..16], block[2..]);
+    }
+
+    #[test]
+    fn only_whole_octets_and_groups_fit() {
+        assert!(fits(QuantFormat::Q4_0, 8, 128));
+        assert!(fits(QuantFormat::Q4_0, 2560, 2048));
+        assert!(!fits(QuantFormat::Q4_0, 12, 128));
+        assert!(!fits(QuantFormat::Q4_0, 8, 96));
+        assert!(!fits(QuantFormat::Q8_0, 8, 128));
+        assert!(!fits(QuantFormat::Q4_0, 0, 128));
+    }
+}
