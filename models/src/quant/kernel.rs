@@ -184,26 +184,30 @@ impl Kernel {
 }
 
 impl Kernel {
-    /// Whether this kernel set multiplies `format` matrices in the row-interleaved octet layout
-    /// ([`Kernel::dot_octets`]); a matrix takes that layout for decoding only where it does.
-    pub fn has_octets(self, format: QuantFormat) -> bool {
+    /// Whether this kernel set multiplies `format` matrices in their interleaved layout
+    /// ([`Kernel::dot_interleaved`], `quant::interleaved`); a matrix takes that layout for
+    /// decoding only where it does.
+    pub fn has_interleaved(self, format: QuantFormat) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if format == QuantFormat::Q4_0 {
+        if matches!(format, QuantFormat::Q4_0 | QuantFormat::Q4K) {
             return self.0 == Isa::Avx512Vnni;
         }
         let _ = format;
         false
     }
 
-    /// `out[i]` = row `i` · `act` for whole octets of rows in the octet layout (`data`: `out.len()`
-    /// rows; see `quant::octets`). Panics unless [`Kernel::has_octets`] holds and the lengths agree.
-    pub(crate) fn dot_octets(self, format: QuantFormat, data: &[u8], act: &ActQ8, out: &mut [f32]) {
-        assert!(self.has_octets(format), "{} has no octet kernel for {format}", self.name());
+    /// `out[i]` = row `i` · `act` for whole tiles of rows in `format`'s interleaved layout
+    /// (`data`: `out.len()` rows). Panics unless [`Kernel::has_interleaved`] holds and the lengths agree.
+    pub(crate) fn dot_interleaved(self, format: QuantFormat, data: &[u8], act: &ActQ8, out: &mut [f32]) {
+        assert!(self.has_interleaved(format), "{} has no interleaved kernel for {format}", self.name());
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `has_octets` holds only for Kernel(Isa::Avx512Vnni), which exists only where its
-        // instruction sets were detected.
+        // SAFETY: `has_interleaved` holds only for Kernel(Isa::Avx512Vnni), which exists only
+        // where its instruction sets were detected.
         unsafe {
-            super::x86_vnni::dot_q4_0_octets(data, act, out)
+            match format {
+                QuantFormat::Q4K => super::x86_vnni::dot_q4k_lanes(data, act, out),
+                _ => super::x86_vnni::dot_q4_0_octets(data, act, out),
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (data, act, out);

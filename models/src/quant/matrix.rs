@@ -10,7 +10,7 @@ use super::activation::ActQ8;
 use super::error::{QuantError, Result};
 use super::format::QuantFormat;
 use super::kernel::{Kernel, TILE_ACTS, TILE_ROWS};
-use super::octets::{self, OCTET_ROWS};
+use super::interleaved::{self, Lines};
 use super::reference;
 
 /// Where a matrix's quantized bytes live.
@@ -55,8 +55,8 @@ pub struct QMatrix {
 enum Storage {
     /// ggml's layout, row after row.
     Rows(QBytes),
-    /// The decode kernels' row-interleaved layout ([`QMatrix::for_decoding`], `quant::octets`).
-    Octets(octets::Lines),
+    /// The decode kernels' row-interleaved layout of the format ([`QMatrix::for_decoding`], `quant::interleaved`).
+    Interleaved(Lines),
 }
 
 /// How many row chunks each thread gets: enough to balance uneven progress, few enough to keep
@@ -133,25 +133,25 @@ impl QMatrix {
         Ok(QMatrix { format, rows, cols, row_bytes, data: Storage::Rows(data) })
     }
 
-    /// This matrix in the layout the fastest kernel set of this CPU decodes fastest: the
-    /// row-interleaved octets where it has kernels for them ([`Kernel::has_octets`]) and the
-    /// shape allows, else unchanged. Memory-mapped bytes are copied (the file's pages of this
+    /// This matrix in the layout the fastest kernel set of this CPU decodes fastest: its
+    /// format's row-interleaved layout where the kernel set has a kernel for it
+    /// ([`Kernel::has_interleaved`]) and the shape allows, else unchanged. Memory-mapped bytes are copied (the file's pages of this
     /// matrix are released as soon as they are), so the matrix keeps its size in memory.
     pub fn for_decoding(self) -> QMatrix {
-        if Kernel::best().has_octets(self.format) {
+        if Kernel::best().has_interleaved(self.format) {
             self.interleaved()
         } else {
             self
         }
     }
 
-    /// This matrix in the octet layout where its format and shape allow, whatever this CPU's kernels.
+    /// This matrix in its interleaved layout where its format and shape allow, whatever this CPU's kernels.
     fn interleaved(self) -> QMatrix {
         let Storage::Rows(bytes) = &self.data else { return self };
-        if !octets::fits(self.format, self.rows, self.cols) {
+        if !interleaved::fits(self.format, self.rows, self.cols) {
             return self;
         }
-        let lines = octets::interleave(bytes.as_slice(), self.rows, self.cols);
+        let lines = interleaved::interleave(self.format, bytes.as_slice(), self.rows, self.cols);
         if let QBytes::Mapped { map, start, len } = bytes {
             // SAFETY: a read-only file mapping; dropping its pages only makes a later read fault
             // them in again from the file, and no one reads this range again (the matrix now
@@ -160,12 +160,12 @@ impl QMatrix {
                 tracing::debug!("could not release a mapped matrix's pages: {e}");
             }
         }
-        QMatrix { data: Storage::Octets(lines), ..self }
+        QMatrix { data: Storage::Interleaved(lines), ..self }
     }
 
     /// Whether the matrix is kept in the decode kernels' row-interleaved layout ([`QMatrix::for_decoding`]).
     pub fn is_interleaved(&self) -> bool {
-        matches!(self.data, Storage::Octets(_))
+        matches!(self.data, Storage::Interleaved(_))
     }
 
     /// The format.
@@ -192,7 +192,7 @@ impl QMatrix {
     fn rows_bytes(&self, first: usize, n: usize) -> Cow<'_, [u8]> {
         match &self.data {
             Storage::Rows(b) => Cow::Borrowed(&b.as_slice()[first * self.row_bytes..(first + n) * self.row_bytes]),
-            Storage::Octets(lines) => Cow::Owned(octets::rows(lines.as_slice(), self.cols, first, n)),
+            Storage::Interleaved(lines) => Cow::Owned(interleaved::rows(self.format, lines.as_slice(), self.cols, first, n)),
         }
     }
 
@@ -228,13 +228,15 @@ impl QMatrix {
         let act = kernel.prepare(self.format, x);
         let chunk = rows_per_task(self.rows);
         match &self.data {
-            Storage::Octets(lines) if kernel.has_octets(self.format) => {
-                // Whole octets per task (the row count is a multiple of eight).
-                let chunk = chunk.next_multiple_of(OCTET_ROWS);
+            Storage::Interleaved(lines) if kernel.has_interleaved(self.format) => {
+                // Whole tiles of interleaved rows per task (the row count is a multiple of a tile).
+                let tile = interleaved::tile_rows(self.format);
+                let chunk = chunk.next_multiple_of(tile);
                 let data = lines.as_slice();
+                let tile_bytes = data.len() / (self.rows / tile);
                 y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
-                    let first = c * chunk * self.row_bytes;
-                    kernel.dot_octets(self.format, &data[first..first + ys.len() * self.row_bytes], &act, ys);
+                    let first = c * chunk / tile * tile_bytes;
+                    kernel.dot_interleaved(self.format, &data[first..first + ys.len() / tile * tile_bytes], &act, ys);
                 });
             }
             _ => y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
@@ -525,19 +527,34 @@ mod tests {
             state ^= state << 17;
             (state >> 24) as u8
         };
-        for (rows, cols, arbitrary) in [(40, 256, false), (16, 512, true), (8, 128, true), (12, 256, false), (16, 160, false)] {
+        use QuantFormat::{Q4K, Q4_0};
+        let cases = [
+            (Q4_0, 40, 256, false, true),
+            (Q4_0, 16, 512, true, true),
+            (Q4_0, 8, 128, true, true),
+            (Q4_0, 12, 256, false, false),
+            (Q4_0, 16, 160, false, false),
+            (Q4K, 32, 512, false, true),
+            (Q4K, 16, 256, true, true),
+            (Q4K, 24, 256, false, false),
+        ];
+        for (format, rows, cols, arbitrary, fits) in cases {
             let m = if arbitrary {
-                let mut bytes: Vec<u8> = (0..rows * cols / 32 * 18).map(|_| byte()).collect();
-                for block in bytes.chunks_exact_mut(18) {
-                    let h = half::f16::from_f32((1.0 + byte() as f32 / 256.0) / 64.0 * if byte() & 1 == 0 { 1.0 } else { -1.0 });
-                    block[..2].copy_from_slice(&h.to_le_bytes());
+                let mut bytes: Vec<u8> = (0..format.row_bytes(cols).unwrap() * rows).map(|_| byte()).collect();
+                // Finite f16 scales of either sign (Q4_K: d and dmin).
+                let scales = if format == Q4K { [0, 2].as_slice() } else { [0].as_slice() };
+                for block in bytes.chunks_exact_mut(format.block_bytes()) {
+                    for &at in scales {
+                        let h = half::f16::from_f32((1.0 + byte() as f32 / 256.0) / 64.0 * if byte() & 1 == 0 { 1.0 } else { -1.0 });
+                        block[at..at + 2].copy_from_slice(&h.to_le_bytes());
+                    }
                 }
-                QMatrix::from_bytes(QuantFormat::Q4_0, rows, cols, QBytes::Owned(bytes)).unwrap()
+                QMatrix::from_bytes(format, rows, cols, QBytes::Owned(bytes)).unwrap()
             } else {
-                QMatrix::quantize(&random_vec(71, rows * cols, 0.5), rows, cols, QuantFormat::Q4_0).unwrap()
+                QMatrix::quantize(&random_vec(71, rows * cols, 0.5), rows, cols, format).unwrap()
             };
             let il = m.clone().interleaved();
-            assert_eq!(il.is_interleaved(), rows % 8 == 0 && cols % 128 == 0, "{rows}×{cols}");
+            assert_eq!(il.is_interleaved(), fits, "{format} {rows}×{cols}");
             assert_eq!(il.bytes(), m.bytes());
             assert_eq!(il.dequantize(), m.dequantize());
             assert_eq!(il.dequantize_rows(3, 5), m.dequantize_rows(3, 5));
@@ -547,7 +564,7 @@ mod tests {
                     let (want, got) = (m.matmul_with(k, &xs, n).unwrap(), il.matmul_with(k, &xs, n).unwrap());
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                         // The octet kernel sums in another order than the row kernels.
-                        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{} {rows}×{cols} n {n} [{i}]: {g} vs {w}", k.name());
+                        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{} {format} {rows}×{cols} n {n} [{i}]: {g} vs {w}", k.name());
                     }
                 }
             }

@@ -27,7 +27,9 @@ pub mod imported;
 pub mod kernel;
 pub mod linear;
 pub mod matrix;
+mod interleaved;
 mod octets;
+mod q4k_lanes;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod reference;

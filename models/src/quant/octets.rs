@@ -17,6 +17,7 @@
 use rayon::prelude::*;
 
 use super::format::{QuantFormat, Q4_0_BYTES, QK};
+use super::interleaved::Lines;
 
 /// Rows interleaved together.
 pub(crate) const OCTET_ROWS: usize = 8;
@@ -28,37 +29,6 @@ pub(crate) const GROUP_BYTES: usize = OCTET_ROWS * GROUP_BLOCKS * Q4_0_BYTES;
 /// Whether a `rows × cols` matrix of `format` can take the octet layout.
 pub(crate) fn fits(format: QuantFormat, rows: usize, cols: usize) -> bool {
     format == QuantFormat::Q4_0 && rows > 0 && rows % OCTET_ROWS == 0 && cols > 0 && cols % (GROUP_BLOCKS * QK) == 0
-}
-
-/// One 64-byte-aligned cache line.
-#[derive(Debug, Clone, Copy)]
-#[repr(C, align(64))]
-pub(crate) struct Line([u8; 64]);
-
-/// Bytes in 64-byte-aligned storage (the kernels' loads never straddle two lines).
-#[derive(Debug, Clone)]
-pub struct Lines {
-    lines: Vec<Line>,
-    len: usize,
-}
-
-impl Lines {
-    /// `len` zero bytes.
-    fn zeroed(len: usize) -> Lines {
-        Lines { lines: vec![Line([0; 64]); len.div_ceil(64)], len }
-    }
-
-    /// The bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `Line` is 64 plain bytes without padding, so the vector's lines are
-        // `64 · lines.len() ≥ len` initialized bytes.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.len) }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as in `as_slice`, and `&mut self` makes the borrow unique.
-        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, self.len) }
-    }
 }
 
 /// Rearranges a Q4_0 matrix from ggml's row layout into octets (on all cores). The caller

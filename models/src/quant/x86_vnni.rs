@@ -204,6 +204,59 @@ pub(super) fn dot_q4_0_octets(data: &[u8], act: &ActQ8, out: &mut [f32]) {
     }
 }
 
+/// `out[i]` = row `i` · activation for whole tiles of Q4_K rows in the row-lane layout
+/// ([`super::q4k_lanes`]; `data` holds `out.len() / 16` tiles of `act`'s length).
+///
+/// Each 32-bit lane is one row: a step of eight weights is one load and two `vpdpbusd` against
+/// four activation bytes broadcast by a load, a sub-block's integer sum is scaled once by its
+/// per-lane scale (a byte load widened), and the minimums need one more multiply-add per
+/// sub-block against the activation's block sums.
+///
+/// Panics unless the lengths agree.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(super) fn dot_q4k_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
+    use super::q4k_lanes::{MINS_AT, NIBBLES_AT, SCALES_AT, TILE_BYTES, TILE_ROWS};
+    let nsb = act.d.len() / 8;
+    assert!(act.d.len() == nsb * 8 && act.qs.len() == nsb * QK_K && act.sums.len() == nsb * 8 && out.len() % TILE_ROWS == 0);
+    assert_eq!(data.len(), out.len() / TILE_ROWS * nsb * TILE_BYTES);
+    // d · Σ qs per 32-value block of the activation (the minimums' factor).
+    let dsum: Vec<f32> = act.d.iter().zip(&act.sums).map(|(d, s)| d * *s as f32).collect();
+    let m4 = _mm512_set1_epi8(0x0F);
+    let (qp, dp, sp) = (act.qs.as_ptr(), act.d.as_ptr(), dsum.as_ptr());
+    for (t, y) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
+        let mut acc = _mm512_setzero_ps();
+        for sb in 0..nsb {
+            // SAFETY: the asserts prove that tile `t` holds `nsb` super-blocks of TILE_BYTES at
+            // `base`, and the activation 256 values, 8 scales and 8 sums per super-block.
+            unsafe {
+                let base = data.as_ptr().add((t * nsb + sb) * TILE_BYTES);
+                let (mut sums, mut mins) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                for s in 0..8 {
+                    for l in 0..5 {
+                        _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH + 296 * s + 64 * l) as *const i8);
+                    }
+                    let (mut lo, mut hi) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                    for step in 4 * s..4 * s + 4 {
+                        let q = _mm512_loadu_si512(base.add(NIBBLES_AT + 64 * step) as *const __m512i);
+                        let a = qp.add(sb * QK_K + 8 * step) as *const i32;
+                        lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(q, m4), _mm512_set1_epi32(a.read_unaligned()));
+                        hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4), _mm512_set1_epi32(a.add(1).read_unaligned()));
+                    }
+                    let widen = |at: usize| _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(base.add(at + 16 * s) as *const __m128i)));
+                    let scale = _mm512_mul_ps(widen(SCALES_AT), _mm512_set1_ps(*dp.add(sb * 8 + s)));
+                    sums = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), scale, sums);
+                    mins = _mm512_fmadd_ps(widen(MINS_AT), _mm512_set1_ps(*sp.add(sb * 8 + s)), mins);
+                }
+                let d = _mm512_cvtph_ps(_mm256_loadu_si256(base as *const __m256i));
+                let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(base.add(32) as *const __m256i));
+                acc = _mm512_fnmadd_ps(mins, dmin, _mm512_fmadd_ps(sums, d, acc));
+            }
+        }
+        // SAFETY: `y` holds sixteen floats.
+        unsafe { _mm512_storeu_ps(y.as_mut_ptr(), acc) };
+    }
+}
+
 /// Q4_K row · activation.
 ///
 /// Panics unless `p` was packed for Q4_K from `act` and the lengths agree.
