@@ -11,6 +11,8 @@
 //! [`QMatrix::for_decoding`](super::QMatrix::for_decoding) rearranges a matrix into its layout
 //! where the kernel set has a kernel for it; every other path reads rows back in ggml's layout.
 
+use std::ops::Range;
+
 use super::format::QuantFormat;
 use super::{octets, q4k_lanes};
 
@@ -31,12 +33,40 @@ pub(crate) fn tile_rows(format: QuantFormat) -> usize {
     }
 }
 
-/// `src` (ggml's layout, `rows` rows of `cols` values) in `format`'s interleaved layout. The
-/// caller checks [`fits`].
-pub(crate) fn interleave(format: QuantFormat, src: &[u8], rows: usize, cols: usize) -> Lines {
+/// Source bytes rearranged at a time by [`interleave`] before `release` is told.
+const PIECE_BYTES: usize = 8 << 20;
+
+/// `src` (ggml's layout, `rows` rows of `cols` values) in `format`'s interleaved layout, a piece
+/// of about 8 MiB at a time; after each, `release(range)` is told the range of `src` done (a
+/// mapped file's pages can then leave memory, so that a matrix is never held twice). The caller
+/// checks [`fits`].
+pub(crate) fn interleave(format: QuantFormat, src: &[u8], rows: usize, cols: usize, release: &mut dyn FnMut(Range<usize>)) -> Lines {
+    interleave_in_pieces(format, src, rows, cols, PIECE_BYTES, release)
+}
+
+fn interleave_in_pieces(format: QuantFormat, src: &[u8], rows: usize, cols: usize, piece_bytes: usize, release: &mut dyn FnMut(Range<usize>)) -> Lines {
+    let tile = tile_rows(format);
+    let (src_tile, out_tile) = (src.len() / rows * tile, len(format, tile, cols));
+    let mut out = Lines::zeroed(rows / tile * out_tile);
+    let tiles_per_piece = (piece_bytes / src_tile).clamp(1, rows / tile);
+    let pieces = out.as_mut_slice().chunks_mut(tiles_per_piece * out_tile).zip(src.chunks(tiles_per_piece * src_tile));
+    for (i, (dst, part)) in pieces.enumerate() {
+        let n = part.len() / src_tile * tile;
+        match format {
+            QuantFormat::Q4K => q4k_lanes::interleave_into(part, n, cols, dst),
+            _ => octets::interleave_into(part, n, cols, dst),
+        }
+        let start = i * tiles_per_piece * src_tile;
+        release(start..start + part.len());
+    }
+    out
+}
+
+/// Bytes of a `rows × cols` matrix in `format`'s interleaved layout.
+fn len(format: QuantFormat, rows: usize, cols: usize) -> usize {
     match format {
-        QuantFormat::Q4K => q4k_lanes::interleave(src, rows, cols),
-        _ => octets::interleave(src, rows, cols),
+        QuantFormat::Q4K => q4k_lanes::len(rows, cols),
+        _ => rows * cols / super::format::QK * super::format::Q4_0_BYTES,
     }
 }
 
@@ -79,3 +109,27 @@ impl Lines {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_give_the_whole_layout_and_release_every_source_byte_once() {
+        for (format, rows, cols) in [(QuantFormat::Q4_0, 40, 256), (QuantFormat::Q4K, 80, 512)] {
+            let src: Vec<u8> = (0..format.row_bytes(cols).unwrap() * rows).map(|i| (i * 31 + i / 7) as u8).collect();
+            let whole = interleave_in_pieces(format, &src, rows, cols, src.len(), &mut |_| {});
+            let mut released = Vec::new();
+            // About two tiles a piece, and a last piece shorter than the others.
+            let tile_bytes = src.len() / rows * tile_rows(format);
+            let pieces = interleave_in_pieces(format, &src, rows, cols, 2 * tile_bytes + 1, &mut |r| released.push(r));
+            assert_eq!(pieces.as_slice(), whole.as_slice(), "{format}");
+            assert_eq!(super::rows(format, pieces.as_slice(), cols, 0, rows), src, "{format}");
+            let ends: Vec<usize> = released.iter().map(|r| r.end).collect();
+            assert_eq!(released[0].start, 0);
+            assert!(released.windows(2).all(|w| w[0].end == w[1].start), "{format}: {released:?}");
+            assert_eq!(*ends.last().unwrap(), src.len());
+            assert!(released.len() > 2, "{format}: several pieces");
+        }
+    }
+}

@@ -151,15 +151,17 @@ impl QMatrix {
         if !interleaved::fits(self.format, self.rows, self.cols) {
             return self;
         }
-        let lines = interleaved::interleave(self.format, bytes.as_slice(), self.rows, self.cols);
-        if let QBytes::Mapped { map, start, len } = bytes {
-            // SAFETY: a read-only file mapping; dropping its pages only makes a later read fault
-            // them in again from the file, and no one reads this range again (the matrix now
-            // lives in `lines`).
-            if let Err(e) = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, *start, *len) } {
-                tracing::debug!("could not release a mapped matrix's pages: {e}");
+        let mut release = |done: std::ops::Range<usize>| {
+            if let QBytes::Mapped { map, start, .. } = bytes {
+                // SAFETY: a read-only file mapping; dropping its pages only makes a later read
+                // fault them in again from the file, and no one reads this range again (the
+                // matrix now lives in `lines`).
+                if let Err(e) = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start + done.start, done.len()) } {
+                    tracing::debug!("could not release a mapped matrix's pages: {e}");
+                }
             }
-        }
+        };
+        let lines = interleaved::interleave(self.format, bytes.as_slice(), self.rows, self.cols, &mut release);
         QMatrix { data: Storage::Interleaved(lines), ..self }
     }
 

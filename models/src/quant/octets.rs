@@ -17,7 +17,6 @@
 use rayon::prelude::*;
 
 use super::format::{QuantFormat, Q4_0_BYTES, QK};
-use super::interleaved::Lines;
 
 /// Rows interleaved together.
 pub(crate) const OCTET_ROWS: usize = 8;
@@ -31,14 +30,13 @@ pub(crate) fn fits(format: QuantFormat, rows: usize, cols: usize) -> bool {
     format == QuantFormat::Q4_0 && rows > 0 && rows % OCTET_ROWS == 0 && cols > 0 && cols % (GROUP_BLOCKS * QK) == 0
 }
 
-/// Rearranges a Q4_0 matrix from ggml's row layout into octets (on all cores). The caller
-/// checks [`fits`]; `src` holds `rows` rows of `cols` values.
-pub(crate) fn interleave(src: &[u8], rows: usize, cols: usize) -> Lines {
+/// Rearranges Q4_0 rows from ggml's layout into octets (on all cores): `src` holds `rows`
+/// rows of `cols` values, `out` is as long. The caller checks [`fits`].
+pub(crate) fn interleave_into(src: &[u8], rows: usize, cols: usize, out: &mut [u8]) {
     let row_bytes = cols / QK * Q4_0_BYTES;
-    assert!(fits(QuantFormat::Q4_0, rows, cols) && src.len() == rows * row_bytes);
+    assert!(fits(QuantFormat::Q4_0, rows, cols) && src.len() == rows * row_bytes && out.len() == src.len());
     let octet_bytes = OCTET_ROWS * row_bytes;
-    let mut out = Lines::zeroed(src.len());
-    out.as_mut_slice().par_chunks_mut(octet_bytes).zip(src.par_chunks(octet_bytes)).for_each(|(dst, src)| {
+    out.par_chunks_mut(octet_bytes).zip(src.par_chunks(octet_bytes)).for_each(|(dst, src)| {
         for (g, group) in dst.chunks_exact_mut(GROUP_BYTES).enumerate() {
             for r in 0..OCTET_ROWS {
                 for k in 0..GROUP_BLOCKS {
@@ -50,7 +48,6 @@ pub(crate) fn interleave(src: &[u8], rows: usize, cols: usize) -> Lines {
             }
         }
     });
-    out
 }
 
 /// Writes row `r` of an octet-layout matrix (`data`, rows of `cols` values) into `out` in
@@ -88,7 +85,7 @@ mod tests {
         let (rows, cols) = (16, 256);
         let row_bytes = cols / QK * Q4_0_BYTES;
         let src: Vec<u8> = (0..rows * row_bytes).map(|i| (i * 7 + i / 251) as u8).collect();
-        let lines = interleave(&src, rows, cols);
+        let lines = super::super::interleaved::interleave(QuantFormat::Q4_0, &src, rows, cols, &mut |_| {});
         let data = lines.as_slice();
         assert_eq!(data.len(), src.len());
         assert_eq!(data.as_ptr() as usize % 64, 0, "64-byte aligned");

@@ -20,7 +20,6 @@
 use rayon::prelude::*;
 
 use super::format::{q4k_pack_scales, q4k_scale_min, Q4_K_BYTES, QK_K};
-use super::interleaved::Lines;
 
 /// Rows of one tile.
 pub(crate) const TILE_ROWS: usize = 16;
@@ -64,14 +63,19 @@ fn lanes_to_nibbles(steps: &[u8], i: usize, qs: &mut [u8]) {
     }
 }
 
-/// Rearranges a Q4_K matrix from ggml's layout (on all cores). The caller checks [`fits`].
-pub(crate) fn interleave(src: &[u8], rows: usize, cols: usize) -> Lines {
+/// Bytes of `rows × cols` in this layout.
+pub(crate) fn len(rows: usize, cols: usize) -> usize {
+    rows / TILE_ROWS * (cols / QK_K) * TILE_BYTES
+}
+
+/// Rearranges Q4_K rows from ggml's layout (on all cores): `src` holds `rows` rows of `cols`
+/// values, `out` their [`len`]. The caller checks [`fits`].
+pub(crate) fn interleave_into(src: &[u8], rows: usize, cols: usize, out: &mut [u8]) {
     assert!(fits(rows, cols));
     let nsb = cols / QK_K;
-    assert_eq!(src.len(), rows * nsb * Q4_K_BYTES);
-    let mut out = Lines::zeroed(rows / TILE_ROWS * nsb * TILE_BYTES);
+    assert!(src.len() == rows * nsb * Q4_K_BYTES && out.len() == len(rows, cols));
     let tile_src = TILE_ROWS * nsb * Q4_K_BYTES;
-    out.as_mut_slice().par_chunks_mut(nsb * TILE_BYTES).zip(src.par_chunks(tile_src)).for_each(|(dst, src)| {
+    out.par_chunks_mut(nsb * TILE_BYTES).zip(src.par_chunks(tile_src)).for_each(|(dst, src)| {
         for (sb, t) in dst.chunks_exact_mut(TILE_BYTES).enumerate() {
             for i in 0..TILE_ROWS {
                 let b = &src[(i * nsb + sb) * Q4_K_BYTES..][..Q4_K_BYTES];
@@ -86,7 +90,6 @@ pub(crate) fn interleave(src: &[u8], rows: usize, cols: usize) -> Lines {
             }
         }
     });
-    out
 }
 
 /// Writes row `r` of a row-lane matrix (`data`, rows of `cols` values) into `out` in ggml's layout.
@@ -132,10 +135,10 @@ mod tests {
                 (state >> 24) as u8
             })
             .collect();
-        let lines = interleave(&src, rows, cols);
+        let lines = super::super::interleaved::interleave(crate::quant::QuantFormat::Q4K, &src, rows, cols, &mut |_| {});
         let data = lines.as_slice();
         assert_eq!(data.as_ptr() as usize % 64, 0, "64-byte aligned");
-        assert_eq!(data.len(), rows / TILE_ROWS * (cols / QK_K) * TILE_BYTES);
+        assert_eq!(data.len(), len(rows, cols));
         assert_eq!(super::rows(data, cols, 0, rows), src);
         let row_bytes = cols / QK_K * Q4_K_BYTES;
         assert_eq!(super::rows(data, cols, 7, 11), src[7 * row_bytes..18 * row_bytes]);
