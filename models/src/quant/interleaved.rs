@@ -13,6 +13,8 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use super::format::QuantFormat;
 use super::{octets, q4k_lanes};
 
@@ -70,12 +72,15 @@ fn len(format: QuantFormat, rows: usize, cols: usize) -> usize {
     }
 }
 
-/// Rows `first..first + n` of an interleaved `format` matrix in ggml's layout.
+/// Rows `first..first + n` of an interleaved `format` matrix in ggml's layout (on all cores).
 pub(crate) fn rows(format: QuantFormat, data: &[u8], cols: usize, first: usize, n: usize) -> Vec<u8> {
-    match format {
-        QuantFormat::Q4K => q4k_lanes::rows(data, cols, first, n),
-        _ => octets::rows(data, cols, first, n),
-    }
+    let row_bytes = cols / format.block_len() * format.block_bytes();
+    let mut out = vec![0u8; n * row_bytes];
+    out.par_chunks_exact_mut(row_bytes).enumerate().for_each(|(i, o)| match format {
+        QuantFormat::Q4K => q4k_lanes::row_into(data, cols, first + i, o),
+        _ => octets::row_into(data, cols, first + i, o),
+    });
+    out
 }
 
 /// One 64-byte-aligned cache line.

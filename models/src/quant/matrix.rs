@@ -55,7 +55,8 @@ pub struct QMatrix {
 enum Storage {
     /// ggml's layout, row after row.
     Rows(QBytes),
-    /// The decode kernels' row-interleaved layout of the format ([`QMatrix::for_decoding`], `quant::interleaved`).
+    /// The decode kernels' row-interleaved layout of the format ([`QMatrix::for_decoding`],
+    /// `quant::interleaved`).
     Interleaved(Lines),
 }
 
@@ -135,8 +136,9 @@ impl QMatrix {
 
     /// This matrix in the layout the fastest kernel set of this CPU decodes fastest: its
     /// format's row-interleaved layout where the kernel set has a kernel for it
-    /// ([`Kernel::has_interleaved`]) and the shape allows, else unchanged. Memory-mapped bytes are copied (the file's pages of this
-    /// matrix are released as soon as they are), so the matrix keeps its size in memory.
+    /// ([`Kernel::has_interleaved`]) and the shape allows, else unchanged. Memory-mapped bytes
+    /// are copied a piece at a time, each piece's file pages released once copied, so the
+    /// matrix is never held twice.
     pub fn for_decoding(self) -> QMatrix {
         if Kernel::best().has_interleaved(self.format) {
             self.interleaved()
@@ -293,9 +295,9 @@ impl QMatrix {
     }
 
     /// The transposed product of `data`'s rows (ggml layout; `out`: one row of `acts.len()`
-    /// results per weight row) with the tiled kernel: [`TILE_ROWS`] rows × [`TILE_ACTS`] activations at a time, over
-    /// blocks of [`TOKENS_PER_BLOCK`] activations that stay in L2 while the rows pass; the edges
-    /// take the single dot product.
+    /// results per weight row) with the tiled kernel: [`TILE_ROWS`] rows × [`TILE_ACTS`]
+    /// activations at a time, over blocks of [`TOKENS_PER_BLOCK`] activations that stay in L2
+    /// while the rows pass; the edges take the single dot product.
     fn tiled_rows(&self, kernel: Kernel, data: &[u8], acts: &[ActQ8], out: &mut [f32]) {
         let n = acts.len();
         let count = out.len() / n.max(1);

@@ -66,16 +66,6 @@ pub(crate) fn row_into(data: &[u8], cols: usize, r: usize, out: &mut [u8]) {
     }
 }
 
-/// Rows `first..first + n` of an octet-layout matrix in ggml's layout.
-pub(crate) fn rows(data: &[u8], cols: usize, first: usize, n: usize) -> Vec<u8> {
-    let row_bytes = cols / QK * Q4_0_BYTES;
-    let mut out = vec![0u8; n * row_bytes];
-    for (i, o) in out.chunks_exact_mut(row_bytes).enumerate() {
-        row_into(data, cols, first + i, o);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,8 +79,8 @@ mod tests {
         let data = lines.as_slice();
         assert_eq!(data.len(), src.len());
         assert_eq!(data.as_ptr() as usize % 64, 0, "64-byte aligned");
-        assert_eq!(super::rows(data, cols, 0, rows), src);
-        assert_eq!(super::rows(data, cols, 5, 6), src[5 * row_bytes..11 * row_bytes]);
+        assert_eq!(super::super::interleaved::rows(QuantFormat::Q4_0, data, cols, 0, rows), src);
+        assert_eq!(super::super::interleaved::rows(QuantFormat::Q4_0, data, cols, 5, 6), src[5 * row_bytes..11 * row_bytes]);
         // Row 11 (octet 1, row 3), block 6 (group 1, block 2): scale and nibbles.
         let (r, b) = (11, 6);
         let block = &src[r * row_bytes + b * Q4_0_BYTES..][..Q4_0_BYTES];

@@ -108,16 +108,6 @@ pub(crate) fn row_into(data: &[u8], cols: usize, r: usize, out: &mut [u8]) {
     }
 }
 
-/// Rows `first..first + n` of a row-lane matrix in ggml's layout.
-pub(crate) fn rows(data: &[u8], cols: usize, first: usize, n: usize) -> Vec<u8> {
-    let row_bytes = cols / QK_K * Q4_K_BYTES;
-    let mut out = vec![0u8; n * row_bytes];
-    for (i, o) in out.chunks_exact_mut(row_bytes).enumerate() {
-        row_into(data, cols, first + i, o);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,9 +129,9 @@ mod tests {
         let data = lines.as_slice();
         assert_eq!(data.as_ptr() as usize % 64, 0, "64-byte aligned");
         assert_eq!(data.len(), len(rows, cols));
-        assert_eq!(super::rows(data, cols, 0, rows), src);
+        assert_eq!(super::super::interleaved::rows(crate::quant::QuantFormat::Q4K, data, cols, 0, rows), src);
         let row_bytes = cols / QK_K * Q4_K_BYTES;
-        assert_eq!(super::rows(data, cols, 7, 11), src[7 * row_bytes..18 * row_bytes]);
+        assert_eq!(super::super::interleaved::rows(crate::quant::QuantFormat::Q4K, data, cols, 7, 11), src[7 * row_bytes..18 * row_bytes]);
         // Row 21 (tile 1, lane 5), super-block 1, weight 77: sub-block 2 (ggml: low nibble of qs
         // byte 32 + 13), step 9, position 5 of 8 (here: high nibble of the step's byte 4·5 + 1).
         let (r, sb) = (21, 1);
