@@ -190,7 +190,7 @@ impl Kernel {
     pub fn has_interleaved(self, format: QuantFormat) -> bool {
         #[cfg(target_arch = "x86_64")]
         if matches!(format, QuantFormat::Q4_0 | QuantFormat::Q4K) {
-            return self.0 == Isa::Avx512Vnni;
+            return self.0 != Isa::Scalar;
         }
         let _ = format;
         false
@@ -201,12 +201,18 @@ impl Kernel {
     pub(crate) fn dot_interleaved(self, format: QuantFormat, data: &[u8], act: &ActQ8, out: &mut [f32]) {
         assert!(self.has_interleaved(format), "{} has no interleaved kernel for {format}", self.name());
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `has_interleaved` holds only for Kernel(Isa::Avx512Vnni), which exists only
-        // where its instruction sets were detected.
+        // SAFETY: a Kernel naming an instruction set exists only where run-time detection found
+        // it (see the type's invariant), and each arm calls only the functions compiled for the
+        // features of its instruction set (AVX-512 without VNNI runs the AVX2 ones).
         unsafe {
-            match format {
-                QuantFormat::Q4K => super::x86_vnni::dot_q4k_lanes(data, act, out),
-                _ => super::x86_vnni::dot_q4_0_octets(data, act, out),
+            use super::{x86_interleaved_256 as k256, x86_vnni};
+            match (self.0, format) {
+                (Isa::Avx512Vnni, QuantFormat::Q4K) => x86_vnni::dot_q4k_lanes(data, act, out),
+                (Isa::Avx512Vnni, _) => x86_vnni::dot_q4_0_octets(data, act, out),
+                (Isa::AvxVnni, QuantFormat::Q4K) => k256::dot_q4k_lanes_vnni(data, act, out),
+                (Isa::AvxVnni, _) => k256::dot_q4_0_octets_vnni(data, act, out),
+                (_, QuantFormat::Q4K) => k256::dot_q4k_lanes_avx2(data, act, out),
+                _ => k256::dot_q4_0_octets_avx2(data, act, out),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]

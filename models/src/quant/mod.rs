@@ -5,7 +5,7 @@
 //! - `reference`: portable scalar quantize / dequantize / dot (the reference for every kernel).
 //! - `activation`: activations quantized to 8 bits per 32-value block.
 //! - `kernel`: run-time choice of scalar, AVX2, AVX-VNNI, AVX-512, AVX-512 VNNI or NEON dot products.
-//! - `x86`, `x86_avx_vnni`, `x86_vnni`, `x86_f16`, `neon`: the SIMD kernels (AVX2 / AVX-512; 256-bit Q4 kernels for AVX2 and AVX-VNNI; AVX-512 VNNI; F16 weights by F16C/AVX-512F and FMA; NEON).
+//! - `x86`, `x86_avx_vnni`, `x86_vnni`, `x86_interleaved_256`, `x86_f16`, `neon`: the SIMD kernels (AVX2 / AVX-512; 256-bit Q4 kernels for AVX2 and AVX-VNNI; AVX-512 VNNI; the interleaved layouts' 256-bit kernels; F16 weights by F16C/AVX-512F and FMA; NEON).
 //! - `bandwidth`: the memory read-bandwidth probe behind the benchmarks' roofline ratios.
 //! - `matrix`: [`QMatrix`], a quantized matrix with multi-threaded matrix-vector and small-matrix products.
 //! - `gguf`: streaming GGUF writer and memory-mapped reader (the quantization cache format).
@@ -42,6 +42,8 @@ mod x86;
 mod x86_avx_vnni;
 #[cfg(target_arch = "x86_64")]
 mod x86_f16;
+#[cfg(target_arch = "x86_64")]
+mod x86_interleaved_256;
 #[cfg(target_arch = "x86_64")]
 mod x86_vnni;
 

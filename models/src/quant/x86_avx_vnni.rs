@@ -18,14 +18,14 @@ use super::x86::{as_bytes, check, f16_to_f32, hsum256, prefetch, q4_0_block, q4k
 /// `acc` + the sums of four adjacent products of unsigned `u` and signed `s` bytes (AVX2).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+pub(super) fn dot_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
 }
 
 /// `acc` + the sums of four adjacent products of unsigned `u` and signed `s` bytes (AVX-VNNI).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-fn dot_vnni(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+pub(super) fn dot_vnni(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     _mm256_dpbusd_avx_epi32(acc, u, s)
 }
 
