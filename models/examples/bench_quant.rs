@@ -128,7 +128,7 @@ fn main() -> Result<()> {
         for format in QuantFormat::ALL {
             // In the layout the engine decodes with (`for_decoding`: row-interleaved where this CPU has kernels for it).
             let m = QMatrix::quantize(&w, rows, cols, format)?.for_decoding();
-            let bytes = m.bytes().len();
+            let bytes = m.byte_len();
             let copies = copies_for(bytes);
             let ms: Vec<QMatrix> = (0..copies).map(|_| m.clone()).collect();
             let mut y = vec![0f32; rows];

@@ -466,7 +466,7 @@ impl Model {
             .linears()
             .iter()
             .map(|l| match &l.quant {
-                Some(q) => q.bytes().len(),
+                Some(q) => q.byte_len(),
                 None => l.weight.elem_count() * l.weight.dtype().size_in_bytes(),
             })
             .sum();
