@@ -16,6 +16,7 @@
 
 use rayon::prelude::*;
 
+use super::activation::ActQ8;
 use super::format::{QuantFormat, Q4_0_BYTES, QK};
 
 /// Rows interleaved together.
@@ -28,6 +29,17 @@ pub(crate) const GROUP_BYTES: usize = OCTET_ROWS * GROUP_BLOCKS * Q4_0_BYTES;
 /// Whether a `rows × cols` matrix of `format` can take the octet layout.
 pub(crate) fn fits(format: QuantFormat, rows: usize, cols: usize) -> bool {
     format == QuantFormat::Q4_0 && rows > 0 && rows % OCTET_ROWS == 0 && cols > 0 && cols % (GROUP_BLOCKS * QK) == 0
+}
+
+/// What an octet kernel needs besides the bytes, after checking the lengths: the groups per
+/// row and each activation block's `−8 · Σ a` correction in the first 32-bit lane of a 128-bit
+/// lane (one row's four lanes sum to it). Panics unless `data` holds `out.len()` rows (whole
+/// octets) of `act`'s length.
+pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> (usize, Vec<[i32; 4]>) {
+    let nb = act.d.len();
+    assert!(nb % GROUP_BLOCKS == 0 && act.qs.len() == nb * QK && act.sums.len() == nb && out.len() % OCTET_ROWS == 0);
+    assert_eq!(data.len(), out.len() * nb * Q4_0_BYTES);
+    (nb / GROUP_BLOCKS, act.sums.iter().map(|s| [-8 * s, 0, 0, 0]).collect())
 }
 
 /// Rearranges Q4_0 rows from ggml's layout into octets (on all cores): `src` holds `rows`

@@ -19,6 +19,7 @@
 
 use rayon::prelude::*;
 
+use super::activation::ActQ8;
 use super::format::{q4k_pack_scales, q4k_scale_min, Q4_K_BYTES, QK_K};
 
 /// Rows of one tile.
@@ -66,6 +67,16 @@ fn lanes_to_nibbles(steps: &[u8], i: usize, qs: &mut [u8]) {
 /// Bytes of `rows × cols` in this layout.
 pub(crate) fn len(rows: usize, cols: usize) -> usize {
     rows / TILE_ROWS * (cols / QK_K) * TILE_BYTES
+}
+
+/// What a row-lane kernel needs besides the bytes, after checking the lengths: the super-blocks
+/// per row and `d · Σ qs` of each 32-value activation block (the minimums' factor). Panics
+/// unless `data` holds `out.len()` rows (whole tiles) of `act`'s length.
+pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> (usize, Vec<f32>) {
+    let nsb = act.d.len() / 8;
+    assert!(act.d.len() == nsb * 8 && act.qs.len() == nsb * QK_K && act.sums.len() == nsb * 8 && out.len() % TILE_ROWS == 0);
+    assert_eq!(data.len(), out.len() / TILE_ROWS * nsb * TILE_BYTES);
+    (nsb, act.d.iter().zip(&act.sums).map(|(d, s)| d * *s as f32).collect())
 }
 
 /// Rearranges Q4_K rows from ggml's layout (on all cores): `src` holds `rows` rows of `cols`

@@ -17,7 +17,7 @@
 use std::arch::x86_64::*;
 
 use super::activation::ActQ8;
-use super::format::{Q4_0_BYTES, QK_K};
+use super::format::QK_K;
 use super::octets::{GROUP_BLOCKS, GROUP_BYTES, OCTET_ROWS};
 use super::q4k_lanes::{MINS_AT, NIBBLES_AT, SCALES_AT, TILE_BYTES, TILE_ROWS};
 use super::x86_avx_vnni::{dot_avx2, dot_vnni};
@@ -32,11 +32,7 @@ macro_rules! kernels {
 /// Panics unless the lengths agree.
 #[target_feature(enable = $features)]
 pub(super) fn $q4_0(data: &[u8], act: &ActQ8, out: &mut [f32]) {
-    let nb = act.d.len();
-    let groups = nb / GROUP_BLOCKS;
-    assert!(nb % GROUP_BLOCKS == 0 && act.qs.len() == nb * 32 && act.sums.len() == nb && out.len() % OCTET_ROWS == 0);
-    assert_eq!(data.len(), out.len() * nb * Q4_0_BYTES);
-    let corr: Vec<[i32; 4]> = act.sums.iter().map(|s| [-8 * s, 0, 0, 0]).collect();
+    let (groups, corr) = super::octets::kernel_inputs(data, act, out);
     let m4 = _mm256_set1_epi8(0x0F);
     // Row pair `m`'s two scales over its four lanes each.
     let spread: [__m256i; 4] = std::array::from_fn(|m| {
@@ -49,7 +45,7 @@ pub(super) fn $q4_0(data: &[u8], act: &ActQ8, out: &mut [f32]) {
         // One accumulator per row pair.
         let mut acc = [_mm256_setzero_ps(); 4];
         for g in 0..groups {
-            // SAFETY: the asserts prove that octet `o` holds `groups` groups of GROUP_BYTES at
+            // SAFETY: `kernel_inputs` checked that octet `o` holds `groups` groups of GROUP_BYTES at
             // `base`, and the activation 32 bytes, 16 correction bytes and a scale per block.
             unsafe {
                 let gp = base.add(g * GROUP_BYTES);
@@ -86,17 +82,14 @@ pub(super) fn $q4_0(data: &[u8], act: &ActQ8, out: &mut [f32]) {
 /// Panics unless the lengths agree.
 #[target_feature(enable = $features)]
 pub(super) fn $q4k(data: &[u8], act: &ActQ8, out: &mut [f32]) {
-    let nsb = act.d.len() / 8;
-    assert!(act.d.len() == nsb * 8 && act.qs.len() == nsb * QK_K && act.sums.len() == nsb * 8 && out.len() % TILE_ROWS == 0);
-    assert_eq!(data.len(), out.len() / TILE_ROWS * nsb * TILE_BYTES);
-    let dsum: Vec<f32> = act.d.iter().zip(&act.sums).map(|(d, s)| d * *s as f32).collect();
+    let (nsb, dsum) = super::q4k_lanes::kernel_inputs(data, act, out);
     let m4 = _mm256_set1_epi8(0x0F);
     let (qp, dp, sp) = (act.qs.as_ptr(), act.d.as_ptr(), dsum.as_ptr());
     for (t, y) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
         // Rows 0–7 and 8–15.
         let mut acc = [_mm256_setzero_ps(); 2];
         for sb in 0..nsb {
-            // SAFETY: the asserts prove that tile `t` holds `nsb` super-blocks of TILE_BYTES at
+            // SAFETY: `kernel_inputs` checked that tile `t` holds `nsb` super-blocks of TILE_BYTES at
             // `base`, and the activation 256 values, 8 scales and 8 sums per super-block.
             unsafe {
                 let base = data.as_ptr().add((t * nsb + sb) * TILE_BYTES);

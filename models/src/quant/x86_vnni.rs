@@ -144,13 +144,8 @@ pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
 /// Panics unless the lengths agree.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(super) fn dot_q4_0_octets(data: &[u8], act: &ActQ8, out: &mut [f32]) {
-    use super::octets::{GROUP_BLOCKS, GROUP_BYTES, OCTET_ROWS};
-    let nb = act.d.len();
-    let groups = nb / GROUP_BLOCKS;
-    assert!(nb % GROUP_BLOCKS == 0 && act.qs.len() == nb * 32 && act.sums.len() == nb && out.len() % OCTET_ROWS == 0);
-    assert_eq!(data.len(), out.len() * nb * Q4_0_BYTES);
-    // The correction in the first 32-bit lane of each 128-bit lane: one row's four lanes sum to it.
-    let corr: Vec<[i32; 4]> = act.sums.iter().map(|s| [-8 * s, 0, 0, 0]).collect();
+    use super::octets::{kernel_inputs, GROUP_BLOCKS, GROUP_BYTES, OCTET_ROWS};
+    let (groups, corr) = kernel_inputs(data, act, out);
     let m4 = _mm512_set1_epi8(0x0F);
     // SAFETY: sixteen i32 each.
     let spread = unsafe {
@@ -165,7 +160,7 @@ pub(super) fn dot_q4_0_octets(data: &[u8], act: &ActQ8, out: &mut [f32]) {
         // Rows 0–3 and 4–7, for even and odd blocks (two independent chains each).
         let mut acc = [_mm512_setzero_ps(); 4];
         for g in 0..groups {
-            // SAFETY: the asserts prove that octet `o` holds `groups` groups of GROUP_BYTES at
+            // SAFETY: `kernel_inputs` checked that octet `o` holds `groups` groups of GROUP_BYTES at
             // `base`, and the activation 32 bytes, 16 correction bytes and a scale per block.
             unsafe {
                 let gp = base.add(g * GROUP_BYTES);
@@ -215,18 +210,14 @@ pub(super) fn dot_q4_0_octets(data: &[u8], act: &ActQ8, out: &mut [f32]) {
 /// Panics unless the lengths agree.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(super) fn dot_q4k_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
-    use super::q4k_lanes::{MINS_AT, NIBBLES_AT, SCALES_AT, TILE_BYTES, TILE_ROWS};
-    let nsb = act.d.len() / 8;
-    assert!(act.d.len() == nsb * 8 && act.qs.len() == nsb * QK_K && act.sums.len() == nsb * 8 && out.len() % TILE_ROWS == 0);
-    assert_eq!(data.len(), out.len() / TILE_ROWS * nsb * TILE_BYTES);
-    // d · Σ qs per 32-value block of the activation (the minimums' factor).
-    let dsum: Vec<f32> = act.d.iter().zip(&act.sums).map(|(d, s)| d * *s as f32).collect();
+    use super::q4k_lanes::{kernel_inputs, MINS_AT, NIBBLES_AT, SCALES_AT, TILE_BYTES, TILE_ROWS};
+    let (nsb, dsum) = kernel_inputs(data, act, out);
     let m4 = _mm512_set1_epi8(0x0F);
     let (qp, dp, sp) = (act.qs.as_ptr(), act.d.as_ptr(), dsum.as_ptr());
     for (t, y) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
         let mut acc = _mm512_setzero_ps();
         for sb in 0..nsb {
-            // SAFETY: the asserts prove that tile `t` holds `nsb` super-blocks of TILE_BYTES at
+            // SAFETY: `kernel_inputs` checked that tile `t` holds `nsb` super-blocks of TILE_BYTES at
             // `base`, and the activation 256 values, 8 scales and 8 sums per super-block.
             unsafe {
                 let base = data.as_ptr().add((t * nsb + sb) * TILE_BYTES);
