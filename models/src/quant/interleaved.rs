@@ -21,7 +21,7 @@ use super::{octets, q4k_lanes};
 /// Whether a `rows × cols` matrix of `format` has an interleaved layout.
 pub(crate) fn fits(format: QuantFormat, rows: usize, cols: usize) -> bool {
     match format {
-        QuantFormat::Q4_0 => octets::fits(format, rows, cols),
+        QuantFormat::Q4_0 => octets::fits(rows, cols),
         QuantFormat::Q4K => q4k_lanes::fits(rows, cols),
         _ => false,
     }
@@ -118,6 +118,12 @@ impl Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_4_bit_formats_have_layouts() {
+        assert!(fits(QuantFormat::Q4_0, 8, 128) && fits(QuantFormat::Q4K, 16, 256));
+        assert!(!fits(QuantFormat::Q8_0, 8, 128) && !fits(QuantFormat::F16, 16, 256));
+    }
 
     #[test]
     fn pieces_give_the_whole_layout_and_release_every_source_byte_once() {

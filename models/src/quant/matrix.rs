@@ -235,10 +235,12 @@ impl QMatrix {
     /// `y = W·x` with a chosen kernel set (for tests and benchmarks).
     pub fn matvec_with(&self, kernel: Kernel, x: &[f32], y: &mut [f32]) -> Result<()> {
         self.check_io(x.len(), y.len(), 1)?;
-        let act = kernel.prepare(self.format, x);
         let chunk = rows_per_task(self.rows);
         match &self.data {
             Storage::Interleaved(lines) if kernel.has_interleaved(self.format) => {
+                // The interleaved kernels read the plain 8-bit activation: none of `prepare`'s
+                // rearranged copies (those serve the ggml-layout kernels).
+                let act = ActQ8::quantize(x);
                 // Whole tiles of interleaved rows per task (the row count is a multiple of a tile).
                 let tile = interleaved::tile_rows(self.format);
                 let chunk = chunk.next_multiple_of(tile);
@@ -249,12 +251,15 @@ impl QMatrix {
                     kernel.dot_interleaved(self.format, &data[first..first + ys.len() / tile * tile_bytes], &act, ys);
                 });
             }
-            _ => y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
-                let rows = self.rows_bytes(c * chunk, ys.len());
-                for (y, row) in ys.iter_mut().zip(rows.chunks_exact(self.row_bytes)) {
-                    *y = kernel.dot(self.format, row, &act);
-                }
-            }),
+            _ => {
+                let act = kernel.prepare(self.format, x);
+                y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
+                    let rows = self.rows_bytes(c * chunk, ys.len());
+                    for (y, row) in ys.iter_mut().zip(rows.chunks_exact(self.row_bytes)) {
+                        *y = kernel.dot(self.format, row, &act);
+                    }
+                })
+            }
         }
         Ok(())
     }

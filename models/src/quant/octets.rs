@@ -17,7 +17,7 @@
 use rayon::prelude::*;
 
 use super::activation::ActQ8;
-use super::format::{QuantFormat, Q4_0_BYTES, QK};
+use super::format::{Q4_0_BYTES, QK};
 
 /// Rows interleaved together.
 pub(crate) const OCTET_ROWS: usize = 8;
@@ -26,9 +26,9 @@ pub(crate) const GROUP_BLOCKS: usize = 4;
 /// Bytes of one group: eight rows × four blocks × 18 bytes.
 pub(crate) const GROUP_BYTES: usize = OCTET_ROWS * GROUP_BLOCKS * Q4_0_BYTES;
 
-/// Whether a `rows × cols` matrix of `format` can take the octet layout.
-pub(crate) fn fits(format: QuantFormat, rows: usize, cols: usize) -> bool {
-    format == QuantFormat::Q4_0 && rows > 0 && rows % OCTET_ROWS == 0 && cols > 0 && cols % (GROUP_BLOCKS * QK) == 0
+/// Whether a `rows × cols` Q4_0 matrix can take the octet layout.
+pub(crate) fn fits(rows: usize, cols: usize) -> bool {
+    rows > 0 && rows % OCTET_ROWS == 0 && cols > 0 && cols % (GROUP_BLOCKS * QK) == 0
 }
 
 /// What an octet kernel needs besides the bytes, after checking the lengths: the groups per
@@ -46,7 +46,7 @@ pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> (usize, Ve
 /// rows of `cols` values, `out` is as long. The caller checks [`fits`].
 pub(crate) fn interleave_into(src: &[u8], rows: usize, cols: usize, out: &mut [u8]) {
     let row_bytes = cols / QK * Q4_0_BYTES;
-    assert!(fits(QuantFormat::Q4_0, rows, cols) && src.len() == rows * row_bytes && out.len() == src.len());
+    assert!(fits(rows, cols) && src.len() == rows * row_bytes && out.len() == src.len());
     let octet_bytes = OCTET_ROWS * row_bytes;
     out.par_chunks_mut(octet_bytes).zip(src.par_chunks(octet_bytes)).for_each(|(dst, src)| {
         for (g, group) in dst.chunks_exact_mut(GROUP_BYTES).enumerate() {
@@ -81,6 +81,7 @@ pub(crate) fn row_into(data: &[u8], cols: usize, r: usize, out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::QuantFormat;
 
     #[test]
     fn interleaving_round_trips_and_places_blocks_as_documented() {
@@ -103,11 +104,10 @@ mod tests {
 
     #[test]
     fn only_whole_octets_and_groups_fit() {
-        assert!(fits(QuantFormat::Q4_0, 8, 128));
-        assert!(fits(QuantFormat::Q4_0, 2560, 2048));
-        assert!(!fits(QuantFormat::Q4_0, 12, 128));
-        assert!(!fits(QuantFormat::Q4_0, 8, 96));
-        assert!(!fits(QuantFormat::Q8_0, 8, 128));
-        assert!(!fits(QuantFormat::Q4_0, 0, 128));
+        assert!(fits(8, 128));
+        assert!(fits(2560, 2048));
+        assert!(!fits(12, 128));
+        assert!(!fits(8, 96));
+        assert!(!fits(0, 128));
     }
 }
