@@ -12,8 +12,10 @@
 //! and the unnormalized weighted values; the spans are merged by rescaling each to the overall
 //! maximum (the split-softmax of flash decoding). Within a span the heads that share a group meet
 //! each key and value row while it is in L1, in register tiles where the CPU has AVX-512
-//! (`avx512`) or AVX2 (`avx2`, scores only). Only the inference case is fused — f32 on the CPU, one query position, no mask,
-//! no gradient — everything else keeps candle's path. `bench_attention` measures it.
+//! (`avx512`) or AVX2 (`avx2`, scores only). An f16 cache is widened a block at a time (`view`).
+//! Only the inference case is fused — on the CPU, f32 queries, f32 or f16 keys and values, one
+//! query position, no mask, no gradient — everything else keeps candle's path. `bench_attention`
+//! measures it.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
@@ -24,13 +26,17 @@ use std::ops::Range;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod view;
+
+use view::{Cached, View};
 
 /// `softmax(q·kᵀ · q_scale · score_scale) · v` for `q` `[b, h, 1, d]` and `k`, `v` `[b, g, t, d]`
-/// (the cache views, any strides with contiguous rows); the query heads `r·(h/g) .. (r+1)·(h/g)`
+/// (the cache views, f32 or f16, any strides with contiguous rows); the query heads `r·(h/g) .. (r+1)·(h/g)`
 /// share key/value head `r`. Returns `Ok(None)` where the fused op does not apply.
 pub fn try_fused(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, q_scale: f64, score_scale: f64) -> candle_core::Result<Option<Tensor>> {
-    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op() && t.rank() == 4;
-    if mask.is_some() || !(cpu_f32(q) && cpu_f32(k) && cpu_f32(v)) || q.dim(2)? != 1 {
+    let cpu = |t: &Tensor, dtypes: &[DType]| t.device().is_cpu() && dtypes.contains(&t.dtype()) && !t.track_op() && t.rank() == 4;
+    let cached = [DType::F32, DType::F16];
+    if mask.is_some() || !(cpu(q, &[DType::F32]) && cpu(k, &cached) && cpu(v, &cached)) || q.dim(2)? != 1 {
         return Ok(None);
     }
     let op = DecodeAttention { q_scale: q_scale as f32, score_scale: score_scale as f32, simd: Simd::detect() };
@@ -50,15 +56,25 @@ const MIN_SPAN: usize = 64;
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_ROWS: usize = 16;
 
-/// Prefetches the `d` floats of rows `t + PREFETCH_ROWS ..` of `x`, `rows` of them, one hint per
-/// cache line. A prefetch never faults, so rows past the view are harmless.
+/// Values ahead of the one being widened (an f16 cache) that the x86 kernels ask the memory
+/// system for: as far ahead as [`PREFETCH_ROWS`] rows of 128.
 #[cfg(target_arch = "x86_64")]
-fn prefetch_rows(x: &View, bi: usize, gi: usize, t: usize, rows: usize) {
+const WIDEN_AHEAD: usize = PREFETCH_ROWS * 128;
+
+/// Prefetches rows `t + PREFETCH_ROWS ..` of `x`, `rows` of them, one hint per cache line, where
+/// the view's rows come from memory (not for a block already widened into L1). A prefetch never
+/// faults, so rows past the view are harmless.
+#[cfg(target_arch = "x86_64")]
+fn prefetch_rows<T>(x: &View<T>, bi: usize, gi: usize, t: usize, rows: usize) {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    if !x.streamed {
+        return;
+    }
     let (d, stride) = (x.dims[3], x.strides[2]);
     let base = x.row(bi, gi, t).as_ptr();
+    let per_line = 64 / std::mem::size_of::<T>();
     for r in PREFETCH_ROWS..PREFETCH_ROWS + rows {
-        for line in (0..d).step_by(16) {
+        for line in (0..d).step_by(per_line) {
             // SAFETY: SSE is part of every x86-64 CPU, and a prefetch is a hint: the address is
             // only computed (wrapping), never read.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(r * stride + line) as *const i8) };
@@ -124,51 +140,20 @@ struct DecodeAttention {
     simd: Simd,
 }
 
-/// A 4-D f32 tensor whose last dimension is contiguous.
-struct View<'a> {
-    data: &'a [f32],
-    start: usize,
-    dims: [usize; 4],
-    strides: [usize; 4],
-}
-
-impl<'a> View<'a> {
-    fn new(what: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result<View<'a>> {
-        let CpuStorage::F32(data) = s else {
-            candle_core::bail!("decode attention: {what} is {:?}, not f32", s.dtype());
-        };
-        let (Ok(dims), Ok(strides)) = (<[usize; 4]>::try_from(l.dims()), <[usize; 4]>::try_from(l.stride())) else {
-            candle_core::bail!("decode attention: {what} has shape {:?}, not 4-D", l.dims());
-        };
-        if strides[3] != 1 && dims[3] > 1 {
-            candle_core::bail!("decode attention: the rows of {what} are not contiguous");
-        }
-        // The furthest element must lie inside the storage (every index below stays under it).
-        let last = l.start_offset() + (0..4).map(|i| dims[i].saturating_sub(1) * strides[i]).sum::<usize>();
-        if dims.iter().any(|&n| n == 0) || last >= data.len() {
-            candle_core::bail!("decode attention: {what} has an empty or out-of-range layout");
-        }
-        Ok(View { data, start: l.start_offset(), dims, strides })
-    }
-
-    /// Row `[i, j, k, ..]`.
-    fn row(&self, i: usize, j: usize, k: usize) -> &'a [f32] {
-        let at = self.start + i * self.strides[0] + j * self.strides[1] + k * self.strides[2];
-        &self.data[at..at + self.dims[3]]
-    }
-}
-
 impl CustomOp3 for DecodeAttention {
     fn name(&self) -> &'static str {
         "decode-attention"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (View::new("q", s1, l1)?, View::new("k", s2, l2)?, View::new("v", s3, l3)?);
+        let CpuStorage::F32(q) = s1 else {
+            candle_core::bail!("decode attention: q is {:?}, not f32", s1.dtype());
+        };
+        let (q, k, v) = (View::new("q", q, l1)?, Cached::new("k", s2, l2)?, Cached::new("v", s3, l3)?);
         let [b, h, n, d] = q.dims;
-        let [kb, g, t, kd] = k.dims;
-        if n != 1 || kb != b || kd != d || v.dims != k.dims || g == 0 || h % g != 0 {
-            candle_core::bail!("decode attention: q {:?}, k {:?}, v {:?} do not fit", q.dims, k.dims, v.dims);
+        let [kb, g, t, kd] = k.dims();
+        if n != 1 || kb != b || kd != d || v.dims() != k.dims() || g == 0 || h % g != 0 {
+            candle_core::bail!("decode attention: q {:?}, k {:?}, v {:?} do not fit", q.dims, k.dims(), v.dims());
         }
         let rep = h / g;
         let simd = self.simd;
@@ -206,15 +191,17 @@ fn span_len(t: usize, groups: usize, threads: usize) -> usize {
 /// scaled queries, `d` values each), writes into `part` the heads' largest score `m_r`, their
 /// `Σ e^(s − m_r)` and `Σ e^(s − m_r) · v` (layout: `rep` maxima, `rep` sums, `rep · d` values).
 #[allow(clippy::too_many_arguments)]
-fn partial(simd: Simd, qs: &[f32], k: &View, v: &View, bi: usize, gi: usize, span: Range<usize>, part: &mut [f32]) {
-    let d = k.dims[3];
+fn partial(simd: Simd, qs: &[f32], k: &Cached, v: &Cached, bi: usize, gi: usize, span: Range<usize>, part: &mut [f32]) {
+    let d = k.dims()[3];
     let rep = qs.len() / d;
     let n = span.len();
     let mut scores = vec![0f32; rep * n];
+    let mut widened = Vec::new();
     // Blocks of positions, so that the heads of a group find a block's rows in L1.
     for t0 in span.clone().step_by(POSITIONS_PER_BLOCK) {
         let block = t0..(t0 + POSITIONS_PER_BLOCK).min(span.end);
-        simd.scores(qs, k, bi, gi, block, &mut scores, n, span.start);
+        let k = k.block(simd, bi, gi, block.clone(), &mut widened);
+        simd.scores(qs, &k, bi, gi, block, &mut scores, n, span.start);
     }
     let (stats, values) = part.split_at_mut(2 * rep);
     for (r, sr) in scores.chunks_mut(n).enumerate() {
@@ -224,7 +211,8 @@ fn partial(simd: Simd, qs: &[f32], k: &View, v: &View, bi: usize, gi: usize, spa
     }
     for t0 in span.clone().step_by(POSITIONS_PER_BLOCK) {
         let block = t0..(t0 + POSITIONS_PER_BLOCK).min(span.end);
-        simd.add_weighted(&scores, n, span.start, v, bi, gi, block, values);
+        let v = v.block(simd, bi, gi, block.clone(), &mut widened);
+        simd.add_weighted(&scores, n, span.start, &v, bi, gi, block, values);
     }
 }
 
@@ -275,7 +263,7 @@ impl Simd {
         #[allow(unused_mut)]
         let mut all = vec![Simd::Portable];
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
             all.push(Simd::Avx2Fma);
             if is_x86_feature_detected!("avx512f") {
                 all.push(Simd::Avx512);
@@ -294,7 +282,7 @@ impl Simd {
                 return Simd::Portable;
             }
             #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
                 let avx2_only = want == "avx2" || want == "avxvnni";
                 return if is_x86_feature_detected!("avx512f") && !avx2_only { Simd::Avx512 } else { Simd::Avx2Fma };
             }
@@ -308,10 +296,10 @@ impl Simd {
     fn scores(self, qs: &[f32], k: &View, bi: usize, gi: usize, block: Range<usize>, scores: &mut [f32], n: usize, first: usize) {
         let d = k.dims[3];
         match self {
-            // SAFETY: `Simd::Avx512` is only made after AVX-512F, AVX2 and FMA were detected.
+            // SAFETY: `Simd::Avx512` is only made after AVX-512F, AVX2, FMA and F16C were detected.
             #[cfg(target_arch = "x86_64")]
             Simd::Avx512 => unsafe { avx512::scores(qs, k, bi, gi, block, scores, n, first) },
-            // SAFETY: `Simd::Avx2Fma` is only made after AVX2 and FMA were detected.
+            // SAFETY: `Simd::Avx2Fma` is only made after AVX2, FMA and F16C were detected.
             #[cfg(target_arch = "x86_64")]
             Simd::Avx2Fma => unsafe { avx2::scores(qs, k, bi, gi, block, scores, n, first) },
             Simd::Portable => {
@@ -349,6 +337,18 @@ impl Simd {
                     }
                 }
             }
+        }
+    }
+
+    /// `dst = src` as f32 (an f16 cache row).
+    fn widen(self, src: &[half::f16], dst: &mut [f32]) {
+        match self {
+            // SAFETY: as in `scores`.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { avx512::widen(src, dst) },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2Fma => unsafe { x86::widen(src, dst) },
+            Simd::Portable => half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst),
         }
     }
 
@@ -407,6 +407,28 @@ mod x86 {
             total += *x;
         }
         (max, total)
+    }
+
+    /// `dst = src` as f32, eight values an instruction, asking for the memory
+    /// [`WIDEN_AHEAD`](super::WIDEN_AHEAD) values ahead as it goes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn widen(src: &[half::f16], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len());
+        let body = src.len() / 32 * 32;
+        for i in (0..body).step_by(32) {
+            // SAFETY: `i + 32 <= body <= len` of both slices; f16 is 16 bits. The prefetch is a
+            // hint (its address is computed wrapping, never read).
+            unsafe {
+                let (from, to) = (src.as_ptr().add(i), dst.as_mut_ptr().add(i));
+                _mm_prefetch::<_MM_HINT_T0>(from.wrapping_add(super::WIDEN_AHEAD) as *const i8);
+                for j in (0..32).step_by(8) {
+                    _mm256_storeu_ps(to.add(j), _mm256_cvtph_ps(_mm_loadu_si128(from.add(j) as *const __m128i)));
+                }
+            }
+        }
+        if body < src.len() {
+            half::slice::HalfFloatSliceExt::convert_to_f32_slice(&src[body..], &mut dst[body..]);
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -521,10 +543,11 @@ mod tests {
             (2, 6, 3, 19, 7),
             (1, 8, 1, 40, 33),
         ];
-        for (b, h, g, d, t) in shapes {
+        // Caches of f32 and of f16 (widened block by block; the composition widens them whole).
+        for ((b, h, g, d, t), dtype) in shapes.into_iter().flat_map(|s| [(s, DType::F32), (s, DType::F16)]) {
             // Keys/values as the cache holds them: views of the first `t` of 64 more positions.
-            let kbuf = sample((b, g, t + 64, d), 1);
-            let vbuf = sample((b, g, t + 64, d), 2);
+            let kbuf = sample((b, g, t + 64, d), 1).to_dtype(dtype).unwrap();
+            let vbuf = sample((b, g, t + 64, d), 2).to_dtype(dtype).unwrap();
             let (k, v) = (kbuf.narrow(2, 0, t).unwrap(), vbuf.narrow(2, 0, t).unwrap());
             assert_eq!(k.is_contiguous(), b * g == 1, "only a single group's view is contiguous");
             let q = sample((b, h, 1, d), 3);
@@ -537,12 +560,12 @@ mod tests {
                 };
                 let composed = crate::layers::attention_composed(&q, &k, &v, None, qs, ss).unwrap();
                 let diff = max_diff(&fused(ss), &composed);
-                assert!(diff < 1e-5, "{simd:?} b{b} h{h} g{g} d{d} t{t}: {diff}");
+                assert!(diff < 1e-5, "{simd:?} {dtype:?} b{b} h{h} g{g} d{d} t{t}: {diff}");
                 // Scores far apart (a sharply peaked softmax): the spans' maxima differ by far
                 // more than an f32 exponential's range, and the merge must rescale, not overflow.
                 let composed = crate::layers::attention_composed(&q, &k, &v, None, qs, 60.0).unwrap();
                 let diff = max_diff(&fused(60.0), &composed);
-                assert!(diff < 1e-4, "{simd:?} peaked, b{b} h{h} g{g} d{d} t{t}: {diff}");
+                assert!(diff < 1e-4, "{simd:?} {dtype:?} peaked, b{b} h{h} g{g} d{d} t{t}: {diff}");
             }
             let fused = try_fused(&q, &k, &v, None, qs, ss).unwrap().expect("the fused op applies");
             assert_eq!(fused.dims(), &[b, h, 1, d]);
@@ -578,8 +601,10 @@ mod tests {
         assert!(try_fused(&two, &k, &v, None, 1.0, 1.0).unwrap().is_none());
         let tracked = Var::from_tensor(&q).unwrap();
         assert!(try_fused(tracked.as_tensor(), &k, &v, None, 1.0, 1.0).unwrap().is_none());
+        let (k16, v16) = (k.to_dtype(DType::F16).unwrap(), v.to_dtype(DType::F16).unwrap());
+        assert!(try_fused(&q, &k16, &v16, None, 1.0, 1.0).unwrap().is_some(), "an f16 cache under f32 queries");
         let half = q.to_dtype(DType::F16).unwrap();
-        assert!(try_fused(&half, &k.to_dtype(DType::F16).unwrap(), &v.to_dtype(DType::F16).unwrap(), None, 1.0, 1.0).unwrap().is_none());
+        assert!(try_fused(&half, &k16, &v16, None, 1.0, 1.0).unwrap().is_none());
         // Shapes that do not fit are errors, not wrong answers.
         let three = sample((1, 3, 1, 8), 8);
         assert!(try_fused(&three, &k, &v, None, 1.0, 1.0).is_err());

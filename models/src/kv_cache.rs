@@ -1,8 +1,12 @@
 //! The key/value cache of one conversation: per layer, the keys and values of every position
 //! seen so far (`[batch, kv_heads, positions, head_dim]`), plus the token ids they came from.
 //! A P-tuning v2 prefix is simply the cache's first `prefix_len` positions.
+//!
+//! A cache may store its keys and values in a narrower dtype than the model computes in
+//! ([`KvCache::storing`]): quantized models on the CPU keep them as f16, which halves both the
+//! memory a long conversation holds and the bytes each decode step's attention reads.
 use crate::error::Result;
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 /// Positions a layer's buffers grow by when they are full.
 pub const GROW_POSITIONS: usize = 256;
@@ -14,6 +18,7 @@ pub const GROW_POSITIONS: usize = 256;
 /// so a step copies only its own keys and values. Two exceptions keep the old behaviour: the
 /// first append of a fresh cache stores the given tensors as they are, and new keys/values that
 /// carry gradients (training) are concatenated, so that gradients flow through the cache.
+/// With a storage dtype set, what is written is converted to it, and the views handed out are in it.
 #[derive(Default)]
 pub struct LayerKv {
     k: Option<Tensor>,
@@ -23,13 +28,15 @@ pub struct LayerKv {
     /// Whether the buffers belong to this cache alone and may be written in place (false for
     /// a clone, a prefix or tensors given from outside: the first write then copies them).
     owned: bool,
+    /// The dtype keys and values are stored in (`None`: as they come).
+    store: Option<DType>,
 }
 
 impl Clone for LayerKv {
     /// Shares the buffers for reading; whichever side appends next writes past the shared part
     /// (the original) or into a copy of its own (the clone), so neither sees the other's writes.
     fn clone(&self) -> Self {
-        Self { k: self.k.clone(), v: self.v.clone(), len: self.len, owned: false }
+        Self { k: self.k.clone(), v: self.v.clone(), len: self.len, owned: false, store: self.store }
     }
 }
 
@@ -37,37 +44,45 @@ impl LayerKv {
     /// A layer cache that starts with the given keys and values (a prefix).
     pub fn with(k: Tensor, v: Tensor) -> Self {
         let len = k.dims().get(2).copied().unwrap_or(0);
-        Self { k: Some(k), v: Some(v), len, owned: false }
+        Self { k: Some(k), v: Some(v), len, owned: false, store: None }
     }
 
     /// Appends new keys/values along the position axis; returns all keys and values so far.
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let n = k.dim(2)?;
+        let tracked = k.track_op() || v.track_op();
         let (Some(old_k), Some(old_v)) = (&self.k, &self.v) else {
+            let (k, v) = match self.store {
+                Some(dtype) if !tracked => (k.to_dtype(dtype)?, v.to_dtype(dtype)?),
+                _ => (k.clone(), v.clone()),
+            };
             self.k = Some(k.clone());
             self.v = Some(v.clone());
             self.len = n;
             self.owned = false;
-            return Ok((k.clone(), v.clone()));
+            return Ok((k, v));
         };
-        if k.track_op() || v.track_op() || old_k.track_op() || old_v.track_op() {
-            // Gradients must flow through the cache: concatenate (new tensors, nothing written in place).
-            let k = Tensor::cat(&[&old_k.narrow(2, 0, self.len)?, k], 2)?;
-            let v = Tensor::cat(&[&old_v.narrow(2, 0, self.len)?, v], 2)?;
+        if tracked || old_k.track_op() || old_v.track_op() {
+            // Gradients must flow through the cache: concatenate (new tensors, nothing written
+            // in place), in the dtype of the new keys and values.
+            let filled = |old: &Tensor, new: &Tensor| -> Result<Tensor> { Ok(old.narrow(2, 0, self.len)?.to_dtype(new.dtype())?) };
+            let k = Tensor::cat(&[&filled(old_k, k)?, k], 2)?;
+            let v = Tensor::cat(&[&filled(old_v, v)?, v], 2)?;
             self.len = k.dim(2)?;
             self.k = Some(k.clone());
             self.v = Some(v.clone());
             self.owned = false;
             return Ok((k, v));
         }
+        let dtype = self.store.unwrap_or(old_k.dtype());
         let capacity = old_k.dim(2)?;
-        if !self.owned || self.len + n > capacity {
+        if !self.owned || self.len + n > capacity || old_k.dtype() != dtype {
             let capacity = (self.len + n).div_ceil(GROW_POSITIONS) * GROW_POSITIONS;
             let grow = |old: &Tensor| -> Result<Tensor> {
                 let (b, h, _, d) = old.dims4()?;
-                let buf = Tensor::zeros((b, h, capacity, d), old.dtype(), old.device())?;
+                let buf = Tensor::zeros((b, h, capacity, d), dtype, old.device())?;
                 if self.len > 0 {
-                    buf.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                    buf.slice_set(&old.narrow(2, 0, self.len)?.to_dtype(dtype)?.contiguous()?, 2, 0)?;
                 }
                 Ok(buf)
             };
@@ -78,8 +93,8 @@ impl LayerKv {
         let (Some(buf_k), Some(buf_v)) = (&self.k, &self.v) else {
             unreachable!("both buffers were set above");
         };
-        buf_k.slice_set(&k.contiguous()?, 2, self.len)?;
-        buf_v.slice_set(&v.contiguous()?, 2, self.len)?;
+        buf_k.slice_set(&k.to_dtype(dtype)?.contiguous()?, 2, self.len)?;
+        buf_v.slice_set(&v.to_dtype(dtype)?.contiguous()?, 2, self.len)?;
         self.len += n;
         Ok((buf_k.narrow(2, 0, self.len)?, buf_v.narrow(2, 0, self.len)?))
     }
@@ -92,7 +107,7 @@ impl LayerKv {
                 other => Ok(other.clone()),
             }
         };
-        Ok(Self { k: rep(&self.k)?, v: rep(&self.v)?, len: self.len, owned: false })
+        Ok(Self { k: rep(&self.k)?, v: rep(&self.v)?, len: self.len, owned: false, store: self.store })
     }
 
     /// The dtype of the cached keys, if any.
@@ -133,6 +148,18 @@ impl KvCache {
     /// A cache that starts with a P-tuning prefix (per layer keys and values).
     pub fn with_prefix(layers: Vec<LayerKv>, prefix_len: usize) -> Self {
         Self { layers, prefix_len, tokens: Vec::new() }
+    }
+
+    /// The same cache storing keys and values as `dtype` from now on (what it holds already is
+    /// converted at its next append).
+    pub fn storing(mut self, dtype: DType) -> Self {
+        self.layers.iter_mut().for_each(|l| l.store = Some(dtype));
+        self
+    }
+
+    /// The dtype keys and values are stored in, if one was set.
+    pub fn store_dtype(&self) -> Option<DType> {
+        self.layers.first().and_then(|l| l.store)
     }
 
     /// Token ids run so far (not counting the prefix).
@@ -202,11 +229,40 @@ mod tests {
     }
 
     #[test]
+    fn a_storage_dtype_converts_prompts_steps_and_prefixes() {
+        let half = |t: &Tensor| values(&t.to_dtype(DType::F16).unwrap().to_dtype(DType::F32).unwrap());
+        let as_f32 = |t: &Tensor| values(&t.to_dtype(DType::F32).unwrap());
+        let steps: Vec<Tensor> = (0..40).map(|s| (step(s, 1 + s % 2) * 0.001).unwrap()).collect();
+        // The same appends into an f32 cache and into one that stores f16: the prompt (the first
+        // append) is stored converted, then each step lands in an f16 buffer.
+        let mut cache = KvCache::new(1).storing(DType::F16);
+        assert_eq!(cache.store_dtype(), Some(DType::F16));
+        let (mut plain, kv) = (LayerKv::default(), &mut cache.layers_mut()[0]);
+        for t in &steps {
+            let (k, v) = kv.append(t, &(t * 2.0).unwrap()).unwrap();
+            let (pk, pv) = plain.append(t, &(t * 2.0).unwrap()).unwrap();
+            assert_eq!((k.dtype(), v.dtype()), (DType::F16, DType::F16));
+            assert_eq!(as_f32(&k), half(&pk));
+            assert_eq!(as_f32(&v), half(&pv));
+        }
+        assert!(kv.capacity() >= kv.len() && kv.len() == plain.len());
+
+        // A prefix given in f32 is converted at the first append.
+        let prefix = (step(7, 3) * 0.01).unwrap();
+        let mut cache = KvCache::with_prefix(vec![LayerKv::with(prefix.clone(), prefix.clone())], 3).storing(DType::F16);
+        let (k, _) = cache.layers_mut()[0].append(&step(8, 1), &step(8, 1)).unwrap();
+        assert_eq!(k.dtype(), DType::F16);
+        assert_eq!(as_f32(&k.narrow(2, 0, 3).unwrap()), half(&prefix));
+    }
+
+    #[test]
     fn tensors_with_gradients_are_concatenated() {
         let var = candle_core::Var::from_tensor(&step(1, 2)).unwrap();
         let mut kv = LayerKv::with(var.as_tensor().clone(), var.as_tensor().clone());
+        kv.store = Some(DType::F16);
         let new = (step(2, 1) * 1.0).unwrap();
         let (k, _) = kv.append(&new, &new).unwrap();
+        assert_eq!(k.dtype(), DType::F32, "a storage dtype does not apply to tensors that carry gradients");
         let grads = k.sum_all().unwrap().backward().unwrap();
         assert!(grads.get(&var).is_some(), "the prefix receives gradients through the cache");
     }

@@ -247,6 +247,8 @@ pub(crate) fn attention_composed(
         return Err(crate::error::ModelError::Input(format!("{h} query heads cannot share {g} key/value heads")));
     }
     let rep = h / g;
+    // A cache that stores a narrower dtype (f16 keys and values under f32 queries).
+    let (k, v) = (&k.to_dtype(q.dtype())?, &v.to_dtype(q.dtype())?);
     // The query heads that share a key/value head are stacked as rows (`[b, g, rep·n, d]`), so
     // the keys and values are used as they are: views of the cache, never expanded or copied.
     let q = (q * q_scale)?.contiguous()?.reshape((b, g, rep * n, d))?;
