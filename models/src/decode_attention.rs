@@ -163,13 +163,18 @@ impl CustomOp3 for DecodeAttention {
         let span_len = span_len(t, b * g, rayon::current_num_threads());
         let spans = t.div_ceil(span_len);
         let part_len = rep * (d + 2);
+        // The scaled queries, once for all tasks: the `rep` heads of group `gi` of batch row `bi`
+        // are rows `(bi·g + gi)·rep ..` of `qs`.
+        let mut qs = vec![0f32; b * h * d];
+        for (i, row) in qs.chunks_exact_mut(d).enumerate() {
+            row.iter_mut().zip(q.row(i / h, i % h, 0)).for_each(|(s, x)| *s = x * scale);
+        }
         let mut parts = vec![0f32; b * g * spans * part_len];
         parts.par_chunks_mut(part_len).enumerate().for_each(|(task, part)| {
             let (bg, c) = (task / spans, task % spans);
             let (bi, gi) = (bg / g, bg % g);
             let span = c * span_len..((c + 1) * span_len).min(t);
-            let qs: Vec<f32> = (0..rep).flat_map(|r| q.row(bi, gi * rep + r, 0).iter().map(|x| x * scale)).collect();
-            partial(simd, &qs, &k, &v, bi, gi, span, part);
+            partial(simd, &qs[bg * rep * d..(bg + 1) * rep * d], &k, &v, bi, gi, span, part);
         });
         let mut out = vec![0f32; b * h * d];
         for (bg, o) in out.chunks_mut(rep * d).enumerate() {

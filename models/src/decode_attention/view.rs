@@ -37,7 +37,7 @@ impl<'a, T> View<'a, T> {
         }
         // The furthest element must lie inside the storage (every index below stays under it).
         let last = l.start_offset() + (0..4).map(|i| dims[i].saturating_sub(1) * strides[i]).sum::<usize>();
-        if dims.iter().any(|&n| n == 0) || last >= data.len() {
+        if dims.contains(&0) || last >= data.len() {
             candle_core::bail!("decode attention: {what} has an empty or out-of-range layout");
         }
         Ok(View { data, start: l.start_offset(), dims, strides, origin: 0, streamed: true })
