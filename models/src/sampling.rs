@@ -250,32 +250,50 @@ impl Sampler {
             order.select_nth_unstable_by(k - 1, by_logit_desc);
             order.truncate(k);
         }
-        order.sort_unstable_by(by_logit_desc);
         // Softmax in f64 over the remaining candidates.
-        let max = f64::from(order[0].1);
-        let exps: Vec<f64> = order.iter().map(|&(_, l)| (f64::from(l) - max).exp()).collect();
-        let total: f64 = exps.iter().sum();
-        let mut probs: Vec<f64> = exps.iter().map(|e| e / total).collect();
-        if let Some(p) = self.config.top_p.filter(|&p| p < 1.0) {
-            let mut mass = 0.0;
-            let mut keep = probs.len();
-            for (i, q) in probs.iter().enumerate() {
-                mass += q;
-                if mass >= f64::from(p) {
-                    keep = i + 1;
-                    break;
-                }
+        let max = f64::from(order.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.1)));
+        let weight = |l: f32| (f64::from(l) - max).exp();
+        let total: f64 = order.iter().map(|&(_, l)| weight(l)).sum();
+        let keep = match self.config.top_p.filter(|&p| p < 1.0) {
+            Some(p) => nucleus(&mut order, |l| weight(l) / total, f64::from(p), by_logit_desc),
+            None => {
+                order.sort_unstable_by(by_logit_desc);
+                order.len()
             }
-            order.truncate(keep);
-            probs.truncate(keep);
-            let kept: f64 = probs.iter().sum();
-            probs.iter_mut().for_each(|q| *q /= kept);
+        };
+        order.truncate(keep);
+        let kept: f64 = order.iter().map(|&(_, l)| weight(l)).sum();
+        Ok(order.into_iter().map(|(id, l)| (id, (weight(l) / kept) as f32)).collect())
+    }
+}
+
+/// Top-p: sorts the most likely candidates of `order` to its front and returns how many of
+/// them the nucleus keeps: the fewest whose probabilities (`prob` of a logit) reach `p`, or all
+/// of them where rounding leaves the whole mass short of it.
+///
+/// Only a prefix is sorted: 64 candidates, then four times as many until their mass reaches
+/// `p`. With a vocabulary of 65 024 (ChatGLM3) or 151 552 (GLM-4) sorting every candidate on
+/// every token cost more than the rest of the draw; a model's distribution rarely needs more
+/// than a few hundred.
+fn nucleus(order: &mut [(u32, f32)], prob: impl Fn(f32) -> f64, p: f64, by_logit_desc: impl Fn(&(u32, f32), &(u32, f32)) -> std::cmp::Ordering + Copy) -> usize {
+    let n = order.len();
+    let mut k = n.min(64);
+    loop {
+        if k < n {
+            order.select_nth_unstable_by(k - 1, by_logit_desc);
         }
-        Ok(order
-            .into_iter()
-            .zip(probs)
-            .map(|((id, _), q)| (id, q as f32))
-            .collect())
+        order[..k].sort_unstable_by(by_logit_desc);
+        let mut mass = 0.0;
+        for (i, &(_, l)) in order[..k].iter().enumerate() {
+            mass += prob(l);
+            if mass >= p {
+                return i + 1;
+            }
+        }
+        if k == n {
+            return n;
+        }
+        k = n.min(4 * k);
     }
 }
 
@@ -395,6 +413,50 @@ mod tests {
         let mut s = sampler(sampling(1.0, Some(3), None));
         for _ in 0..200 {
             assert!([5, 1, 3].contains(&s.sample(&LOGITS, &[]).unwrap()));
+        }
+    }
+
+    /// The warpers as plainly as they can be written: sort every candidate, softmax, cut.
+    fn candidates_by_full_sort(logits: &[f32], temperature: f32, top_k: Option<usize>, top_p: f32) -> Vec<(u32, f32)> {
+        let mut order: Vec<(u32, f32)> = logits.iter().enumerate().filter(|(_, l)| **l != f32::NEG_INFINITY).map(|(i, &l)| (i as u32, l / temperature)).collect();
+        order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if let Some(k) = top_k {
+            order.truncate(k);
+        }
+        let max = f64::from(order[0].1);
+        let exps: Vec<f64> = order.iter().map(|&(_, l)| (f64::from(l) - max).exp()).collect();
+        let total: f64 = exps.iter().sum();
+        let mut mass = 0.0;
+        let keep = exps.iter().position(|e| {
+            mass += e / total;
+            mass >= f64::from(top_p)
+        });
+        let keep = keep.map_or(order.len(), |i| i + 1);
+        let kept: f64 = exps[..keep].iter().sum();
+        order[..keep].iter().zip(&exps).map(|(&(id, _), e)| (id, (e / kept) as f32)).collect()
+    }
+
+    #[test]
+    fn top_p_over_a_large_vocabulary_equals_sorting_every_candidate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let vocab = 20_000;
+        // Peaked (a model's usual output), flat (the nucleus needs most of the vocabulary, so the
+        // sorted prefix grows to all of it), ties (order by id) and banned tokens (-inf).
+        let peaked: Vec<f32> = (0..vocab).map(|_| rand::Rng::random::<f32>(&mut rng) * 30.0).collect();
+        let flat: Vec<f32> = (0..vocab).map(|_| rand::Rng::random::<f32>(&mut rng) * 0.01).collect();
+        let ties: Vec<f32> = (0..vocab).map(|i| (i % 7) as f32).collect();
+        let mut banned = peaked.clone();
+        banned.iter_mut().step_by(3).for_each(|l| *l = f32::NEG_INFINITY);
+        for (name, logits) in [("peaked", &peaked), ("flat", &flat), ("ties", &ties), ("banned", &banned)] {
+            for (temperature, top_k, top_p) in [(0.7, None, 0.8), (1.0, None, 0.95), (0.3, None, 0.7), (1.0, None, 0.999_999), (0.9, Some(500), 0.9), (1.0, Some(40), 0.99)] {
+                let got = sampler(sampling(temperature, top_k, Some(top_p))).candidates(logits, &[]).unwrap();
+                let want = candidates_by_full_sort(logits, temperature, top_k, top_p);
+                let ids = |c: &[(u32, f32)]| c.iter().map(|&(id, _)| id).collect::<Vec<_>>();
+                assert_eq!(ids(&got), ids(&want), "{name} t{temperature} k{top_k:?} p{top_p}");
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g.1 - w.1).abs() <= 1e-6 * w.1.max(1e-30), "{name} t{temperature} k{top_k:?} p{top_p}: {g:?} {w:?}");
+                }
+            }
         }
     }
 
