@@ -113,27 +113,6 @@ pub(super) fn add_weighted(p: &[f32], n: usize, first: usize, v: &View, bi: usiz
     }
 }
 
-/// `dst = src` as f32, sixteen values an instruction, asking for the memory
-/// [`WIDEN_AHEAD`](super::WIDEN_AHEAD) values ahead as it goes.
-#[target_feature(enable = "avx512f")]
-pub(super) fn widen(src: &[half::f16], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len());
-    let body = src.len() / 32 * 32;
-    for i in (0..body).step_by(32) {
-        // SAFETY: `i + 32 <= body <= len` of both slices; f16 is 16 bits. The prefetch is a hint
-        // (its address is computed wrapping, never read).
-        unsafe {
-            let (from, to) = (src.as_ptr().add(i), dst.as_mut_ptr().add(i));
-            _mm_prefetch::<_MM_HINT_T0>(from.wrapping_add(super::WIDEN_AHEAD) as *const i8);
-            _mm512_storeu_ps(to, _mm512_cvtph_ps(_mm256_loadu_si256(from as *const __m256i)));
-            _mm512_storeu_ps(to.add(16), _mm512_cvtph_ps(_mm256_loadu_si256(from.add(16) as *const __m256i)));
-        }
-    }
-    if body < src.len() {
-        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&src[body..], &mut dst[body..]);
-    }
-}
-
 /// For `P` heads: `out[r][c..c + 128] += Σ_j w[r][j] · v[bi, gi, block.start + j][c..c + 128]`
 /// (`out`: `P` rows of `d`), in 8·P registers.
 ///
