@@ -245,7 +245,6 @@ impl Sampler {
         if order.is_empty() {
             return Err(SamplingError::NothingToSample);
         }
-        let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if let Some(k) = self.config.top_k.filter(|&k| k > 0 && k < order.len()) {
             order.select_nth_unstable_by(k - 1, by_logit_desc);
             order.truncate(k);
@@ -255,7 +254,7 @@ impl Sampler {
         let weight = |l: f32| (f64::from(l) - max).exp();
         let total: f64 = order.iter().map(|&(_, l)| weight(l)).sum();
         let keep = match self.config.top_p.filter(|&p| p < 1.0) {
-            Some(p) => nucleus(&mut order, |l| weight(l) / total, f64::from(p), by_logit_desc),
+            Some(p) => nucleus(&mut order, |l| weight(l) / total, f64::from(p)),
             None => {
                 order.sort_unstable_by(by_logit_desc);
                 order.len()
@@ -267,6 +266,11 @@ impl Sampler {
     }
 }
 
+/// Candidates `(id, logit)` by falling logit, ties by rising id.
+fn by_logit_desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
 /// Top-p: sorts the most likely candidates of `order` to its front and returns how many of
 /// them the nucleus keeps: the fewest whose probabilities (`prob` of a logit) reach `p`, or all
 /// of them where rounding leaves the whole mass short of it.
@@ -275,7 +279,7 @@ impl Sampler {
 /// `p`. With a vocabulary of 65 024 (ChatGLM3) or 151 552 (GLM-4) sorting every candidate on
 /// every token cost more than the rest of the draw; a model's distribution rarely needs more
 /// than a few hundred.
-fn nucleus(order: &mut [(u32, f32)], prob: impl Fn(f32) -> f64, p: f64, by_logit_desc: impl Fn(&(u32, f32), &(u32, f32)) -> std::cmp::Ordering + Copy) -> usize {
+fn nucleus(order: &mut [(u32, f32)], prob: impl Fn(f32) -> f64, p: f64) -> usize {
     let n = order.len();
     let mut k = n.min(64);
     loop {

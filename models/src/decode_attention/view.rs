@@ -43,14 +43,6 @@ impl<'a, T> View<'a, T> {
         Ok(View { data, start: l.start_offset(), dims, strides, origin: 0, streamed: true })
     }
 
-    /// Rows `[i, j, ks, ..]`, one after the other: the view's rows must be consecutive
-    /// (`strides[2] == dims[3]`).
-    pub(super) fn rows(&self, i: usize, j: usize, ks: Range<usize>) -> &'a [T] {
-        assert!(self.strides[2] == self.dims[3] && ks.start >= self.origin);
-        let at = self.start + i * self.strides[0] + j * self.strides[1] + (ks.start - self.origin) * self.strides[2];
-        &self.data[at..at + ks.len() * self.dims[3]]
-    }
-
     /// Row `[i, j, k, ..]`.
     pub(super) fn row(&self, i: usize, j: usize, k: usize) -> &'a [T] {
         let at = self.start + i * self.strides[0] + j * self.strides[1] + (k - self.origin) * self.strides[2];
@@ -91,13 +83,8 @@ impl<'a> Cached<'a> {
             Cached::F16(v) => {
                 let d = v.dims[3];
                 buffer.resize(block.len() * d, 0.0);
-                if v.strides[2] == d {
-                    // Consecutive rows (as the cache stores them): one pass over the block.
-                    simd.widen(v.rows(bi, gi, block.clone()), buffer);
-                } else {
-                    for (t, out) in block.clone().zip(buffer.chunks_exact_mut(d)) {
-                        simd.widen(v.row(bi, gi, t), out);
-                    }
+                for (t, out) in block.clone().zip(buffer.chunks_exact_mut(d)) {
+                    simd.widen(v.row(bi, gi, t), out);
                 }
                 // Every batch row and group maps to the buffer; only `bi`, `gi` are ever asked for.
                 View { data: buffer, start: 0, dims: [v.dims[0], v.dims[1], block.end, d], strides: [0, 0, d, 1], origin: block.start, streamed: false }
