@@ -67,7 +67,7 @@ pub struct FinetuneJob {
     pub settings: FinetuneSettings,
     /// Continue from the output folder's latest checkpoint when there is one.
     pub resume: bool,
-    /// Device of the base model (its dtype follows `settings.dtype`; a quantized base runs on the CPU).
+    /// Device of the base model (its dtype follows `settings.dtype`; a quantized base computes in f32).
     pub load: LoadOptions,
 }
 
@@ -134,17 +134,13 @@ fn save_adapter_as(trainer: &LoraTrainer, out: &Path, dir_name: &str, base: &str
 }
 
 /// Loads the base model as the settings ask: in the compute dtype on the job's device, or with
-/// its linear weights quantized as they are read (CPU, never a full-precision copy).
+/// its linear weights quantized as they are read (never a full-precision copy; on a GPU the
+/// blocks are uploaded and dequantized per product while training).
 fn load_base(job: &FinetuneJob) -> doctorglm_models::Result<Model> {
     let s = &job.settings;
     match s.base_quantization.format() {
         Some(format) => {
-            if !job.load.device.is_cpu() {
-                return Err(doctorglm_models::ModelError::Device(
-                    "a quantized base trains on the CPU; choose the CPU device or base quantization f32".into(),
-                ));
-            }
-            let quant = doctorglm_models::QuantizeOptions { format, cache: None };
+            let quant = doctorglm_models::QuantizeOptions { device: job.load.device.clone(), ..doctorglm_models::QuantizeOptions::new(format, None) };
             let (model, _) = Model::load_quantized(&job.model_dir, &quant, &|_, _| {}, &std::sync::atomic::AtomicBool::new(false))?;
             Ok(model)
         }

@@ -188,7 +188,7 @@ impl FinetuneSettings {
             return bad("name at least one target module (e.g. query_key_value)");
         }
         if self.base_quantization != BaseQuantization::F32 && self.dtype == ComputeDtype::Bf16 {
-            return bad("a quantized base computes in f32 on the CPU; choose dtype f32 (or auto) with base quantization f16/q8_0/q4_0");
+            return bad("a quantized base computes in f32; choose dtype f32 (or auto) with base quantization f16/q8_0/q4_0");
         }
         Ok(())
     }

@@ -157,7 +157,7 @@ fn child(args: &Args, format_name: &str) -> Result<()> {
         Some(f) => {
             let cache = work.join(format!("model.{}.gguf", f.name().to_ascii_lowercase()));
             let _ = std::fs::remove_file(&cache);
-            let opts = QuantizeOptions { format: f, cache: Some(cache) };
+            let opts = QuantizeOptions::new(f, Some(cache));
             let t = Instant::now();
             let (m, used) = Model::load_quantized(dir, &opts, &|_, _| {}, &never)?;
             let first = t.elapsed().as_secs_f64();
@@ -290,7 +290,7 @@ fn fixture_accuracy(root: &Path) -> Result<()> {
         let reference: Vec<Vec<f32>> = cases.iter().map(|ids| all_logits(&f32_model, ids)).collect::<Result<_>>()?;
         drop(f32_model);
         for format in QuantFormat::ALL {
-            let (m, _) = Model::load_quantized(&dir, &QuantizeOptions { format, cache: None }, &|_, _| {}, &never)?;
+            let (m, _) = Model::load_quantized(&dir, &QuantizeOptions::new(format, None), &|_, _| {}, &never)?;
             let (mut kl, mut agree, mut rows) = (0.0, 0.0, 0usize);
             for (ids, r) in cases.iter().zip(&reference) {
                 let (k, a, n) = compare(r, &all_logits(&m, ids)?, vocab);

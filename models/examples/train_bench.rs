@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         name => {
             let format = doctorglm_models::quant::QuantFormat::parse(name)
                 .ok_or_else(|| anyhow::anyhow!("--base is f32, q8_0 or q4_0, not {name}"))?;
-            let quant = doctorglm_models::QuantizeOptions { format, cache: None };
+            let quant = doctorglm_models::QuantizeOptions::new(format, None);
             Model::load_quantized(&args.model, &quant, &|_, _| {}, &std::sync::atomic::AtomicBool::new(false))?.0
         }
     };

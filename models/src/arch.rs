@@ -10,7 +10,6 @@ use crate::weights::WeightStore;
 use candle_core::{DType, Device, Tensor};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// The input of one forward step over a batch.
 pub struct Step<'a> {
@@ -295,14 +294,12 @@ impl Loader<'_> {
         Ok(())
     }
 
-    /// The weight `[out, inp]` of a linear layer: a tensor, or a quantized matrix.
-    fn weight(&self, name: &str, out: usize, inp: usize) -> Result<(Tensor, Option<Arc<QMatrix>>)> {
+    /// The weight `[out, inp]` of a linear layer: a tensor, or a quantized matrix (with a
+    /// placeholder tensor; [`crate::quant::linear::attach`] places it for the device).
+    fn weight(&self, name: &str, out: usize, inp: usize) -> Result<(Tensor, Option<QMatrix>)> {
         self.check_cancel()?;
         let shape = [out, inp];
-        let quantized = |q: QMatrix| -> Result<(Tensor, Option<Arc<QMatrix>>)> {
-            // In the layout this CPU decodes fastest (a cache's mapped bytes are copied once here).
-            Ok((placeholder(&shape, self.dtype, self.device)?, Some(Arc::new(q.for_decoding()))))
-        };
+        let quantized = |q: QMatrix| -> Result<(Tensor, Option<QMatrix>)> { Ok((placeholder(&shape, self.dtype, self.device)?, Some(q))) };
         let w = match &self.mode {
             LoadMode::Checkpoint { store, quant } => match quant.and_then(|q| format_for(q, inp)) {
                 None => (store.get(name, &shape, self.dtype, self.device)?, None),
@@ -356,7 +353,9 @@ impl Loader<'_> {
         let (weight, quant) = self.weight(&format!("{name}.weight"), out, inp)?;
         let bias = if bias { Some(self.tensor(&format!("{name}.bias"), &[out])?) } else { None };
         let mut layer = LoraLinear::new(name.to_string(), weight, bias);
-        layer.quant = quant;
+        if let Some(q) = quant {
+            crate::quant::linear::attach(&mut layer, q).map_err(quant_err)?;
+        }
         Ok(layer)
     }
 

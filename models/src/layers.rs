@@ -16,14 +16,17 @@ pub struct LoraLinear {
     pub bias: Option<Tensor>,
     /// Loaded adapters by name.
     pub adapters: HashMap<String, LoraPair>,
-    /// Quantized base weight (CPU); when set, `weight` is a zero-stride placeholder (see `quant::linear`).
+    /// Quantized base weight; when set, `weight` is a zero-stride placeholder (see `quant::linear`).
+    /// On the CPU our kernels multiply it; on another device it is the host copy of `on_device`.
     pub quant: Option<std::sync::Arc<crate::quant::QMatrix>>,
+    /// The quantized base weight in device memory (GPU models), multiplied by candle's kernels.
+    pub on_device: Option<std::sync::Arc<crate::quant::device::DeviceMatrix>>,
 }
 
 impl LoraLinear {
     /// A linear layer without adapters.
     pub fn new(name: String, weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { name, weight, bias, adapters: HashMap::new(), quant: None }
+        Self { name, weight, bias, adapters: HashMap::new(), quant: None, on_device: None }
     }
 
     /// Input width.
@@ -39,23 +42,30 @@ impl LoraLinear {
     /// Applies the layer; `adapter` picks a loaded LoRA (absent here: the base alone).
     pub fn forward(&self, x: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
         let lora = adapter.and_then(|name| self.adapters.get(name));
-        let base = match &self.quant {
-            Some(q) => {
-                let training = lora.is_some_and(|l| l.a.track_op() || l.b.track_op());
+        let training = lora.is_some_and(|l| l.a.track_op() || l.b.track_op());
+        let base = match (&self.on_device, &self.quant) {
+            (Some(d), _) => {
+                let y = d.forward(x, training || x.track_op())?;
+                match &self.bias {
+                    Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
+                    None => y,
+                }
+            }
+            (None, Some(q)) => {
                 let y = crate::quant_grad::quantized_linear(q, x, training)?;
                 match &self.bias {
                     Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
                     None => y,
                 }
             }
-            None if x.track_op() => {
+            (None, None) if x.track_op() => {
                 let y = crate::quant_grad::frozen_linear(&self.weight, x)?;
                 match &self.bias {
                     Some(b) => y.broadcast_add(b)?,
                     None => y,
                 }
             }
-            None => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?,
+            (None, None) => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?,
         };
         match lora {
             None => Ok(base),

@@ -46,6 +46,17 @@ pub struct QuantizeOptions {
     /// The cache file (GGUF): reused when it was written for the same source files, format and
     /// engine version, else (re)written during the load. `None`: quantize in memory only.
     pub cache: Option<PathBuf>,
+    /// Where the model runs: on the CPU our kernels multiply the blocks; on a GPU they are
+    /// uploaded as they are and candle's quantized kernels multiply them
+    /// ([`crate::quant::device`]). The cache file is the same either way.
+    pub device: Device,
+}
+
+impl QuantizeOptions {
+    /// Quantize to `format` through the cache file `cache` (if any), on the CPU.
+    pub fn new(format: crate::quant::QuantFormat, cache: Option<PathBuf>) -> Self {
+        Self { format, cache, device: Device::Cpu }
+    }
 }
 
 /// Where the weights of a quantized load came from.
@@ -163,11 +174,12 @@ impl Model {
             let (config, store) = crate::quant::gguf_import::open(dir)?;
             let total = store.names().iter().filter(|n| !n.ends_with("inv_freq")).count();
             let mode = LoadMode::Checkpoint { store: &store, quant: Some(quant.format) };
-            return Ok((Self::build(config, mode, total, &LoadOptions::default(), progress, cancel)?, CacheUse::SourceMapped));
+            let options = LoadOptions { device: quant.device.clone(), ..LoadOptions::default() };
+            return Ok((Self::build(config, mode, total, &options, progress, cancel)?, CacheUse::SourceMapped));
         }
         let config = ModelConfig::from_path(dir)?;
         let store = WeightStore::open_dir(dir)?;
-        let options = LoadOptions::default();
+        let options = LoadOptions { device: quant.device.clone(), ..LoadOptions::default() };
         let format = quant.format;
         let Some(path) = &quant.cache else {
             let total = store.names().iter().filter(|n| !n.ends_with("inv_freq")).count();
@@ -184,12 +196,14 @@ impl Model {
             }
         }
         // Pass 1: what the cache will hold (names, shapes, types), checked against the checkpoint.
+        // Passes 1 and 2 build placeholder models on the host whatever the device.
+        let host = Device::Cpu;
         let specs = RefCell::new(Vec::new());
         let never = AtomicBool::new(false);
         let plan = Loader {
             mode: LoadMode::Plan { store: &store, quant: format, specs: &specs },
             dtype: options.dtype,
-            device: &options.device,
+            device: &host,
             progress: &|_, _| {},
             cancel: &never,
             done: Default::default(),
@@ -205,7 +219,7 @@ impl Model {
         let convert = Loader {
             mode: LoadMode::Convert { store: &store, quant: format, writer: &writer },
             dtype: options.dtype,
-            device: &options.device,
+            device: &host,
             progress,
             cancel,
             done: Default::default(),
@@ -255,14 +269,14 @@ impl Model {
     }
 
     /// The dtype conversations' caches store keys and values in, where it is not the compute
-    /// dtype: f16 for a model on the CPU with quantized (or F16) weights. That halves the memory
+    /// dtype: f16 for an f32 model with quantized (or F16) weights, on any device. That halves the memory
     /// of a long conversation (ChatGLM-6B, whose 32 heads each keep their own keys and values:
     /// 0.9 instead of 1.9 GB at 2048 positions) and the bytes each decode step's attention reads,
     /// at a rounding far below the weights' own. Full-precision models keep f32, so they still
     /// reproduce the reference implementations' logits.
     pub fn cache_dtype(&self) -> Option<DType> {
         let quantized = self.linears().iter().any(|l| l.quant.is_some());
-        (self.device.is_cpu() && self.dtype == DType::F32 && quantized).then_some(DType::F16)
+        (self.dtype == DType::F32 && quantized).then_some(DType::F16)
     }
 
     /// Runs `ids` after what `cache` holds and appends them to it. Returns f32 logits
@@ -423,8 +437,8 @@ impl Model {
         }
     }
 
-    /// Quantizes every linear layer to `format` (CPU; Q4_K falls back to Q4_0 where rows are not
-    /// whole super-blocks). LoRA adapters stay unmerged, in full precision, over the quantized base.
+    /// Quantizes every linear layer to `format` on the model's device (Q4_K falls back to Q4_0
+    /// where rows are not whole super-blocks). LoRA adapters stay unmerged, in full precision, over the quantized base.
     /// With `cache = Some((source_dir, cache_file))`, a cache written for the same source files,
     /// format and engine version is memory-mapped instead; otherwise the result is written there.
     /// Returns true when the weights came from the cache.
@@ -436,9 +450,6 @@ impl Model {
         cancel: &std::sync::atomic::AtomicBool,
     ) -> Result<bool> {
         use crate::quant::{linear, QuantError};
-        if !self.device.is_cpu() {
-            return Err(ModelError::Device("quantized weights run on the CPU; load the model with the CPU device to quantize it".into()));
-        }
         let fingerprint = match cache {
             Some((dir, file)) => {
                 let fp = linear::source_fingerprint(dir)?;
@@ -469,6 +480,7 @@ impl Model {
         for layer in self.linears_mut() {
             if let Some(q) = layer.quant.take() {
                 layer.weight = q.dequantize_tensor(&device)?.to_dtype(dtype)?;
+                layer.on_device = None;
             }
         }
         Ok(())

@@ -90,7 +90,7 @@ fn quantized_loads_of_a_gguf_file_map_it_without_a_cache() {
     write_gguf(&src, &path, GgmlDType::Q4_0, &|n, t| if n == "output.weight" { GgmlDType::F16 } else { t });
     let plain = Model::load(&path, &LoadOptions::default()).unwrap();
     let cache = tmp.path().join("never-written.gguf");
-    let opts = QuantizeOptions { format: QuantFormat::Q8_0, cache: Some(cache.clone()) };
+    let opts = QuantizeOptions::new(QuantFormat::Q8_0, Some(cache.clone()));
     let (m, used) = Model::load_quantized(&path, &opts, &|_, _| {}, &std::sync::atomic::AtomicBool::new(false)).expect("a GGUF file loads quantized");
     assert_eq!(used, CacheUse::SourceMapped);
     assert!(!cache.exists(), "mapping the GGUF file is what a cache would give; none is written");

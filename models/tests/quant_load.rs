@@ -29,7 +29,7 @@ fn quantized_after_load(dir: &Path, format: QuantFormat) -> Model {
 }
 
 fn load_q(dir: &Path, format: QuantFormat, cache: Option<&Path>) -> (Model, CacheUse) {
-    let opts = QuantizeOptions { format, cache: cache.map(Path::to_path_buf) };
+    let opts = QuantizeOptions::new(format, cache.map(Path::to_path_buf));
     Model::load_quantized(dir, &opts, &|_, _| {}, &AtomicBool::new(false)).expect("quantized load")
 }
 
@@ -72,7 +72,7 @@ fn progress_counts_every_tensor_and_cancel_leaves_no_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let cache_file = tmp.path().join("m.gguf");
     let seen = std::cell::RefCell::new(Vec::new());
-    let opts = QuantizeOptions { format: QuantFormat::Q4_0, cache: Some(cache_file.clone()) };
+    let opts = QuantizeOptions::new(QuantFormat::Q4_0, Some(cache_file.clone()));
     Model::load_quantized(dir, &opts, &|d, t| seen.borrow_mut().push((d, t)), &AtomicBool::new(false)).unwrap();
     let seen = seen.into_inner();
     let total = seen.last().unwrap().1;

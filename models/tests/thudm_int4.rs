@@ -193,9 +193,9 @@ fn thudm_checkpoints_go_through_the_quantize_on_load_cache() {
     write_thudm(&src, &dir, 4, false, &|_| Out::Keep);
     let never = AtomicBool::new(false);
     // Without a cache: THUDM layers keep their blocks, the others are quantized to the request.
-    let (direct, used) = Model::load_quantized(&dir, &QuantizeOptions { format: QuantFormat::Q8_0, cache: None }, &|_, _| {}, &never).unwrap();
+    let (direct, used) = Model::load_quantized(&dir, &QuantizeOptions::new(QuantFormat::Q8_0, None), &|_, _| {}, &never).unwrap();
     assert_eq!(used, CacheUse::NoCache);
-    let opts = QuantizeOptions { format: QuantFormat::Q8_0, cache: Some(tmp.path().join("cache.gguf")) };
+    let opts = QuantizeOptions::new(QuantFormat::Q8_0, Some(tmp.path().join("cache.gguf")));
     let seen = std::cell::Cell::new((0, 0));
     let (written, used) = Model::load_quantized(&dir, &opts, &|d, t| seen.set((d, t)), &never).expect("a THUDM checkpoint converts into the cache");
     assert_eq!(used, CacheUse::Written);

@@ -2,7 +2,6 @@
 //! (`weight` + `weight_scale`) and GGUF block formats — built straight into quantized
 //! [`LoraLinear`]s, never through a full-precision copy on the CPU.
 
-use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 use half::f16;
@@ -16,8 +15,8 @@ use crate::error::{ModelError, Result};
 use crate::layers::LoraLinear;
 
 /// The layer `name` (`[out, inp]`) when its weight is stored quantized; `None` when it is a plain
-/// float weight (the caller loads it as usual). On the CPU the quantized matrix is used as is;
-/// on another device it is dequantized (exactly) into the compute dtype.
+/// float weight (the caller loads it as usual). The quantized matrix is used as is, on the CPU
+/// or uploaded to another device ([`super::linear::attach`]).
 ///
 /// For the quantize-on-load cache ([`LoadMode::Plan`] / [`LoadMode::Convert`]) such a weight
 /// keeps its stored blocks (THUDM int4/int8 as Q4_0/Q8_0, GGUF blocks as mapped): re-quantizing
@@ -60,12 +59,11 @@ pub fn imported_linear(ld: &Loader, name: &str, inp: usize, out: usize, bias: bo
         _ => {
             let (w, consumed) = import_weight(&ctx, &wname, &sname, out, inp)?;
             let layer = match w {
-                Weight::Quant(q) if ld.device.is_cpu() => {
+                Weight::Quant(q) => {
                     let mut l = LoraLinear::new(name.to_string(), placeholder()?, None);
-                    l.quant = Some(Arc::new(q.for_decoding()));
+                    super::linear::attach(&mut l, q)?;
                     l
                 }
-                Weight::Quant(q) => LoraLinear::new(name.to_string(), q.dequantize_tensor(ld.device)?.to_dtype(ld.dtype)?, None),
                 Weight::Exact(w) => {
                     let t = Tensor::from_vec(w, (out, inp), ld.device)?.to_dtype(ld.dtype)?;
                     LoraLinear::new(name.to_string(), t, None)

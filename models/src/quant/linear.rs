@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
+use super::device::DeviceMatrix;
 use super::error::{QuantError, Result};
 use super::format::QuantFormat;
 use super::gguf::{self, GgufTensor, GgufType, GgufWriter, TensorSpec};
@@ -31,15 +32,31 @@ pub fn format_for(want: QuantFormat, cols: usize) -> Option<QuantFormat> {
     }
 }
 
-/// Puts `q` in place of the layer's weight (the weight tensor becomes a zero-stride placeholder),
-/// in the layout this CPU decodes fastest ([`QMatrix::for_decoding`]).
+/// Puts `q` in place of the layer's weight (the weight tensor becomes a zero-stride placeholder)
+/// for the layer's device: see [`attach`].
 pub fn install(layer: &mut LoraLinear, q: Arc<QMatrix>) -> Result<()> {
     let (out, inp) = layer.weight.dims2()?;
     if (q.rows(), q.cols()) != (out, inp) {
         return Err(QuantError::Size { what: "quantized weight of the layer", expected: out * inp, got: q.rows() * q.cols() });
     }
     layer.weight = Tensor::zeros((), layer.weight.dtype(), layer.weight.device())?.broadcast_as((out, inp))?;
-    layer.quant = Some(Arc::new(Arc::unwrap_or_clone(q).for_decoding()));
+    attach(layer, Arc::unwrap_or_clone(q))
+}
+
+/// Makes `q` the base weight of `layer`, whose `weight` is already a placeholder on the model's
+/// device. On the CPU it takes the layout this CPU decodes fastest ([`QMatrix::for_decoding`]);
+/// on another device it is uploaded for candle's quantized kernels ([`DeviceMatrix`]) and the
+/// host copy stays in rows (mapped from the cache where it came from there), for what reads
+/// the bytes: dequantizing, comparisons, the format list.
+pub fn attach(layer: &mut LoraLinear, q: QMatrix) -> Result<()> {
+    let device = layer.weight.device().clone();
+    if device.is_cpu() {
+        layer.quant = Some(Arc::new(q.for_decoding()));
+        layer.on_device = None;
+    } else {
+        layer.on_device = Some(Arc::new(DeviceMatrix::upload(&q, &device)?));
+        layer.quant = Some(Arc::new(q));
+    }
     Ok(())
 }
 
@@ -180,6 +197,7 @@ pub fn load_cache(path: &Path, fingerprint: &str, want: QuantFormat, layers: Vec
 mod tests {
     use super::*;
     use crate::quant::testutil::random_vec;
+    use crate::quant::Kernel;
     use candle_core::Device;
 
     fn layer(name: &str, rows: usize, cols: usize, seed: u64) -> LoraLinear {
@@ -202,6 +220,40 @@ mod tests {
         let mut odd = layer("b", 4, 40, 3);
         assert!(!quantize_layer(&mut odd, QuantFormat::Q8_0).unwrap());
         assert!(odd.quant.is_none());
+    }
+
+    #[test]
+    fn a_layer_on_a_device_multiplies_its_uploaded_blocks_with_bias_and_adapter() {
+        // `attach` on the CPU keeps our kernels; a layer whose blocks sit in a DeviceMatrix (as on
+        // a GPU; here candle's CPU kernels stand in) routes its product there, adds the bias and
+        // the unmerged adapter the same way, and trains through the dequantized weight.
+        let mut ours = layer("d", 64, 128, 11);
+        ours.bias = Some(Tensor::from_vec(random_vec(12, 64, 1.0), 64, &Device::Cpu).unwrap());
+        let pair = crate::lora::LoraPair {
+            a: Tensor::from_vec(random_vec(13, 4 * 128, 0.5), (4, 128), &Device::Cpu).unwrap(),
+            b: Tensor::from_vec(random_vec(14, 64 * 4, 0.5), (64, 4), &Device::Cpu).unwrap(),
+            scale: 2.0,
+        };
+        ours.adapters.insert("doc".into(), pair.clone());
+        let q = QMatrix::quantize_tensor(&ours.weight, QuantFormat::Q4_0).unwrap();
+        let mut on_device = LoraLinear::new("d".into(), ours.weight.clone(), ours.bias.clone());
+        on_device.adapters.insert("doc".into(), pair);
+        install(&mut ours, Arc::new(q.clone())).unwrap();
+        assert!(ours.on_device.is_none() && ours.quant.as_ref().unwrap().is_interleaved() == Kernel::best().has_interleaved(QuantFormat::Q4_0));
+        on_device.weight = ours.weight.clone();
+        on_device.on_device = Some(Arc::new(DeviceMatrix::upload(&q, &Device::Cpu).unwrap()));
+        on_device.quant = Some(Arc::new(q));
+        let x = Tensor::from_vec(random_vec(15, 3 * 128, 1.0), (1, 3, 128), &Device::Cpu).unwrap();
+        for adapter in [None, Some("doc")] {
+            let want = ours.forward(&x, adapter).unwrap();
+            let got = on_device.forward(&x, adapter).unwrap();
+            let err = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let size = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(err < 1e-2 * size, "{adapter:?}: {err} vs {size}");
+        }
+        let xv = candle_core::Var::from_tensor(&x).unwrap();
+        let grads = on_device.forward(xv.as_tensor(), None).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(xv.as_tensor()).is_some(), "gradients reach the input through the device product");
     }
 
     #[test]

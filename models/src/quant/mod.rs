@@ -10,6 +10,7 @@
 //! - `matrix`: [`QMatrix`], a quantized matrix with multi-threaded matrix-vector and small-matrix products.
 //! - `gguf`: streaming GGUF writer and memory-mapped reader (the quantization cache format).
 //! - `cache`: the quantized model cache (every tensor of a quantized model, memory-mapped on later starts).
+//! - `device`: [`device::DeviceMatrix`], quantized weights uploaded to a GPU for candle's kernels.
 //! - `linear`: quantizing the engine's linear layers in place, and the cache file of the result.
 //! - `thudm_int4`: THUDM's int4/int8 checkpoints (`weight` + `weight_scale`) as Q4_0/Q8_0, losslessly.
 //! - `imported`: building quantized linear layers from weights stored quantized (the two above).
@@ -19,6 +20,7 @@
 pub mod activation;
 pub mod bandwidth;
 pub mod cache;
+pub mod device;
 pub mod error;
 pub mod format;
 pub mod gguf;
