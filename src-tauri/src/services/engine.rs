@@ -129,7 +129,7 @@ pub fn gpu_available() -> bool {
     candle_core::utils::cuda_is_available() || candle_core::utils::metal_is_available()
 }
 
-/// Loads a model (and adapter) for generation; on the CPU its weights as `weights` says, the
+/// Loads a model (and adapter) for generation on `device`, its weights as `weights` says, the
 /// quantized ones through the cache file in `cache_dir` (written on the first load).
 pub fn load(
     model: &ModelRecord,
