@@ -6,7 +6,7 @@
 //! cargo run --release -p doctorglm-models --example make_random_model -- --out target/glm3-1b
 //! cargo run --release -p doctorglm-models --example bench_engine -- --model target/glm3-1b
 //!     [--formats f32,f16,q8_0,q4_0,q4_k --prompt 512 --new 128 --accuracy-len 64 --bw-mib 1024
-//!      --windows 6 --window-tokens 16 --window-mib 1024]
+//!      --windows 6 --window-tokens 16 --window-mib 1024 --device cpu|cuda]
 //! ```
 //!
 //! Each format runs in its own child process (this binary with `--one FORMAT`), so that its peak
@@ -31,7 +31,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use doctorglm_models::quant::bandwidth::{read_bandwidth, PROBE_DISTANCES};
 use doctorglm_models::quant::{Kernel, QuantFormat};
-use doctorglm_models::{LoadOptions, Model, QuantizeOptions};
+use candle_core::{DType, Device, Tensor};
+use doctorglm_models::{select_device, DeviceChoice, LoadOptions, Model, QuantizeOptions};
 
 #[derive(Parser)]
 struct Args {
@@ -72,9 +73,47 @@ struct Args {
     /// Skip the fixture-model accuracy table.
     #[arg(long)]
     no_fixtures: bool,
+    /// Where the model runs: `cpu`, or `cuda` (a build with the `cuda` feature). On a GPU the
+    /// roofline's bandwidth is the device's, probed the same way (see `device_bandwidth`), and
+    /// peak RSS is the host's.
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Internal: run one format and print its figures as JSON.
     #[arg(long)]
     one: Option<String>,
+}
+
+fn open_device(name: &str) -> Result<Device> {
+    match name.to_ascii_lowercase().as_str() {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(select_device(DeviceChoice::Cuda(0))?),
+        other => bail!("unknown device {other}: use cpu or cuda"),
+    }
+}
+
+/// Read bandwidth in GB/s, best of `repeats`: `quant::bandwidth`'s probe on the CPU; on a GPU
+/// the faster of a sum over a `mib` MiB f32 tensor (bytes read) and a scaled copy of it (bytes
+/// read and written), each synchronized by reading its result back.
+fn bandwidth(device: &Device, mib: usize, repeats: usize) -> Result<f64> {
+    if device.is_cpu() {
+        return Ok(read_bandwidth(mib, repeats).best_gbps);
+    }
+    let n = (mib << 20) / 4;
+    let t = Tensor::ones(n, DType::F32, device)?;
+    let mut best = 0f64;
+    for i in 0..=repeats {
+        let start = Instant::now();
+        t.sum_all()?.to_scalar::<f32>()?;
+        let read = (4 * n) as f64 / start.elapsed().as_secs_f64() / 1e9;
+        let start = Instant::now();
+        let copy = (&t * 0.5)?;
+        copy.narrow(0, n - 1, 1)?.to_vec1::<f32>()?;
+        let moved = (8 * n) as f64 / start.elapsed().as_secs_f64() / 1e9;
+        if i > 0 {
+            best = best.max(read).max(moved);
+        }
+    }
+    Ok(best)
 }
 
 fn main() -> Result<()> {
@@ -144,20 +183,22 @@ fn child(args: &Args, format_name: &str) -> Result<()> {
     let dir = args.model.as_deref().context("--model is required")?;
     let work = args.work.as_deref().context("--work is required with --one")?;
     let format = parse_format(format_name)?;
+    let device = open_device(&args.device)?;
     let never = AtomicBool::new(false);
     let (model, first_s, cached_s) = match format {
         None => {
+            let load = LoadOptions { device: device.clone(), ..LoadOptions::default() };
             let t = Instant::now();
-            drop(Model::load(dir, &LoadOptions::default())?);
+            drop(Model::load(dir, &load)?);
             let first = t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let m = Model::load(dir, &LoadOptions::default())?;
+            let m = Model::load(dir, &load)?;
             (m, first, t.elapsed().as_secs_f64())
         }
         Some(f) => {
             let cache = work.join(format!("model.{}.gguf", f.name().to_ascii_lowercase()));
             let _ = std::fs::remove_file(&cache);
-            let opts = QuantizeOptions::new(f, Some(cache));
+            let opts = QuantizeOptions { device: device.clone(), ..QuantizeOptions::new(f, Some(cache)) };
             let t = Instant::now();
             let (m, used) = Model::load_quantized(dir, &opts, &|_, _| {}, &never)?;
             let first = t.elapsed().as_secs_f64();
@@ -193,7 +234,7 @@ fn child(args: &Args, format_name: &str) -> Result<()> {
     // Peak memory before the bandwidth probe's buffer; the probe then runs right after the
     // decode, since this shared machine's bandwidth drifts between the parent's probe and here.
     let peak_rss = proc_status("VmHWM:");
-    let bw_after = read_bandwidth(args.bw_mib, 3).best_gbps;
+    let bw_after = bandwidth(&device, args.bw_mib, 3)?;
 
     // Paired windows: each a few tokens, then a probe at once, so that every window's ratio
     // divides by the bandwidth of its own minute (this VM's swings by 20–30% within minutes).
@@ -205,7 +246,7 @@ fn child(args: &Args, format_name: &str) -> Result<()> {
             next = argmax(&logits);
         }
         let per_token = t.elapsed().as_secs_f64() / args.window_tokens.max(1) as f64;
-        let bw = read_bandwidth(args.window_mib, 1).best_gbps;
+        let bw = bandwidth(&device, args.window_mib, 1)?;
         window_ratios.push(bytes_per_token as f64 / (bw * 1e9) / per_token);
     }
     drop(cache);
@@ -319,15 +360,25 @@ fn parent(args: &Args) -> Result<()> {
         }
     };
     let threads = rayon::current_num_threads();
-    println!("kernel {}, {threads} threads; model {}", Kernel::best().name(), dir.display());
-    let probe = read_bandwidth(args.bw_mib, 7);
-    let bw = probe.best_gbps;
-    println!(
-        "read bandwidth (best of 7 over {} MiB, prefetch distances {:?} bytes: {} GB/s): {bw:.2} GB/s",
-        args.bw_mib,
-        PROBE_DISTANCES,
-        probe.per_distance.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(" / ")
-    );
+    let device = open_device(&args.device)?;
+    let bw = if device.is_cpu() {
+        println!("kernel {}, {threads} threads; model {}", Kernel::best().name(), dir.display());
+        let probe = read_bandwidth(args.bw_mib, 7);
+        println!(
+            "read bandwidth (best of 7 over {} MiB, prefetch distances {:?} bytes: {} GB/s): {:.2} GB/s",
+            args.bw_mib,
+            PROBE_DISTANCES,
+            probe.per_distance.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(" / "),
+            probe.best_gbps
+        );
+        probe.best_gbps
+    } else {
+        println!("device {:?} (candle's kernels for every format); model {}", device, dir.display());
+        let bw = bandwidth(&device, args.bw_mib, 7)?;
+        println!("device read bandwidth (best of 7 sums and scaled copies over {} MiB): {bw:.1} GB/s", args.bw_mib);
+        bw
+    };
+    drop(device);
     let exe = std::env::current_exe()?;
     let mut results = Vec::new();
     let mut formats = args.formats.clone();
@@ -344,7 +395,7 @@ fn parent(args: &Args) -> Result<()> {
             .args(["--one", f, "--prompt", &args.prompt.to_string(), "--new", &args.new.to_string()])
             .args(["--accuracy-len", &args.accuracy_len.to_string(), "--bw-mib", &args.bw_mib.to_string()])
             .args(["--windows", &args.windows.to_string(), "--window-tokens", &args.window_tokens.to_string()])
-            .args(["--window-mib", &args.window_mib.to_string()])
+            .args(["--window-mib", &args.window_mib.to_string(), "--device", &args.device])
             .output()?;
         std::io::stderr().write_all(&out.stderr)?;
         if !out.status.success() {
