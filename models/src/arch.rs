@@ -205,7 +205,7 @@ impl Loader<'_> {
                     data.extend_from_slice(bytes);
                     Ok(())
                 })?;
-                Embedding::Rows { data: QBytes::Owned(data), ty, rows, cols, dtype: self.dtype }
+                Embedding::Rows { data: QBytes::Owned(data), ty, rows, cols, dtype: self.dtype, device: self.device.clone() }
             }
             LoadMode::Plan { store, specs, .. } => {
                 Self::check_shape(store, name, &[rows, cols])?;
@@ -220,7 +220,7 @@ impl Loader<'_> {
             }
             LoadMode::Cache(file) => match Self::cached(file, name)? {
                 GgufTensor::Plain { shape, ty, data } if shape[..] == [rows, cols] => {
-                    Embedding::Rows { data: data.clone(), ty: *ty, rows, cols, dtype: self.dtype }
+                    Embedding::Rows { data: data.clone(), ty: *ty, rows, cols, dtype: self.dtype, device: self.device.clone() }
                 }
                 _ => return Err(ModelError::Input(format!("the quantization cache's {name} is not a {rows}×{cols} table"))),
             },

@@ -43,29 +43,24 @@ impl LoraLinear {
     pub fn forward(&self, x: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
         let lora = adapter.and_then(|name| self.adapters.get(name));
         let training = lora.is_some_and(|l| l.a.track_op() || l.b.track_op());
-        let base = match (&self.on_device, &self.quant) {
-            (Some(d), _) => {
-                let y = d.forward(x, training || x.track_op())?;
-                match &self.bias {
-                    Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
-                    None => y,
-                }
-            }
-            (None, Some(q)) => {
-                let y = crate::quant_grad::quantized_linear(q, x, training)?;
-                match &self.bias {
-                    Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
-                    None => y,
-                }
-            }
-            (None, None) if x.track_op() => {
+        let quantized = match (&self.on_device, &self.quant) {
+            (Some(d), _) => Some(d.forward(x, training || x.track_op())?),
+            (None, Some(q)) => Some(crate::quant_grad::quantized_linear(q, x, training)?),
+            (None, None) => None,
+        };
+        let base = match quantized {
+            Some(y) => match &self.bias {
+                Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
+                None => y,
+            },
+            None if x.track_op() => {
                 let y = crate::quant_grad::frozen_linear(&self.weight, x)?;
                 match &self.bias {
                     Some(b) => y.broadcast_add(b)?,
                     None => y,
                 }
             }
-            (None, None) => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?,
+            None => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?,
         };
         match lora {
             None => Ok(base),
@@ -97,6 +92,8 @@ pub enum Embedding {
         cols: usize,
         /// The dtype lookups return.
         dtype: DType,
+        /// The device lookups put their rows on (the table itself stays in host memory).
+        device: candle_core::Device,
     },
 }
 
@@ -106,7 +103,7 @@ impl Embedding {
         let ids = ids.flatten_all()?;
         match self {
             Embedding::Dense(t) => Ok(t.embedding(&ids)?),
-            Embedding::Rows { data, ty, rows, cols, dtype } => {
+            Embedding::Rows { data, ty, rows, cols, dtype, device } => {
                 let ids = ids.to_dtype(DType::U32)?.to_vec1::<u32>()?;
                 let bytes = data.as_slice();
                 let size = if *ty == crate::quant::gguf::GgufType::F16 { 2 } else { 4 };
@@ -127,7 +124,7 @@ impl Embedding {
                         }
                     }
                 }
-                Ok(Tensor::from_vec(out, (ids.len(), *cols), &candle_core::Device::Cpu)?.to_dtype(*dtype)?)
+                Ok(Tensor::from_vec(out, (ids.len(), *cols), &candle_core::Device::Cpu)?.to_dtype(*dtype)?.to_device(device)?)
             }
         }
     }
