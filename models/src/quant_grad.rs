@@ -6,9 +6,10 @@
 //! is a candle `CustomOp1` whose forward is `y = x Wᵀ` and whose backward is the gradient with
 //! respect to the input only, `∂x = ∂y W`: the weight is frozen and gets none.
 //!
-//! Both directions dequantize `W` one slice of rows at a time (at most [`SLICE_BYTES`] of f32)
-//! and use candle's f32 matrix product on it, so no full-precision copy of the model is ever
-//! held and the forward and the backward use exactly the same dequantized weights (the
+//! Both directions dequantize `W` one slice of rows at a time (at most
+//! [`float_product::SLICE_BYTES`] of f32) and multiply it in f32 (`quant::float_product`), so no
+//! full-precision copy of the model is ever held and the forward and the backward use exactly
+//! the same dequantized weights (the
 //! integer-dot decoding kernels quantize the activations too, which would make the forward a
 //! slightly different function from the one the backward differentiates).
 use std::sync::Arc;
@@ -17,10 +18,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 
 use crate::error::Result;
-use crate::quant::QMatrix;
-
-/// Most bytes of dequantized f32 rows alive at once in either direction.
-pub const SLICE_BYTES: usize = 16 << 20;
+use crate::quant::{float_product, QMatrix};
 
 /// `y = x Wᵀ` over a quantized `W`, with a backward pass to `x` (the weight is frozen).
 pub struct QuantLinearOp {
@@ -33,42 +31,18 @@ impl QuantLinearOp {
         Self { q }
     }
 
-    fn rows_per_slice(&self) -> usize {
-        (SLICE_BYTES / (4 * self.q.cols().max(1))).max(1)
-    }
-
     /// `x Wᵀ` for `x` `[n, cols]` (f32, CPU, no graph): `[n, rows]`.
     fn product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (rows, cols) = (self.q.rows(), self.q.cols());
-        let chunk = self.rows_per_slice();
-        let mut parts = Vec::with_capacity(rows.div_ceil(chunk));
-        for first in (0..rows).step_by(chunk) {
-            let r = chunk.min(rows - first);
-            let w = Tensor::from_vec(self.q.dequantize_rows(first, r), (r, cols), &Device::Cpu)?;
-            parts.push(x.matmul(&w.t()?)?);
-        }
-        if parts.len() == 1 {
-            Ok(parts.remove(0))
-        } else {
-            Tensor::cat(&parts, 1)
-        }
+        let (n, _) = x.dims2()?;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        Tensor::from_vec(float_product::times_transposed(&self.q, &xs, n), (n, self.q.rows()), &Device::Cpu)
     }
 
     /// `g W` for `g` `[n, rows]` (f32, CPU, no graph): `[n, cols]`, summed over slices of rows.
     fn input_gradient(&self, g: &Tensor) -> candle_core::Result<Tensor> {
-        let (rows, cols) = (self.q.rows(), self.q.cols());
-        let chunk = self.rows_per_slice();
-        let mut acc: Option<Tensor> = None;
-        for first in (0..rows).step_by(chunk) {
-            let r = chunk.min(rows - first);
-            let w = Tensor::from_vec(self.q.dequantize_rows(first, r), (r, cols), &Device::Cpu)?;
-            let part = g.narrow(1, first, r)?.contiguous()?.matmul(&w)?;
-            acc = Some(match acc {
-                None => part,
-                Some(sum) => (sum + part)?,
-            });
-        }
-        acc.ok_or_else(|| candle_core::Error::Msg("a quantized weight without rows".into()))
+        let (n, _) = g.dims2()?;
+        let gs = g.flatten_all()?.to_vec1::<f32>()?;
+        Tensor::from_vec(float_product::times(&self.q, &gs, n), (n, self.q.cols()), &Device::Cpu)
     }
 }
 
@@ -234,11 +208,11 @@ mod tests {
 
     #[test]
     fn several_slices_give_the_same_result_as_one() {
-        // 600 rows of 8192 inputs are 19.7 MB of f32: two slices.
+        // 600 rows of 8192 inputs are 18.75 MiB of f32: two slices.
         let (rows, cols) = (600, 8192);
         let q = Arc::new(QMatrix::quantize(&random(4, rows * cols), rows, cols, QuantFormat::Q4_0).unwrap());
         let op = QuantLinearOp::new(q.clone());
-        assert!(op.rows_per_slice() < rows);
+        assert!(rows * cols * 4 > float_product::SLICE_BYTES);
         let w = q.dequantize_tensor(&Device::Cpu).unwrap();
         let x = Tensor::from_vec(random(5, 2 * cols), (2, cols), &Device::Cpu).unwrap();
         let g = Tensor::from_vec(random(6, 2 * rows), (2, rows), &Device::Cpu).unwrap();

@@ -73,9 +73,6 @@ pub const GEMM_MIN_ROWS: usize = 16;
 /// tiled kernels read about 256 KiB of their packed copies).
 const TOKENS_PER_BLOCK: usize = 64;
 
-/// Largest slice of rows dequantized at once by a prompt-sized [`QMatrix::forward`].
-const GEMM_SLICE_BYTES: usize = 32 << 20;
-
 fn rows_per_task(rows: usize) -> usize {
     let tasks = rayon::current_num_threads().max(1) * TASKS_PER_THREAD;
     rows.div_ceil(tasks).max(1)
@@ -199,7 +196,7 @@ impl QMatrix {
     }
 
     /// Rows `first..first + n` in ggml's layout (a copy for an interleaved matrix).
-    fn rows_bytes(&self, first: usize, n: usize) -> Cow<'_, [u8]> {
+    pub(crate) fn rows_bytes(&self, first: usize, n: usize) -> Cow<'_, [u8]> {
         match &self.data {
             Storage::Rows(b) => Cow::Borrowed(&b.as_slice()[first * self.row_bytes..(first + n) * self.row_bytes]),
             Storage::Interleaved(lines) => Cow::Owned(interleaved::rows(self.format, lines.as_slice(), self.cols, first, n)),
@@ -377,20 +374,13 @@ impl QMatrix {
     }
 
     /// `x` (`n` vectors of `cols` values) times the dequantized matrix, `[n, rows]` f32 on the
-    /// CPU: slices of at most 32 MiB of rows dequantized in turn into candle's f32 matrix product
-    /// (never more than one slice in full precision). The prompt path of formats without a tiled
-    /// kernel; public for the benchmarks that compare the two.
+    /// CPU: slices of rows dequantized in turn into an f32 matrix product
+    /// ([`super::float_product`]; never more than one slice in full precision). The prompt path
+    /// of formats without a tiled kernel; public for the benchmarks that compare the two.
     pub fn dequantized_product(&self, x: &Tensor, n: usize) -> Result<Tensor> {
-        let cols = self.cols;
-        let xs = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.reshape((n, cols))?;
-        let chunk = (GEMM_SLICE_BYTES / (4 * cols)).max(1);
-        let mut parts = Vec::with_capacity(self.rows.div_ceil(chunk));
-        for first in (0..self.rows).step_by(chunk) {
-            let r = chunk.min(self.rows - first);
-            let w = Tensor::from_vec(self.dequantize_rows(first, r), (r, cols), &Device::Cpu)?;
-            parts.push(xs.matmul(&w.t()?)?);
-        }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 1)? })
+        self.check_io(x.elem_count(), n * self.rows, n)?;
+        let xs = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Tensor::from_vec(super::float_product::times_transposed(self, &xs, n), (n, self.rows), &Device::Cpu)?)
     }
 
     fn check_io(&self, x: usize, y: usize, n: usize) -> Result<()> {
@@ -506,7 +496,7 @@ mod tests {
     fn prompt_sized_forward_matches_the_dequantized_product() {
         // 40 inputs take a prompt path; 4500 rows × 2048 columns make the dequantized product slice.
         let (rows, cols, n) = (4500, 2048, 40);
-        assert!(n >= GEMM_MIN_ROWS && rows * cols * 4 > GEMM_SLICE_BYTES);
+        assert!(n >= GEMM_MIN_ROWS && rows * cols * 4 > super::super::float_product::SLICE_BYTES);
         let m = QMatrix::quantize(&random_vec(51, rows * cols, 1.0), rows, cols, QuantFormat::Q4_0).unwrap();
         let x = Tensor::from_vec(random_vec(52, n * cols, 1.0), (2, n / 2, cols), &Device::Cpu).unwrap();
         let wd = m.dequantize_tensor(&Device::Cpu).unwrap();

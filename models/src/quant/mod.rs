@@ -7,6 +7,7 @@
 //! - `kernel`: run-time choice of scalar, AVX2, AVX-VNNI, AVX-512, AVX-512 VNNI or NEON dot products.
 //! - `x86`, `x86_avx_vnni`, `x86_vnni`, `x86_interleaved_256`, `x86_f16`, `neon`: the SIMD kernels (AVX2 / AVX-512; 256-bit Q4 kernels for AVX2 and AVX-VNNI; AVX-512 VNNI; the interleaved layouts' 256-bit kernels; F16 weights by F16C/AVX-512F and FMA; NEON).
 //! - `bandwidth`: the memory read-bandwidth probe behind the benchmarks' roofline ratios.
+//! - `float_product`: many vectors times a quantized matrix in f32 (prompts without a tiled kernel, training), by slices into `gemm`.
 //! - `matrix`: [`QMatrix`], a quantized matrix with multi-threaded matrix-vector and small-matrix products.
 //! - `gguf`: streaming GGUF writer and memory-mapped reader (the quantization cache format).
 //! - `cache`: the quantized model cache (every tensor of a quantized model, memory-mapped on later starts).
@@ -22,6 +23,7 @@ pub mod bandwidth;
 pub mod cache;
 pub mod device;
 pub mod error;
+pub mod float_product;
 pub mod format;
 pub mod gguf;
 pub mod gguf_import;
