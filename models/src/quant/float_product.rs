@@ -60,6 +60,20 @@ fn parallelism() -> gemm::Parallelism {
     }
 }
 
+/// Dequantizes `q` a slice of rows at a time into this thread's scratch buffer and hands each
+/// slice to `f`: its first row and its `r × cols` values, row-major.
+fn for_each_slice(q: &QMatrix, mut f: impl FnMut(usize, &[f32])) {
+    let (rows, cols) = (q.rows(), q.cols());
+    let chunk = rows_per_slice(cols);
+    with_scratch(chunk.min(rows) * cols, |scratch| {
+        for first in (0..rows).step_by(chunk) {
+            let w = &mut scratch[..chunk.min(rows - first) * cols];
+            dequantize_into(q, first, w);
+            f(first, w);
+        }
+    });
+}
+
 /// `x Wᵀ` for `n` row vectors `x` (`n × cols`, row-major): `n × rows`, row-major.
 ///
 /// Panics if `x` is not `n × cols` (callers check the shapes first).
@@ -70,25 +84,19 @@ pub fn times_transposed(q: &QMatrix, x: &[f32], n: usize) -> Vec<f32> {
     if n == 0 || rows == 0 || cols == 0 {
         return y;
     }
-    let chunk = rows_per_slice(cols);
-    with_scratch(chunk.min(rows) * cols, |scratch| {
-        for first in (0..rows).step_by(chunk) {
-            let r = chunk.min(rows - first);
-            let w = &mut scratch[..r * cols];
-            dequantize_into(q, first, w);
-            // SAFETY: dst is y's columns first..first + r of n rows of `rows` (row stride rows,
-            // inside y's n · rows values); lhs is x, n × cols row-major; rhs(i, j) = w[j · cols + i]
-            // is the slice transposed, cols × r, inside w's r · cols values.
-            unsafe {
-                gemm::gemm(
-                    n, r, cols,
-                    y.as_mut_ptr().add(first), 1, rows as isize, false,
-                    x.as_ptr(), 1, cols as isize,
-                    w.as_ptr(), cols as isize, 1,
-                    0.0, 1.0, false, false, false,
-                    parallelism(),
-                );
-            }
+    for_each_slice(q, |first, w| {
+        // SAFETY: dst is y's columns first..first + r of n rows of `rows` (row stride rows,
+        // inside y's n · rows values); lhs is x, n × cols row-major; rhs(i, j) = w[j · cols + i]
+        // is the slice transposed, cols × r, inside w's r · cols values.
+        unsafe {
+            gemm::gemm(
+                n, w.len() / cols, cols,
+                y.as_mut_ptr().add(first), 1, rows as isize, false,
+                x.as_ptr(), 1, cols as isize,
+                w.as_ptr(), cols as isize, 1,
+                0.0, 1.0, false, false, false,
+                parallelism(),
+            );
         }
     });
     y
@@ -105,25 +113,19 @@ pub fn times(q: &QMatrix, g: &[f32], n: usize) -> Vec<f32> {
     if n == 0 || rows == 0 || cols == 0 {
         return y;
     }
-    let chunk = rows_per_slice(cols);
-    with_scratch(chunk.min(rows) * cols, |scratch| {
-        for first in (0..rows).step_by(chunk) {
-            let r = chunk.min(rows - first);
-            let w = &mut scratch[..r * cols];
-            dequantize_into(q, first, w);
-            // SAFETY: dst is y, n × cols row-major, accumulated into (y starts at zero); lhs is g's
-            // columns first..first + r (row stride rows, inside g's n · rows values); rhs is the
-            // slice, r × cols row-major, inside w.
-            unsafe {
-                gemm::gemm(
-                    n, cols, r,
-                    y.as_mut_ptr(), 1, cols as isize, true,
-                    g.as_ptr().add(first), 1, rows as isize,
-                    w.as_ptr(), 1, cols as isize,
-                    1.0, 1.0, false, false, false,
-                    parallelism(),
-                );
-            }
+    for_each_slice(q, |first, w| {
+        // SAFETY: dst is y, n × cols row-major, accumulated into (y starts at zero); lhs is g's
+        // columns first..first + r (row stride rows, inside g's n · rows values); rhs is the
+        // slice, r × cols row-major, inside w.
+        unsafe {
+            gemm::gemm(
+                n, cols, w.len() / cols,
+                y.as_mut_ptr(), 1, cols as isize, true,
+                g.as_ptr().add(first), 1, rows as isize,
+                w.as_ptr(), 1, cols as isize,
+                1.0, 1.0, false, false, false,
+                parallelism(),
+            );
         }
     });
     y
