@@ -360,25 +360,27 @@ fn parent(args: &Args) -> Result<()> {
         }
     };
     let threads = rayon::current_num_threads();
-    let device = open_device(&args.device)?;
-    let bw = if device.is_cpu() {
-        println!("kernel {}, {threads} threads; model {}", Kernel::best().name(), dir.display());
-        let probe = read_bandwidth(args.bw_mib, 7);
-        println!(
-            "read bandwidth (best of 7 over {} MiB, prefetch distances {:?} bytes: {} GB/s): {:.2} GB/s",
-            args.bw_mib,
-            PROBE_DISTANCES,
-            probe.per_distance.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(" / "),
+    // The parent's device handle (and its CUDA context) lives only for its probe.
+    let bw = {
+        let device = open_device(&args.device)?;
+        if device.is_cpu() {
+            println!("kernel {}, {threads} threads; model {}", Kernel::best().name(), dir.display());
+            let probe = read_bandwidth(args.bw_mib, 7);
+            println!(
+                "read bandwidth (best of 7 over {} MiB, prefetch distances {:?} bytes: {} GB/s): {:.2} GB/s",
+                args.bw_mib,
+                PROBE_DISTANCES,
+                probe.per_distance.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(" / "),
+                probe.best_gbps
+            );
             probe.best_gbps
-        );
-        probe.best_gbps
-    } else {
-        println!("device {:?} (candle's kernels for every format); model {}", device, dir.display());
-        let bw = bandwidth(&device, args.bw_mib, 7)?;
-        println!("device read bandwidth (best of 7 sums and scaled copies over {} MiB): {bw:.1} GB/s", args.bw_mib);
-        bw
+        } else {
+            println!("device {:?} (candle's kernels for every format); model {}", device, dir.display());
+            let bw = bandwidth(&device, args.bw_mib, 7)?;
+            println!("device read bandwidth (best of 7 sums and scaled copies over {} MiB): {bw:.1} GB/s", args.bw_mib);
+            bw
+        }
     };
-    drop(device);
     let exe = std::env::current_exe()?;
     let mut results = Vec::new();
     let mut formats = args.formats.clone();
