@@ -269,11 +269,11 @@ impl Model {
     }
 
     /// The dtype conversations' caches store keys and values in, where it is not the compute
-    /// dtype: f16 for an f32 model with quantized (or F16) weights, on any device. That halves the memory
-    /// of a long conversation (ChatGLM-6B, whose 32 heads each keep their own keys and values:
-    /// 0.9 instead of 1.9 GB at 2048 positions) and the bytes each decode step's attention reads,
-    /// at a rounding far below the weights' own. Full-precision models keep f32, so they still
-    /// reproduce the reference implementations' logits.
+    /// dtype: f16 for an f32 model with quantized (or F16) weights, on any device. That halves
+    /// the memory of a long conversation (ChatGLM-6B, whose 32 heads each keep their own keys and
+    /// values: 0.9 instead of 1.9 GB at 2048 positions) and the bytes each decode step's attention
+    /// reads, at a rounding far below the weights' own. Full-precision models keep f32, so they
+    /// still reproduce the reference implementations' logits.
     pub fn cache_dtype(&self) -> Option<DType> {
         let quantized = self.linears().iter().any(|l| l.quant.is_some());
         (self.dtype == DType::F32 && quantized).then_some(DType::F16)
@@ -438,7 +438,8 @@ impl Model {
     }
 
     /// Quantizes every linear layer to `format` on the model's device (Q4_K falls back to Q4_0
-    /// where rows are not whole super-blocks). LoRA adapters stay unmerged, in full precision, over the quantized base.
+    /// where rows are not whole super-blocks). LoRA adapters stay unmerged, in full precision,
+    /// over the quantized base.
     /// With `cache = Some((source_dir, cache_file))`, a cache written for the same source files,
     /// format and engine version is memory-mapped instead; otherwise the result is written there.
     /// Returns true when the weights came from the cache.

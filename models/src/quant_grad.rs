@@ -9,9 +9,9 @@
 //! Both directions dequantize `W` one slice of rows at a time (at most
 //! [`float_product::SLICE_BYTES`] of f32) and multiply it in f32 (`quant::float_product`), so no
 //! full-precision copy of the model is ever held and the forward and the backward use exactly
-//! the same dequantized weights (the
-//! integer-dot decoding kernels quantize the activations too, which would make the forward a
-//! slightly different function from the one the backward differentiates).
+//! the same dequantized weights (the integer-dot decoding kernels quantize the activations too,
+//! which would make the forward a slightly different function from the one the backward
+//! differentiates).
 use std::sync::Arc;
 
 use candle_core::backend::BackendStorage;
@@ -29,13 +29,6 @@ impl QuantLinearOp {
     /// The op for one quantized weight.
     pub fn new(q: Arc<QMatrix>) -> Self {
         Self { q }
-    }
-
-    /// `x Wᵀ` for `x` `[n, cols]` (f32, CPU, no graph): `[n, rows]`.
-    fn product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, _) = x.dims2()?;
-        let xs = x.flatten_all()?.to_vec1::<f32>()?;
-        Tensor::from_vec(float_product::times_transposed(&self.q, &xs, n), (n, self.q.rows()), &Device::Cpu)
     }
 
     /// `g W` for `g` `[n, rows]` (f32, CPU, no graph): `[n, cols]`, summed over slices of rows.
@@ -59,8 +52,7 @@ impl CustomOp1 for QuantLinearOp {
             candle_core::bail!("quantized-linear: input has {cols} features, the weight {}", self.q.cols());
         }
         let n = values.len() / cols.max(1);
-        let x = Tensor::from_slice(values, (n, cols), &Device::Cpu)?;
-        let y = self.product(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        let y = float_product::times_transposed(&self.q, values, n);
         let mut out = dims.to_vec();
         if let Some(last) = out.last_mut() {
             *last = self.q.rows();
@@ -216,7 +208,7 @@ mod tests {
         let w = q.dequantize_tensor(&Device::Cpu).unwrap();
         let x = Tensor::from_vec(random(5, 2 * cols), (2, cols), &Device::Cpu).unwrap();
         let g = Tensor::from_vec(random(6, 2 * rows), (2, rows), &Device::Cpu).unwrap();
-        assert!(max_diff(&op.product(&x).unwrap(), &x.matmul(&w.t().unwrap()).unwrap()) < 1e-3);
+        assert!(max_diff(&x.apply_op1(QuantLinearOp::new(q.clone())).unwrap(), &x.matmul(&w.t().unwrap()).unwrap()) < 1e-3);
         assert!(max_diff(&op.input_gradient(&g).unwrap(), &g.matmul(&w).unwrap()) < 1e-3);
     }
 

@@ -7,8 +7,8 @@
 //! Why not candle's product over a tensor per slice, as before: each slice was a fresh buffer,
 //! and so was candle's output. Fresh buffers this size are new mappings (glibc maps anything
 //! from 32 MiB on, and the app lowers that threshold to 1 MiB), so every slice paid its page
-//! faults and zeroing again: dequantizing 32 MiB of Q8_0 rows took 12.4 ms into fresh 32 MiB
-//! buffers, 3.4 ms into a reused one. Whole products, 512 vectors through Q8_0 matrices with the
+//! faults and zeroing again: dequantizing 32 MiB of Q8_0 rows took 11.7 ms into a fresh buffer,
+//! 2.9 ms into a reused one (best of seven). Whole products, 512 vectors through Q8_0 matrices with the
 //! app's 1 MiB threshold (throwaway timing, the two alternated four times): 11264×2048
 //! 169–208 → 134–146 ms, 2048×5632 76–95 → 62–74 ms, 6144×2048 76–83 → 62–69 ms. Slices of
 //! 8 MiB were slower than 16 or 32 MiB ones (gemm's blocks); 16 keeps the buffers small.
@@ -16,9 +16,7 @@
 //! The scratch buffers stay allocated for the threads' lifetime: at most [`SLICE_BYTES`] per
 //! rayon worker that ran a prompt.
 
-use rayon::prelude::*;
-
-use super::{Kernel, QMatrix};
+use super::QMatrix;
 
 /// Most bytes of dequantized f32 rows one slice holds (one scratch buffer per thread this size).
 pub const SLICE_BYTES: usize = 16 << 20;
@@ -44,15 +42,6 @@ fn rows_per_slice(cols: usize) -> usize {
     (SLICE_BYTES / (4 * cols.max(1))).max(1)
 }
 
-/// Rows `first..first + out.len() / cols` of `q` as f32, on every core.
-fn dequantize_into(q: &QMatrix, first: usize, out: &mut [f32]) {
-    let cols = q.cols();
-    let bytes = q.rows_bytes(first, out.len() / cols);
-    let row_bytes = bytes.len() / (out.len() / cols).max(1);
-    let kernel = Kernel::best();
-    out.par_chunks_mut(cols).zip(bytes.par_chunks(row_bytes.max(1))).for_each(|(o, r)| kernel.dequantize_row(q.format(), r, o));
-}
-
 fn parallelism() -> gemm::Parallelism {
     match rayon::current_num_threads() {
         0 | 1 => gemm::Parallelism::None,
@@ -68,7 +57,7 @@ fn for_each_slice(q: &QMatrix, mut f: impl FnMut(usize, &[f32])) {
     with_scratch(chunk.min(rows) * cols, |scratch| {
         for first in (0..rows).step_by(chunk) {
             let w = &mut scratch[..chunk.min(rows - first) * cols];
-            dequantize_into(q, first, w);
+            q.dequantize_rows_into(first, w);
             f(first, w);
         }
     });
@@ -173,11 +162,16 @@ mod tests {
         let q = QMatrix::quantize(&random_vec(4, 64 * 32, 1.0), 64, 32, QuantFormat::Q8_0).unwrap();
         assert!(times_transposed(&q, &[], 0).is_empty());
         assert!(times(&q, &[], 0).is_empty());
-        let outer = with_scratch(8, |a| {
+        let (outer, inner) = with_scratch(8, |a| {
             a.fill(1.0);
-            let inner = with_scratch(8, |b| b.iter().sum::<f32>());
+            // The inner call must neither see nor overwrite the outer call's values.
+            let inner = with_scratch(8, |b| {
+                let seen = b.iter().sum::<f32>();
+                b.fill(2.0);
+                seen
+            });
             (a.iter().sum::<f32>(), inner)
         });
-        assert_eq!(outer.0, 8.0);
+        assert_eq!((outer, inner), (8.0, 0.0));
     }
 }

@@ -2,7 +2,6 @@
 //! (`weight` + `weight_scale`) and GGUF block formats — built straight into quantized
 //! [`LoraLinear`]s, never through a full-precision copy on the CPU.
 
-
 use candle_core::{DType, Tensor};
 use half::f16;
 

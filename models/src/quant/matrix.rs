@@ -196,7 +196,7 @@ impl QMatrix {
     }
 
     /// Rows `first..first + n` in ggml's layout (a copy for an interleaved matrix).
-    pub(crate) fn rows_bytes(&self, first: usize, n: usize) -> Cow<'_, [u8]> {
+    fn rows_bytes(&self, first: usize, n: usize) -> Cow<'_, [u8]> {
         match &self.data {
             Storage::Rows(b) => Cow::Borrowed(&b.as_slice()[first * self.row_bytes..(first + n) * self.row_bytes]),
             Storage::Interleaved(lines) => Cow::Owned(interleaved::rows(self.format, lines.as_slice(), self.cols, first, n)),
@@ -211,12 +211,17 @@ impl QMatrix {
     /// Dequantizes rows `first..first + n` to row-major f32 values.
     pub fn dequantize_rows(&self, first: usize, n: usize) -> Vec<f32> {
         let mut out = vec![0f32; n * self.cols];
-        let bytes = self.rows_bytes(first, n);
+        self.dequantize_rows_into(first, &mut out);
+        out
+    }
+
+    /// Dequantizes rows `first..first + out.len() / cols` into `out` (row-major), on every core.
+    pub fn dequantize_rows_into(&self, first: usize, out: &mut [f32]) {
+        let bytes = self.rows_bytes(first, out.len() / self.cols.max(1));
         let kernel = Kernel::best();
         out.par_chunks_mut(self.cols)
             .zip(bytes.par_chunks(self.row_bytes))
             .for_each(|(o, r)| kernel.dequantize_row(self.format, r, o));
-        out
     }
 
     /// Dequantizes to an f32 tensor `[rows, cols]` on `device`.

@@ -28,7 +28,7 @@ fn engine_err(e: impl std::fmt::Display) -> AppError {
 /// Loads the model folder (and adapter) of a registry record. A quantized `weights` goes through
 /// the cache file in `cache_dir` (quantized while read on the first load, then memory-mapped):
 /// on the CPU our kernels multiply the blocks, on a GPU they are uploaded as they are and
-/// candle's quantized kernels multiply them (a 6B model in about 4 GB of GPU memory at 4 bits).
+/// candle's quantized kernels multiply them (a 6B model's 4-bit weights are about 3.5 GB there).
 /// Full-precision weights load as f32.
 pub fn load(
     model: &ModelRecord,
