@@ -4,9 +4,13 @@
 //!
 //! A cache may store its keys and values in a narrower dtype than the model computes in
 //! ([`KvCache::storing`]): quantized models on the CPU keep them as f16, which halves both the
-//! memory a long conversation holds and the bytes each decode step's attention reads.
+//! memory a long conversation holds and the bytes each decode step's attention reads. Values
+//! beyond f16's range are stored as its largest finite value ([`stored`]), not as infinities that
+//! would turn attention into NaNs.
 use crate::error::Result;
-use candle_core::{DType, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use half::f16;
 
 /// Positions a layer's buffers grow by when they are full.
 pub const GROW_POSITIONS: usize = 256;
@@ -53,7 +57,7 @@ impl LayerKv {
         let tracked = k.track_op() || v.track_op();
         let (Some(old_k), Some(old_v)) = (&self.k, &self.v) else {
             let (k, v) = match self.store {
-                Some(dtype) if !tracked => (k.to_dtype(dtype)?, v.to_dtype(dtype)?),
+                Some(dtype) if !tracked => (stored(k, dtype)?, stored(v, dtype)?),
                 _ => (k.clone(), v.clone()),
             };
             self.k = Some(k.clone());
@@ -82,7 +86,7 @@ impl LayerKv {
                 let (b, h, _, d) = old.dims4()?;
                 let buf = Tensor::zeros((b, h, capacity, d), dtype, old.device())?;
                 if self.len > 0 {
-                    buf.slice_set(&old.narrow(2, 0, self.len)?.to_dtype(dtype)?.contiguous()?, 2, 0)?;
+                    buf.slice_set(&stored(&old.narrow(2, 0, self.len)?, dtype)?.contiguous()?, 2, 0)?;
                 }
                 Ok(buf)
             };
@@ -93,8 +97,8 @@ impl LayerKv {
         let (Some(buf_k), Some(buf_v)) = (&self.k, &self.v) else {
             unreachable!("both buffers were set above");
         };
-        buf_k.slice_set(&k.to_dtype(dtype)?.contiguous()?, 2, self.len)?;
-        buf_v.slice_set(&v.to_dtype(dtype)?.contiguous()?, 2, self.len)?;
+        buf_k.slice_set(&stored(k, dtype)?.contiguous()?, 2, self.len)?;
+        buf_v.slice_set(&stored(v, dtype)?.contiguous()?, 2, self.len)?;
         self.len += n;
         Ok((buf_k.narrow(2, 0, self.len)?, buf_v.narrow(2, 0, self.len)?))
     }
@@ -128,6 +132,48 @@ impl LayerKv {
     /// Positions the buffers hold room for (for tests and memory figures).
     pub fn capacity(&self) -> usize {
         self.k.as_ref().and_then(|k| k.dims().get(2).copied()).unwrap_or(0)
+    }
+}
+
+/// `t` converted to the cache's storage dtype; into f16, values beyond its range become its
+/// largest finite value (±65 504) instead of infinities. A key or value that large is an outlier
+/// of the model's activations, and an infinite one would turn its whole attention row into NaNs.
+fn stored(t: &Tensor, dtype: DType) -> Result<Tensor> {
+    Ok(match (t.dtype(), dtype) {
+        (from, to) if from == to => t.clone(),
+        (DType::F32, DType::F16) if t.device().is_cpu() && !t.track_op() && t.is_contiguous() => t.apply_op1_no_bwd(&SaturatingF16)?,
+        (_, DType::F16) => t.clamp(-f16::MAX.to_f32(), f16::MAX.to_f32())?.to_dtype(DType::F16)?,
+        _ => t.to_dtype(dtype)?,
+    })
+}
+
+/// Contiguous f32 → f16 on the CPU, saturating (see [`stored`]), in one pass: chunks are clamped
+/// into a small buffer and converted with `half`'s slice conversion (F16C where the CPU has it).
+struct SaturatingF16;
+
+impl CustomOp1 for SaturatingF16 {
+    fn name(&self) -> &'static str {
+        "saturating-f16"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        use half::slice::HalfFloatSliceExt;
+        let CpuStorage::F32(x) = s else {
+            candle_core::bail!("saturating f16: the input is {:?}, not f32", s.dtype());
+        };
+        let limit = f16::MAX.to_f32();
+        let Some((start, end)) = l.contiguous_offsets() else {
+            candle_core::bail!("saturating f16: the input is not contiguous");
+        };
+        let values = &x[start..end];
+        let mut out = vec![f16::ZERO; values.len()];
+        let mut buf = [0f32; 1024];
+        for (src, dst) in values.chunks(buf.len()).zip(out.chunks_mut(buf.len())) {
+            let buf = &mut buf[..src.len()];
+            buf.iter_mut().zip(src).for_each(|(b, &v)| *b = v.clamp(-limit, limit));
+            dst.convert_from_f32_slice(buf);
+        }
+        Ok((CpuStorage::F16(out), l.shape().clone()))
     }
 }
 
@@ -253,6 +299,29 @@ mod tests {
         let (k, _) = cache.layers_mut()[0].append(&step(8, 1), &step(8, 1)).unwrap();
         assert_eq!(k.dtype(), DType::F16);
         assert_eq!(as_f32(&k.narrow(2, 0, 3).unwrap()), half(&prefix));
+    }
+
+    #[test]
+    fn f16_storage_saturates_instead_of_overflowing() {
+        let big = [1e6f32, -1e6, 70_000.0, 65_519.0, -65_536.0, 1.5, -0.25, 65_504.0];
+        let t = Tensor::from_vec(big.to_vec(), (1, 2, 1, 4), &Device::Cpu).unwrap();
+        let want = [65_504f32, -65_504.0, 65_504.0, 65_504.0, -65_504.0, 1.5, -0.25, 65_504.0];
+        // The first append (stored as given), a step written in place, and a strided input.
+        let mut kv = LayerKv { store: Some(DType::F16), ..LayerKv::default() };
+        let (k, v) = kv.append(&t, &(&t * -1.0).unwrap()).unwrap();
+        assert_eq!(values(&k.to_dtype(DType::F32).unwrap()), want);
+        assert_eq!(values(&v.to_dtype(DType::F32).unwrap()), want.map(|x| -x));
+        let (k, _) = kv.append(&t, &t).unwrap();
+        assert_eq!(values(&k.narrow(2, 1, 1).unwrap().to_dtype(DType::F32).unwrap()), want);
+        // Element [0, i, 0, j] of the transposed view is data[2j + i].
+        let data: Vec<f32> = (0..8).map(|at| big[(at % 2) * 4 + at / 2]).collect();
+        let strided = Tensor::from_vec(data, (1, 4, 1, 2), &Device::Cpu).unwrap().transpose(1, 3).unwrap();
+        assert!(!strided.is_contiguous());
+        let (k, _) = kv.append(&strided, &strided).unwrap();
+        assert_eq!(values(&k.narrow(2, 2, 1).unwrap().to_dtype(DType::F32).unwrap()), want);
+        // What fits is converted as candle converts it (round to nearest even).
+        let small = (step(3, 2) * 0.37).unwrap();
+        assert_eq!(values(&stored(&small, DType::F16).unwrap().to_dtype(DType::F32).unwrap()), values(&small.to_dtype(DType::F16).unwrap().to_dtype(DType::F32).unwrap()));
     }
 
     #[test]
