@@ -136,6 +136,17 @@ fn proc_status(key: &str) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Nanoseconds all threads of this process have run on a CPU (`/proc/self/task/*/schedstat`,
+/// whose first field is the thread's time on a CPU); 0 where the file is missing.
+fn cpu_time_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
 /// A deterministic prompt of `len` ordinary token ids below `vocab`.
 fn prompt_ids(len: usize, vocab: usize, salt: u64) -> Vec<u32> {
     let span = (vocab.saturating_sub(200)).max(1) as u64;
@@ -225,12 +236,16 @@ fn child(args: &Args, format_name: &str) -> Result<()> {
     let ttft = t.elapsed().as_secs_f64();
 
     // Decode: one token at a time over the cache, greedy.
+    let cpu_before = cpu_time_ns();
     let t = Instant::now();
     for _ in 0..args.new {
         let logits = model.forward(&mut cache, &[next], None, false)?.flatten_all()?.to_vec1::<f32>()?;
         next = argmax(&logits);
     }
     let decode_s = t.elapsed().as_secs_f64();
+    // How busy the threads were: time off the CPU (a worker asleep while the other finishes a
+    // product or runs the step's serial work) is time the memory bus may sit idle.
+    let decode_busy = cpu_time_ns().saturating_sub(cpu_before) as f64 / 1e9 / (decode_s * rayon::current_num_threads() as f64);
     // Peak memory before the bandwidth probe's buffer; the probe then runs right after the
     // decode, since this shared machine's bandwidth drifts between the parent's probe and here.
     let peak_rss = proc_status("VmHWM:");
@@ -281,6 +296,7 @@ fn child(args: &Args, format_name: &str) -> Result<()> {
         "prefill_tps": args.prompt as f64 / ttft,
         "decode_tps": args.new as f64 / decode_s,
         "decode_s_per_token": decode_s / args.new as f64,
+        "decode_cpu_busy": decode_busy,
         "peak_rss": peak_rss,
         "bw_after_decode": bw_after,
         "window_ratios": window_ratios,
@@ -449,7 +465,12 @@ fn parent(args: &Args) -> Result<()> {
     );
     for r in &results {
         let each: Vec<String> = r["window_ratios"].as_array().map(|a| a.iter().map(|v| format!("{:.0}%", 100.0 * num(v))).collect()).unwrap_or_default();
-        println!("paired windows {}: {}", r["format"].as_str().unwrap_or("?"), each.join(" "));
+        println!(
+            "paired windows {}: {}; threads on a CPU while decoding: {:.0}% of the time",
+            r["format"].as_str().unwrap_or("?"),
+            each.join(" "),
+            100.0 * num(&r["decode_cpu_busy"]),
+        );
     }
     if !args.no_fixtures {
         fixture_accuracy(&fixture_root(args))?;
