@@ -60,7 +60,14 @@ impl LoraLinear {
                     None => y,
                 }
             }
-            None => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?,
+            None => match crate::dense_matvec::try_matvec(&self.weight, x)? {
+                // One row (a decode step) on every core; candle's product runs it on one.
+                Some(y) => match &self.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                },
+                None => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?,
+            },
         };
         match lora {
             None => Ok(base),

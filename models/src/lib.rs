@@ -30,6 +30,7 @@ pub mod chatglm6b;
 pub mod config;
 mod cpu_storage;
 pub mod decode_attention;
+pub mod dense_matvec;
 pub mod detect;
 pub mod device;
 pub mod error;
