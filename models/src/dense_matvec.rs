@@ -13,10 +13,11 @@ use crate::error::Result;
 /// Row slices per thread: enough to even out the threads' progress.
 const TASKS_PER_THREAD: usize = 4;
 
-/// `x Wᵀ` for an f32 `weight` `[out, in]` and an `x` holding one row of `in` values (`[1, .., in]`,
-/// rank 2 or more as candle's `Linear` wants, every leading dimension 1), both on the CPU, without gradients: the result has `x`'s
-/// leading dimensions and `out` values. `Ok(None)` where this path does not apply (several rows,
-/// another dtype or device, a strided weight, a tracked tensor): the caller keeps candle's product.
+/// `x Wᵀ` for an f32 `weight` `[out, in]` and an `x` holding one row of `in` values (`[1, .., in]`:
+/// rank 2 or more, as candle's `Linear` wants, every leading dimension 1), both on the CPU and
+/// without gradients. The result has `x`'s leading dimensions and `out` values. `Ok(None)` where
+/// this path does not apply (several rows, another dtype or device, a strided weight, a tracked
+/// tensor, one thread): the caller keeps candle's product.
 pub fn try_matvec(weight: &Tensor, x: &Tensor) -> Result<Option<Tensor>> {
     let (Ok((rows, cols)), Some(&last)) = (weight.dims2(), x.dims().last()) else {
         return Ok(None);
