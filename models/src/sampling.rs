@@ -271,6 +271,9 @@ fn by_logit_desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
 /// whenever it fills, and a candidate that does not beat the `k`-th kept is skipped. Collecting
 /// all 65 024 (ChatGLM3) candidates and selecting among them took most of a draw's time.
 fn top_k(candidates: impl Iterator<Item = (u32, f32)>, k: usize) -> Vec<(u32, f32)> {
+    // A k from the settings may be anything: no larger than the candidates can be, so that the
+    // buffer's size is bounded by the vocabulary and `2k` cannot overflow.
+    let k = k.min(candidates.size_hint().1.unwrap_or(usize::MAX / 2)).max(1);
     let mut best: Vec<(u32, f32)> = Vec::with_capacity(2 * k);
     let mut floor: Option<(u32, f32)> = None;
     for c in candidates {
@@ -498,6 +501,10 @@ mod tests {
             want.truncate(k);
             assert_eq!(got, want, "{n} candidates");
         }
+        // A k far beyond the vocabulary keeps every candidate (and allocates for them only).
+        let logits = [1.0f32, f32::NEG_INFINITY, 3.0, 2.0];
+        let c = sampler(sampling(1.0, Some(usize::MAX), None)).candidates(&logits, &[]).unwrap();
+        assert_eq!(c.iter().map(|&(id, _)| id).collect::<Vec<_>>(), vec![2, 3, 0]);
     }
 
     #[test]
