@@ -2,16 +2,15 @@
 //!
 //! candle's product (`gemm`) multiplies a single input row on one thread: `bench_engine` showed
 //! the two threads on a CPU 50% of an f32 decode (stop 17), which ran at 46–48% of the bandwidth
-//! roofline while F16 ran at 84–88%. Here the weight's rows are split into tasks, and each task
-//! asks `gemm` for its slice of the output on its own thread.
+//! roofline while F16 ran at 84–88%. Here the weight's rows are split into tasks as the quantized
+//! products split theirs (`QMatrix::matvec`), and each task asks `gemm` for its slice of the
+//! output on its own thread.
 
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
-
-/// Row slices per thread: enough to even out the threads' progress.
-const TASKS_PER_THREAD: usize = 4;
+use crate::quant::float_product::rows_times_transposed;
 
 /// `x Wᵀ` for an f32 `weight` `[out, in]` and an `x` holding one row of `in` values (`[1, .., in]`:
 /// rank 2 or more, as candle's `Linear` wants, every leading dimension 1), both on the CPU and
@@ -46,32 +45,16 @@ pub fn try_matvec(weight: &Tensor, x: &Tensor) -> Result<Option<Tensor>> {
     let start = layout.start_offset();
     let w = &data[start..start + rows * cols];
     let mut y = vec![0f32; rows];
-    let chunk = rows.div_ceil(rayon::current_num_threads() * TASKS_PER_THREAD).max(1);
+    let chunk = crate::quant::matrix::rows_per_task(rows);
     y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
         let slice = &w[c * chunk * cols..(c * chunk + out.len()) * cols];
-        rows_times(slice, cols, &input, out);
+        let width = out.len();
+        rows_times_transposed(&input, 1, slice, cols, out, width, gemm::Parallelism::None);
     });
     drop(storage);
     let mut dims = x.dims().to_vec();
     *dims.last_mut().expect("x has a last dimension") = rows;
     Ok(Some(Tensor::from_vec(y, dims, x.device())?))
-}
-
-/// `out[j] = w[j] · x` for the `out.len()` rows of `w` (`cols` values each), on this thread.
-fn rows_times(w: &[f32], cols: usize, x: &[f32], out: &mut [f32]) {
-    assert!(w.len() == out.len() * cols && x.len() == cols, "slice of the f32 product");
-    // SAFETY: dst is `out`, one row of `out.len()` values; lhs is `x`, 1 × cols; rhs(i, j) =
-    // w[j · cols + i] is the slice transposed, cols × out.len(), inside `w` (asserted above).
-    unsafe {
-        gemm::gemm(
-            1, out.len(), cols,
-            out.as_mut_ptr(), 1, out.len() as isize, false,
-            x.as_ptr(), 1, cols as isize,
-            w.as_ptr(), cols as isize, 1,
-            0.0, 1.0, false, false, false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 #[cfg(test)]

@@ -73,22 +73,34 @@ pub fn times_transposed(q: &QMatrix, x: &[f32], n: usize) -> Vec<f32> {
     if n == 0 || rows == 0 || cols == 0 {
         return y;
     }
-    for_each_slice(q, |first, w| {
-        // SAFETY: dst is y's columns first..first + r of n rows of `rows` (row stride rows,
-        // inside y's n · rows values); lhs is x, n × cols row-major; rhs(i, j) = w[j · cols + i]
-        // is the slice transposed, cols × r, inside w's r · cols values.
-        unsafe {
-            gemm::gemm(
-                n, w.len() / cols, cols,
-                y.as_mut_ptr().add(first), 1, rows as isize, false,
-                x.as_ptr(), 1, cols as isize,
-                w.as_ptr(), cols as isize, 1,
-                0.0, 1.0, false, false, false,
-                parallelism(),
-            );
-        }
-    });
+    for_each_slice(q, |first, w| rows_times_transposed(x, n, w, cols, &mut y[first..], rows, parallelism()));
     y
+}
+
+/// `dst[t · dst_row + j] = x[t] · w[j]` for the `n` row vectors `x` and the `r = w.len() / cols`
+/// rows of `w` (`cols` values each, row-major): the product `x wᵀ` written into `n` rows of
+/// `dst` that start `dst_row` apart (the columns of a wider result, or a whole one).
+///
+/// Panics if the slices do not hold those rows.
+pub(crate) fn rows_times_transposed(x: &[f32], n: usize, w: &[f32], cols: usize, dst: &mut [f32], dst_row: usize, parallelism: gemm::Parallelism) {
+    let r = w.len() / cols.max(1);
+    assert!(x.len() == n * cols && w.len() == r * cols && r <= dst_row, "shapes of the f32 product");
+    if n == 0 || r == 0 || cols == 0 {
+        return;
+    }
+    assert!(dst.len() >= (n - 1) * dst_row + r, "room for the f32 product");
+    // SAFETY: dst holds n rows of r values, row stride dst_row (asserted); lhs is x, n × cols
+    // row-major; rhs(i, j) = w[j · cols + i] is w transposed, cols × r, inside w's r · cols values.
+    unsafe {
+        gemm::gemm(
+            n, r, cols,
+            dst.as_mut_ptr(), 1, dst_row as isize, false,
+            x.as_ptr(), 1, cols as isize,
+            w.as_ptr(), cols as isize, 1,
+            0.0, 1.0, false, false, false,
+            parallelism,
+        );
+    }
 }
 
 /// `g W` for `n` row vectors `g` (`n × rows`, row-major): `n × cols`, row-major (the gradient
