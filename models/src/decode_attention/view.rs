@@ -23,6 +23,8 @@ pub(super) struct View<'a, T = f32> {
     /// widened into a buffer keeps the positions of the cache it came from).
     origin: usize,
     /// Whether the rows come from memory, where reading ahead pays (not a widened block in L1).
+    /// Read by the x86-64 prefetches only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) streamed: bool,
 }
 

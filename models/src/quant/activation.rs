@@ -31,6 +31,8 @@ pub struct ActQ8 {
 /// - Q4_K, per super-block (eight 32-value sub-blocks): `qs` four 64-byte registers holding
 ///   sub-blocks (0, 2), (1, 3), (4, 6), (5, 7); `dx` their scales per lane (4 × 16); `dsum` the
 ///   eight `d · Σ qs` in order (for the sub-block minimums).
+// Only the x86-64 VNNI and AVX2 kernels read a packed layout.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub(crate) struct Packed {
     /// The weight format this layout serves.
@@ -49,6 +51,7 @@ pub(crate) struct Packed {
 
 /// Sub-blocks of a Q4_K super-block held by register `r` (lanes 0..8, then 8..16) after the
 /// nibbles of one 64-byte load are split into low and high halves.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn q4k_register_blocks(r: usize) -> [usize; 2] {
     [4 * (r / 2) + r % 2, 4 * (r / 2) + 2 + r % 2]
 }
@@ -111,6 +114,7 @@ impl ActQ8 {
     /// Adds the layout of a VNNI kernel for `format` (see [`Packed`]); `group` is the number of
     /// Q4_0 blocks per register (4 or 2). Only whole Q4_0 groups are packed; the kernels do the
     /// rest from the plain fields.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn pack_for(&mut self, format: QuantFormat, group: usize) {
         let nb = self.d.len();
         let group = if format == QuantFormat::Q4_0 { group.max(1) } else { 1 };
@@ -161,6 +165,7 @@ impl ActQ8 {
 
     /// The packed layout when it was made for `format` with `group` Q4_0 blocks per register
     /// (any group for the other formats).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn packed_for(&self, format: QuantFormat, group: usize) -> Option<&Packed> {
         self.packed.as_ref().filter(|p| p.format == format && (format != QuantFormat::Q4_0 || p.group == group))
     }

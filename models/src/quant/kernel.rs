@@ -104,6 +104,7 @@ impl Kernel {
         if format == QuantFormat::F16 {
             return ActQ8::keep_float(x);
         }
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut act = ActQ8::quantize(x);
         #[cfg(target_arch = "x86_64")]
         match (self.0, format) {
@@ -176,7 +177,8 @@ impl Kernel {
                 match format {
                     QuantFormat::Q8_0 => super::neon::dot_q8_0_neon(row, act),
                     QuantFormat::Q4_0 => super::neon::dot_q4_0_neon(row, act),
-                    QuantFormat::Q4K | QuantFormat::F16 => reference::dot_row(format, row, act),
+                    QuantFormat::Q4K => super::neon::dot_q4k_neon(row, act),
+                    QuantFormat::F16 => super::neon::dot_f16_neon(row, &act.float),
                 }
             },
         }
@@ -228,6 +230,11 @@ impl Kernel {
         if format == QuantFormat::F16 && self.0 != Isa::Scalar {
             // SAFETY: every kernel set but the scalar one exists only where avx2, fma and f16c were detected.
             return unsafe { super::x86_f16::widen_f16_avx2(row, out) };
+        }
+        #[cfg(target_arch = "aarch64")]
+        if format == QuantFormat::F16 && self.0 == Isa::Neon {
+            // SAFETY: Kernel(Isa::Neon) exists only where NEON was detected.
+            return unsafe { super::neon::widen_f16_neon(row, out) };
         }
         reference::dequantize_row(format, row, out)
     }
@@ -285,6 +292,9 @@ mod tests {
     fn every_kernel_agrees_with_the_scalar_reference() {
         let kernels = Kernel::available();
         assert_eq!(kernels[0], Kernel::scalar());
+        // NEON is part of every aarch64 Linux CPU (and of qemu's), so its kernels are tested there.
+        #[cfg(target_arch = "aarch64")]
+        assert!(kernels.iter().any(|k| k.name() == "neon"), "NEON not detected");
         for format in QuantFormat::QUANTIZED {
             let bl = format.block_len();
             // Odd block counts exercise the one-block tails of the two-block loops.
@@ -346,6 +356,20 @@ mod tests {
                     let got = k.dot(format, &row, &k.prepare(format, &x));
                     assert!((got - want).abs() <= tol, "{} {format} {nblocks} blocks: {got} vs scalar {want}", k.name());
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn f16_widening_is_exact_for_every_half() {
+        // All 65 536 bit patterns: zeros, subnormals, normals, infinities and NaNs of both signs.
+        let row: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
+        for k in Kernel::available() {
+            let mut out = vec![0f32; 1 << 16];
+            k.dequantize_row(QuantFormat::F16, &row, &mut out);
+            for (h, got) in (0..=u16::MAX).zip(&out) {
+                let want = half::f16::from_bits(h).to_f32();
+                assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{} {h:#06x}: {got} vs {want}", k.name());
             }
         }
     }

@@ -35,6 +35,8 @@ pub(crate) fn fits(rows: usize, cols: usize) -> bool {
 /// row and each activation block's `−8 · Σ a` correction in the first 32-bit lane of a 128-bit
 /// lane (one row's four lanes sum to it). Panics unless `data` holds `out.len()` rows (whole
 /// octets) of `act`'s length.
+// The interleaved layouts' kernels are x86-64 only (see `Kernel::has_interleaved`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> (usize, Vec<[i32; 4]>) {
     let nb = act.d.len();
     assert!(nb % GROUP_BLOCKS == 0 && act.qs.len() == nb * QK && act.sums.len() == nb && out.len() % OCTET_ROWS == 0);

@@ -72,6 +72,8 @@ pub(crate) fn len(rows: usize, cols: usize) -> usize {
 /// What a row-lane kernel needs besides the bytes, after checking the lengths: the super-blocks
 /// per row and `d · Σ qs` of each 32-value activation block (the minimums' factor). Panics
 /// unless `data` holds `out.len()` rows (whole tiles) of `act`'s length.
+// The interleaved layouts' kernels are x86-64 only (see `Kernel::has_interleaved`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> (usize, Vec<f32>) {
     let nsb = act.d.len() / 8;
     assert!(act.d.len() == nsb * 8 && act.qs.len() == nsb * QK_K && act.sums.len() == nsb * 8 && out.len() % TILE_ROWS == 0);
