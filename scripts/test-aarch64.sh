@@ -34,6 +34,8 @@ fi
 # The compiler and its aarch64 standard library come from the same Debian package version.
 export RUSTC=/usr/bin/rustc
 export CARGO_TARGET_DIR=target/aarch64
+# No debug information: it only slows the build (and the link) of a binary that runs once.
+export CARGO_PROFILE_DEV_DEBUG=0
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 # No `-L` prefix: the binaries' loader and C library are then the arm64 multiarch packages'
