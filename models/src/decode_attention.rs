@@ -240,6 +240,22 @@ fn merge(parts: &[f32], rep: usize, d: usize, o: &mut [f32]) {
     }
 }
 
+/// `a · b` in eight independent sums, which the compiler turns into vector instructions on any
+/// CPU (SSE2, NEON): one running sum, as a plain iterator `sum` keeps it, waits on every
+/// addition, and made the portable attention 14× slower than the AVX-512 one.
+fn dot_in_lanes(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 8;
+    let (a_blocks, b_blocks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_blocks.remainder().iter().zip(b_blocks.remainder()).map(|(x, y)| x * y).sum();
+    let mut sums = [0f32; LANES];
+    for (x, y) in a_blocks.zip(b_blocks) {
+        for i in 0..LANES {
+            sums[i] += x[i] * y[i];
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
+
 /// `s[i] = e^(s[i] − max)`; returns `(max, Σ s[i])`.
 fn exp_shifted_in_place(s: &mut [f32]) -> (f32, f32) {
     let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
@@ -310,7 +326,7 @@ impl Simd {
             Simd::Portable => {
                 for (qr, sr) in qs.chunks(d).zip(scores.chunks_mut(n)) {
                     for t in block.clone() {
-                        sr[t - first] = qr.iter().zip(k.row(bi, gi, t)).map(|(x, y)| x * y).sum();
+                        sr[t - first] = dot_in_lanes(qr, k.row(bi, gi, t));
                     }
                 }
             }
