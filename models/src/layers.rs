@@ -43,31 +43,20 @@ impl LoraLinear {
     pub fn forward(&self, x: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
         let lora = adapter.and_then(|name| self.adapters.get(name));
         let training = lora.is_some_and(|l| l.a.track_op() || l.b.track_op());
-        let quantized = match (&self.on_device, &self.quant) {
+        // The products that leave the bias to be added here; `None`: candle's `Linear` does both.
+        let product = match (&self.on_device, &self.quant) {
             (Some(d), _) => Some(d.forward(x, training || x.track_op())?),
             (None, Some(q)) => Some(crate::quant_grad::quantized_linear(q, x, training)?),
-            (None, None) => None,
+            (None, None) if x.track_op() => Some(crate::quant_grad::frozen_linear(&self.weight, x)?),
+            // One row (a decode step) on every core; candle's product runs it on one.
+            (None, None) => crate::dense_matvec::try_matvec(&self.weight, x)?,
         };
-        let base = match quantized {
+        let base = match product {
             Some(y) => match &self.bias {
                 Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
                 None => y,
             },
-            None if x.track_op() => {
-                let y = crate::quant_grad::frozen_linear(&self.weight, x)?;
-                match &self.bias {
-                    Some(b) => y.broadcast_add(b)?,
-                    None => y,
-                }
-            }
-            None => match crate::dense_matvec::try_matvec(&self.weight, x)? {
-                // One row (a decode step) on every core; candle's product runs it on one.
-                Some(y) => match &self.bias {
-                    Some(b) => y.broadcast_add(b)?,
-                    None => y,
-                },
-                None => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?,
-            },
+            None => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?,
         };
         match lora {
             None => Ok(base),
