@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use doctorglm_models::quant::bandwidth::{read_bandwidth, PROBE_DISTANCES};
+use doctorglm_models::quant::bandwidth::read_bandwidth;
 use doctorglm_models::quant::{Kernel, QuantFormat};
 use candle_core::{DType, Device, Tensor};
 use doctorglm_models::{select_device, DeviceChoice, LoadOptions, Model, QuantizeOptions};
@@ -383,10 +383,9 @@ fn parent(args: &Args) -> Result<()> {
             println!("kernel {}, {threads} threads; model {}", Kernel::best().name(), dir.display());
             let probe = read_bandwidth(args.bw_mib, 7);
             println!(
-                "read bandwidth (best of 7 over {} MiB, prefetch distances {:?} bytes: {} GB/s): {:.2} GB/s",
+                "read bandwidth (best of 7 over {} MiB; per prefetch setting, distance/level: {} GB/s): {:.2} GB/s",
                 args.bw_mib,
-                PROBE_DISTANCES,
-                probe.per_distance.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(" / "),
+                probe.per_setting_text(),
                 probe.best_gbps
             );
             probe.best_gbps

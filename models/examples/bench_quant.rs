@@ -14,7 +14,7 @@ use anyhow::Result;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use clap::Parser;
-use doctorglm_models::quant::bandwidth::{read_bandwidth, PROBE_DISTANCES};
+use doctorglm_models::quant::bandwidth::{read_bandwidth, setting_name};
 use doctorglm_models::quant::{Kernel, QMatrix, QuantFormat};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -76,13 +76,12 @@ fn main() -> Result<()> {
         Kernel::available().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "));
     let bw = read_bandwidth(args.bw_mib, args.reps);
     println!(
-        "read bandwidth over {:.0} MiB: best {:.1} GB/s, median {:.1} GB/s (prefetch {} bytes ahead; per distance {:?}: {})",
+        "read bandwidth over {:.0} MiB: best {:.1} GB/s, median {:.1} GB/s (prefetch {}; per setting, distance/level: {})",
         bw.bytes as f64 / 1048576.0,
         bw.best_gbps,
         bw.median_gbps,
-        bw.distance,
-        PROBE_DISTANCES,
-        bw.per_distance.iter().map(|g| format!("{g:.1}")).collect::<Vec<_>>().join(" / ")
+        setting_name(bw.setting),
+        bw.per_setting_text()
     );
     println!("{:<12} {:<22} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9}", "shape", "method", "MiB", "copies", "best ms", "GB/s", "med GB/s", "roofline");
     let dev = Device::Cpu;

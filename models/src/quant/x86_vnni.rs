@@ -26,6 +26,14 @@ use super::x86::{as_bytes, check, f16_to_f32, hsum256, q4_0_block, q4k_scales};
 /// 2048 and 8192 were slower than 4096 in the same runs.
 pub(super) const PREFETCH: usize = 4096;
 
+/// The cache level those prefetches fill: L2 (`T1`), not L1 (`T0`). An L1 fill holds one of the
+/// core's few L1 miss buffers until the line arrives; an L2 fill queues in L2's larger one, so
+/// more lines are in flight per core, and the kernels' own loads find the line in L2 a few
+/// cycles later. Stop 19's VM (about 15 GB/s per core): `bench_quant --shape 11264x2048`
+/// streamed from memory on two cores, two alternated rounds, Q4_0 17.4–18.4 → 22.5–24.8 GB/s
+/// and Q4_K 17.6–20.4 → 22.3–24.9 GB/s; the earlier VM (10–11 GB/s per core) saw no difference.
+pub(super) const PREFETCH_HINT: i32 = _MM_HINT_T1;
+
 /// vpermt2b indices gathering the 4 × 16 nibble bytes of four Q4_0 blocks from two loads: bytes
 /// 0..64 of the group (indices 0..64) and bytes 8..72 (indices 64..128).
 const Q4_0_GATHER: [u8; 64] = {
@@ -91,8 +99,8 @@ pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
     unsafe fn group(acc: __m512, w: *const u8, a: *const u8, c: *const i32, d: *const f32, ix: [__m512i; 2], m4: __m512i) -> __m512 {
         // SAFETY: the caller guarantees 72 bytes at `w`, 128 at `a`, 16 lanes at `c` and `d`.
         unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(PREFETCH) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(PREFETCH + 64) as *const i8);
+            _mm_prefetch::<PREFETCH_HINT>(w.wrapping_add(PREFETCH) as *const i8);
+            _mm_prefetch::<PREFETCH_HINT>(w.wrapping_add(PREFETCH + 64) as *const i8);
             let x0 = _mm512_loadu_si512(w as *const __m512i);
             let x1 = _mm512_loadu_si512(w.add(8) as *const __m512i);
             let q = _mm512_permutex2var_epi8(x0, ix[0], x1);
@@ -165,7 +173,7 @@ pub(super) fn dot_q4_0_octets(data: &[u8], act: &ActQ8, out: &mut [f32]) {
             unsafe {
                 let gp = base.add(g * GROUP_BYTES);
                 for l in 0..GROUP_BYTES / 64 {
-                    _mm_prefetch::<_MM_HINT_T0>(gp.wrapping_add(PREFETCH + 64 * l) as *const i8);
+                    _mm_prefetch::<PREFETCH_HINT>(gp.wrapping_add(PREFETCH + 64 * l) as *const i8);
                 }
                 for k in 0..GROUP_BLOCKS {
                     let b = g * GROUP_BLOCKS + k;
@@ -224,7 +232,7 @@ pub(super) fn dot_q4k_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
                 let (mut sums, mut mins) = (_mm512_setzero_ps(), _mm512_setzero_ps());
                 for s in 0..8 {
                     for l in 0..5 {
-                        _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH + 296 * s + 64 * l) as *const i8);
+                        _mm_prefetch::<PREFETCH_HINT>(base.wrapping_add(PREFETCH + 296 * s + 64 * l) as *const i8);
                     }
                     let (mut lo, mut hi) = (_mm512_setzero_si512(), _mm512_setzero_si512());
                     for step in 4 * s..4 * s + 4 {
@@ -272,9 +280,9 @@ pub(super) fn dot_q4k(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
         // asserts above prove 256 packed activation bytes, 64 lane scales and 8 sums for it.
         unsafe {
             let bp = row.as_ptr().add(sb * Q4_K_BYTES);
-            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PREFETCH) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PREFETCH + 64) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PREFETCH + 128) as *const i8);
+            _mm_prefetch::<PREFETCH_HINT>(bp.wrapping_add(PREFETCH) as *const i8);
+            _mm_prefetch::<PREFETCH_HINT>(bp.wrapping_add(PREFETCH + 64) as *const i8);
+            _mm_prefetch::<PREFETCH_HINT>(bp.wrapping_add(PREFETCH + 128) as *const i8);
             mins = _mm256_fmadd_ps(mn, _mm256_loadu_ps(sp.add(sb * 8)), mins);
             for half in 0..2 {
                 let q = _mm512_loadu_si512(bp.add(16 + 64 * half) as *const __m512i);
