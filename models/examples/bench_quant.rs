@@ -14,6 +14,7 @@ use anyhow::Result;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use clap::Parser;
+use doctorglm_models::awake::run_with_workers_awake;
 use doctorglm_models::quant::bandwidth::{read_bandwidth, setting_name};
 use doctorglm_models::quant::{Kernel, QMatrix, QuantFormat};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -53,20 +54,24 @@ fn stats(mut secs: Vec<f64>) -> Stats {
     Stats { best: secs[0], median: secs[secs.len() / 2] }
 }
 
-/// Times `f(copy)` over a rotation of `copies` copies; returns per-call seconds, best and median over reps.
-fn time_rotation(copies: usize, reps: usize, mut f: impl FnMut(usize)) -> Stats {
-    for c in 0..copies {
-        f(c);
-    }
-    let mut times = Vec::new();
-    for _ in 0..reps {
-        let t = Instant::now();
+/// Times `f(copy)` over a rotation of `copies` copies; returns per-call seconds, best and median
+/// over reps. The calls run as a model step runs them: on a rayon worker with the other workers
+/// kept awake (`awake`), not from a thread outside the pool that sleeps through every call.
+fn time_rotation(copies: usize, reps: usize, mut f: impl FnMut(usize) + Send) -> Stats {
+    run_with_workers_awake(|| {
         for c in 0..copies {
             f(c);
         }
-        times.push(t.elapsed().as_secs_f64() / copies as f64);
-    }
-    stats(times)
+        let mut times = Vec::new();
+        for _ in 0..reps {
+            let t = Instant::now();
+            for c in 0..copies {
+                f(c);
+            }
+            times.push(t.elapsed().as_secs_f64() / copies as f64);
+        }
+        stats(times)
+    })
 }
 
 fn main() -> Result<()> {

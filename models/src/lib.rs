@@ -24,6 +24,7 @@
 //! - `quant_grad`: frozen linear products (quantized Q8_0/Q4_0, or full precision) as candle custom ops whose backward gives the input gradient only (LoRA training).
 
 pub mod arch;
+pub mod awake;
 pub mod chat_format;
 pub mod chatglm2;
 pub mod chatglm6b;

@@ -1,0 +1,79 @@
+//! Keeping rayon's workers awake through a model step.
+//!
+//! A decode step is about a hundred parallel products with short serial stretches between them
+//! (norms, RoPE, the cache append). rayon puts a worker that finds no work to sleep after a few
+//! rounds of looking, and the next product then waits for the kernel to wake it — on a VM, for
+//! the host to run a halted virtual CPU again. [`run_with_workers_awake`] runs a step on one
+//! worker while every other worker of the pool keeps looking for work (`rayon::yield_now`) until
+//! the step returns: the products then start on every core at once. Between steps the workers
+//! sleep as before, so an idle application does not spin.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Runs `step` on a worker of the current rayon pool while the pool's other workers spin looking
+/// for work (and run whatever parallel work `step` makes); returns what `step` returns. A panic in
+/// `step` still releases the workers and reaches the caller.
+pub fn run_with_workers_awake<R: Send>(step: impl FnOnce() -> R + Send) -> R {
+    let done = AtomicBool::new(false);
+    rayon::scope(|s| {
+        // Whatever happens to `step`, the helpers stop when this goes out of scope (the scope
+        // waits for them, so a panic that left them spinning would hang instead of unwinding).
+        let _release = Release(&done);
+        let stepper = rayon::current_thread_index();
+        for _ in 1..rayon::current_num_threads() {
+            let done = &done;
+            s.spawn(move |_| {
+                // The stepping thread may pick a helper up while it waits inside a product;
+                // spinning there until the step ends would wait for itself.
+                if rayon::current_thread_index() == stepper {
+                    return;
+                }
+                while !done.load(Ordering::Acquire) {
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+        }
+        step()
+    })
+}
+
+/// Sets the flag when dropped.
+struct Release<'a>(&'a AtomicBool);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+
+    #[test]
+    fn parallel_work_inside_the_step_runs_and_the_result_comes_back() {
+        for threads in [1, 2, 4] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let sum = pool.install(|| {
+                run_with_workers_awake(|| (0..200u64).map(|i| (0..10_000u64).into_par_iter().map(|x| x ^ i).sum::<u64>()).sum::<u64>())
+            });
+            let want: u64 = (0..200u64).map(|i| (0..10_000u64).map(|x| x ^ i).sum::<u64>()).sum();
+            assert_eq!(sum, want, "{threads} threads");
+            // Called again, and from outside the pool (on one of its workers then).
+            assert_eq!(pool.install(|| run_with_workers_awake(|| 7)), 7);
+        }
+        assert!(run_with_workers_awake(|| rayon::current_thread_index().is_some()));
+    }
+
+    #[test]
+    fn a_panicking_step_releases_the_workers_and_reaches_the_caller() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.install(|| run_with_workers_awake(|| -> u32 { panic!("step failed") }))));
+        assert!(caught.is_err());
+        // The pool still works: no helper is left spinning.
+        assert_eq!(pool.install(|| (0..100u32).into_par_iter().sum::<u32>()), 4950);
+    }
+}
