@@ -9,9 +9,18 @@
 //! sleep as before, so an idle application does not spin.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a helper looks for work without finding any before it returns to rayon (and sleeps
+/// there). A decode step's serial stretches take tens of microseconds. The limit also rules out
+/// a wait on itself: a helper runs nested on whatever its worker was doing, possibly unfinished
+/// work of its own step (when several steps share the pool), which would otherwise wait for the
+/// helper while the helper waits for the step.
+const MAX_IDLE: Duration = Duration::from_millis(2);
 
 /// Runs `step` on a worker of the current rayon pool while the pool's other workers spin looking
-/// for work (and run whatever parallel work `step` makes); returns what `step` returns. A panic in
+/// for work (and run whatever parallel work `step` makes), each for as long as the step lasts or
+/// until it found nothing for [`MAX_IDLE`]; returns what `step` returns. A panic in
 /// `step` still releases the workers and reaches the caller.
 pub fn run_with_workers_awake<R: Send>(step: impl FnOnce() -> R + Send) -> R {
     let done = AtomicBool::new(false);
@@ -28,8 +37,13 @@ pub fn run_with_workers_awake<R: Send>(step: impl FnOnce() -> R + Send) -> R {
                 if rayon::current_thread_index() == stepper {
                     return;
                 }
+                let mut busy = Instant::now();
                 while !done.load(Ordering::Acquire) {
-                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    if rayon::yield_now() == Some(rayon::Yield::Executed) {
+                        busy = Instant::now();
+                    } else if busy.elapsed() > MAX_IDLE {
+                        return;
+                    } else {
                         std::hint::spin_loop();
                     }
                 }
@@ -66,6 +80,30 @@ mod tests {
             assert_eq!(pool.install(|| run_with_workers_awake(|| 7)), 7);
         }
         assert!(run_with_workers_awake(|| rayon::current_thread_index().is_some()));
+    }
+
+    #[test]
+    fn steps_started_at_once_from_several_threads_all_finish() {
+        // Several steps share one pool: a helper of one step can end up on a worker above (on
+        // the stack of) unfinished work of its own step, which only the idle limit releases.
+        let pool = std::sync::Arc::new(rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        for caller in 0..4u64 {
+            let (pool, tx) = (pool.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for round in 0..30u64 {
+                    let got = pool.install(|| {
+                        run_with_workers_awake(|| (0..8u64).into_par_iter().map(|i| (0..2000u64).into_par_iter().map(|x| x * i + caller + round).sum::<u64>()).sum::<u64>())
+                    });
+                    let want: u64 = (0..8u64).map(|i| (0..2000u64).map(|x| x * i + caller + round).sum::<u64>()).sum();
+                    tx.send(got == want).unwrap();
+                }
+            });
+        }
+        for _ in 0..4 * 30 {
+            let ok = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("every step finishes");
+            assert!(ok);
+        }
     }
 
     #[test]
