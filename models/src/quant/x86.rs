@@ -24,7 +24,8 @@ pub(super) fn hsum256(v: __m256) -> f32 {
 }
 
 /// Asks for the cache lines `PREFETCH` bytes ahead of `p[at..at + span]` into L2
-/// (`PREFETCH_HINT`; a hint: it never faults, even past the end). Streaming rows from memory ran at half the bandwidth without it.
+/// (`PREFETCH_HINT`; a hint: it never faults, even past the end). Streaming rows from memory
+/// ran at half the bandwidth without it.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn prefetch(p: &[u8], at: usize, span: usize) {
