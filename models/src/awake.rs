@@ -20,13 +20,14 @@ const MAX_IDLE: Duration = Duration::from_millis(2);
 
 /// Runs `step` on a worker of the current rayon pool while the pool's other workers spin looking
 /// for work (and run whatever parallel work `step` makes), each for as long as the step lasts or
-/// until it found nothing for [`MAX_IDLE`]; returns what `step` returns. A panic in
-/// `step` still releases the workers and reaches the caller.
+/// until it found nothing for [`MAX_IDLE`]; returns what `step` returns. A panic in `step`
+/// releases the workers and reaches the caller.
 pub fn run_with_workers_awake<R: Send>(step: impl FnOnce() -> R + Send) -> R {
     let done = AtomicBool::new(false);
     rayon::scope(|s| {
-        // Whatever happens to `step`, the helpers stop when this goes out of scope (the scope
-        // waits for them, so a panic that left them spinning would hang instead of unwinding).
+        // Whatever happens to `step`, the helpers stop when this goes out of scope: the scope
+        // waits for them before it returns or unwinds, and without it a panicking step would
+        // leave them to the idle limit.
         let _release = Release(&done);
         let stepper = rayon::current_thread_index();
         for _ in 1..rayon::current_num_threads() {
@@ -107,6 +108,8 @@ mod tests {
         }
     }
 
+    // The panic must reach the caller and leave the pool usable. (Whether the guard or the idle
+    // limit stops the helpers is not observable here: both end the wait.)
     #[test]
     fn a_panicking_step_releases_the_workers_and_reaches_the_caller() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();

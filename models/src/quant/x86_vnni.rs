@@ -30,8 +30,9 @@ pub(super) const PREFETCH: usize = 4096;
 /// core's few L1 miss buffers until the line arrives; an L2 fill queues in L2's larger one, so
 /// more lines are in flight per core, and the kernels' own loads find the line in L2 a few
 /// cycles later. Stop 19's VM (about 15 GB/s per core): `bench_quant --shape 11264x2048`
-/// streamed from memory on two cores, two alternated rounds, Q4_0 17.4–18.4 → 22.5–24.8 GB/s
-/// and Q4_K 17.6–20.4 → 22.3–24.9 GB/s; the earlier VM (10–11 GB/s per core) saw no difference.
+/// streamed from memory on two cores, two alternated rounds at 4 and 8 KiB (T1 also 16 KiB),
+/// best of 15: Q4_0 17.3–18.4 → 22.7–24.8 GB/s, Q4_K 17.6–20.4 → 22.7–24.9 GB/s; stop 14's VM
+/// (9–11 GB/s per core) saw no order between T0, T1 and T2.
 pub(super) const PREFETCH_HINT: i32 = _MM_HINT_T1;
 
 /// vpermt2b indices gathering the 4 × 16 nibble bytes of four Q4_0 blocks from two loads: bytes
