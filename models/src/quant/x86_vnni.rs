@@ -35,6 +35,18 @@ pub(super) const PREFETCH: usize = 4096;
 /// (9–11 GB/s per core) saw no order between T0, T1 and T2.
 pub(super) const PREFETCH_HINT: i32 = _MM_HINT_T1;
 
+/// Prefetches the first [`PREFETCH`] bytes of a decode task's weights at once: the loop's
+/// prefetches run that far ahead, so without this the task's first lines arrive one demand
+/// miss after another. `bench_quant --shape 11264x2048 --shape 2048x2048 --stream-mib 768`,
+/// two alternated rounds (ARCHITECTURE.md, stop 20): 0–4% faster.
+#[inline]
+fn prefetch_start(data: &[u8]) {
+    for off in (0..PREFETCH.min(data.len())).step_by(64) {
+        // SAFETY: SSE is part of every x86-64 CPU, and `off` lies inside `data`.
+        unsafe { _mm_prefetch::<PREFETCH_HINT>(data.as_ptr().add(off) as *const i8) };
+    }
+}
+
 /// vpermt2b indices gathering the 4 × 16 nibble bytes of four Q4_0 blocks from two loads: bytes
 /// 0..64 of the group (indices 0..64) and bytes 8..72 (indices 64..128).
 const Q4_0_GATHER: [u8; 64] = {
@@ -164,6 +176,7 @@ pub(super) fn dot_q4_0_octets(data: &[u8], act: &ActQ8, out: &mut [f32]) {
         ]
     };
     let (qp, cp, dp) = (act.qs.as_ptr() as *const u8, corr.as_ptr() as *const u8, act.d.as_ptr());
+    prefetch_start(data);
     for (o, y) in out.chunks_exact_mut(OCTET_ROWS).enumerate() {
         let base = data[o * groups * GROUP_BYTES..].as_ptr();
         // Rows 0–3 and 4–7, for even and odd blocks (two independent chains each).
@@ -223,6 +236,7 @@ pub(super) fn dot_q4k_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
     let (nsb, dsum) = kernel_inputs(data, act, out);
     let m4 = _mm512_set1_epi8(0x0F);
     let (qp, dp, sp) = (act.qs.as_ptr(), act.d.as_ptr(), dsum.as_ptr());
+    prefetch_start(data);
     for (t, y) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
         let mut acc = _mm512_setzero_ps();
         for sb in 0..nsb {
