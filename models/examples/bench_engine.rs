@@ -383,8 +383,9 @@ fn parent(args: &Args) -> Result<()> {
             println!("kernel {}, {threads} threads; model {}", Kernel::best().name(), dir.display());
             let probe = read_bandwidth(args.bw_mib, 7);
             println!(
-                "read bandwidth (best of 7 over {} MiB; per prefetch setting, distance/level: {} GB/s): {:.2} GB/s",
+                "read bandwidth (best of 7 over {} MiB on {} pages; per prefetch setting, distance/level: {} GB/s): {:.2} GB/s",
                 args.bw_mib,
+                if probe.huge_pages { "huge" } else { "4 KiB" },
                 probe.per_setting_text(),
                 probe.best_gbps
             );

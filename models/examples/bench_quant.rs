@@ -81,8 +81,9 @@ fn main() -> Result<()> {
         Kernel::available().iter().map(|k| k.name()).collect::<Vec<_>>().join(", "));
     let bw = read_bandwidth(args.bw_mib, args.reps);
     println!(
-        "read bandwidth over {:.0} MiB: best {:.1} GB/s, median {:.1} GB/s (prefetch {}; per setting, distance/level: {})",
+        "read bandwidth over {:.0} MiB ({} pages): best {:.1} GB/s, median {:.1} GB/s (prefetch {}; per setting, distance/level: {})",
         bw.bytes as f64 / 1048576.0,
+        if bw.huge_pages { "huge" } else { "4 KiB" },
         bw.best_gbps,
         bw.median_gbps,
         setting_name(bw.setting),

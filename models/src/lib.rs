@@ -41,6 +41,7 @@ pub mod kv_cache;
 pub mod layers;
 pub mod lora;
 pub mod model;
+pub mod pages;
 pub mod ptuning;
 pub mod quant;
 pub mod quant_grad;

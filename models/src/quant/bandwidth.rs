@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::pages::{huge_page_bytes, PageBuffer};
+
 /// The cache level a software prefetch fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fill {
@@ -38,6 +40,8 @@ pub struct Bandwidth {
     pub per_setting: Vec<f64>,
     /// Bytes read per pass.
     pub bytes: usize,
+    /// Whether most of the buffer sat on huge pages (Linux only; `false` where the system does not say).
+    pub huge_pages: bool,
 }
 
 impl Bandwidth {
@@ -65,7 +69,23 @@ pub fn setting_name((distance, fill): (usize, Fill)) -> String {
 /// products split their rows), `reps` timed passes per setting after one warm-up.
 pub fn read_bandwidth(mib: usize, reps: usize) -> Bandwidth {
     let n = (mib.max(1) << 20) / 8;
-    let buf: Vec<u64> = (0..n as u64).into_par_iter().map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+    // The weights the decode streams sit on huge pages where the OS gives them (`pages`), and
+    // so does the probe: on 4 KiB pages it reads less than the kernels can stream.
+    let before = huge_page_bytes();
+    let mut pages = PageBuffer::zeroed(n * 8).unwrap_or_else(|e| panic!("cannot map {mib} MiB for the bandwidth probe: {e}"));
+    // SAFETY: the buffer starts on a 2 MiB boundary and every bit pattern is a u64.
+    let (head, buf, _) = unsafe { pages.as_mut_slice().align_to_mut::<u64>() };
+    assert!(head.is_empty() && buf.len() == n);
+    buf.par_chunks_mut(1 << 16).enumerate().for_each(|(c, part)| {
+        for (i, v) in part.iter_mut().enumerate() {
+            *v = (((c << 16) + i) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    });
+    let huge_pages = match (before, huge_page_bytes()) {
+        (Some(b), Some(a)) => a.saturating_sub(b) >= (n * 8 / 2) as u64,
+        _ => false,
+    };
+    let buf: &[u64] = buf;
     let part = n.div_ceil(rayon::current_num_threads().max(1)).max(8);
     let mut check = 0u64;
     let mut best = (0.0f64, 0.0f64, PROBE_SETTINGS[0]);
@@ -91,7 +111,7 @@ pub fn read_bandwidth(mib: usize, reps: usize) -> Bandwidth {
         }
     }
     std::hint::black_box(check);
-    Bandwidth { best_gbps: best.0, median_gbps: best.1, setting: best.2, per_setting, bytes: n * 8 }
+    Bandwidth { best_gbps: best.0, median_gbps: best.1, setting: best.2, per_setting, bytes: n * 8, huge_pages }
 }
 
 /// Wrapping sum of `c`, asking for the cache line `distance` bytes ahead of each line read into

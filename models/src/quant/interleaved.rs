@@ -16,6 +16,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::format::QuantFormat;
+use crate::pages::PageBuffer;
 use super::{octets, q4k_lanes};
 
 /// Whether a `rows × cols` matrix of `format` has an interleaved layout.
@@ -83,37 +84,34 @@ pub(crate) fn rows(format: QuantFormat, data: &[u8], cols: usize, first: usize, 
     out
 }
 
-/// One 64-byte-aligned cache line.
-#[derive(Debug, Clone, Copy)]
-#[repr(C, align(64))]
-pub(crate) struct Line([u8; 64]);
-
-/// Bytes in 64-byte-aligned storage (the kernels' loads never straddle two lines).
-#[derive(Debug, Clone)]
-pub struct Lines {
-    lines: Vec<Line>,
-    len: usize,
-}
+/// Bytes starting on a 2 MiB boundary (so the kernels' loads never straddle two cache lines),
+/// on huge pages where the OS gives them ([`PageBuffer`]).
+#[derive(Debug)]
+pub struct Lines(PageBuffer);
 
 impl Lines {
-    /// `len` zero bytes.
+    /// `len` zero bytes. Panics where the OS refuses the memory, as a vector's allocation would.
     pub(crate) fn zeroed(len: usize) -> Lines {
-        Lines { lines: vec![Line([0; 64]); len.div_ceil(64)], len }
+        Lines(PageBuffer::zeroed(len).unwrap_or_else(|e| panic!("cannot map {len} bytes for a weight matrix: {e}")))
     }
 
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `Line` is 64 plain bytes without padding, so the vector's lines are
-        // `64 · lines.len() ≥ len` initialized bytes.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.len) }
+        self.0.as_slice()
     }
 
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as in `as_slice`, and `&mut self` makes the borrow unique.
-        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, self.len) }
+        self.0.as_mut_slice()
     }
 }
 
+impl Clone for Lines {
+    fn clone(&self) -> Lines {
+        let mut copy = Lines::zeroed(self.as_slice().len());
+        copy.as_mut_slice().copy_from_slice(self.as_slice());
+        copy
+    }
+}
 
 #[cfg(test)]
 mod tests {

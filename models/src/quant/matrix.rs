@@ -12,12 +12,15 @@ use super::format::QuantFormat;
 use super::kernel::{Kernel, TILE_ACTS, TILE_ROWS};
 use super::interleaved::{self, Lines};
 use super::reference;
+use crate::pages::{PageBuffer, HUGE_PAGE};
 
 /// Where a matrix's quantized bytes live.
 #[derive(Debug, Clone)]
 pub enum QBytes {
     /// In memory we own.
     Owned(Vec<u8>),
+    /// A copy on huge pages where the OS gives them ([`QMatrix::for_decoding`]).
+    Pages(Arc<PageBuffer>),
     /// A range of a memory-mapped file (a cache or GGUF file).
     Mapped {
         /// The mapping, shared by every matrix of the file.
@@ -34,10 +37,27 @@ impl QBytes {
     pub fn as_slice(&self) -> &[u8] {
         match self {
             QBytes::Owned(v) => v,
+            QBytes::Pages(p) => p.as_slice(),
             QBytes::Mapped { map, start, len } => &map[*start..*start + *len],
         }
     }
 }
+
+/// Tells the OS that the pages of `range` of a mapped file's bytes are no longer needed
+/// (their contents now live elsewhere); nothing for bytes in memory.
+fn release_pages(bytes: &QBytes, range: std::ops::Range<usize>) {
+    if let QBytes::Mapped { map, start, .. } = bytes {
+        // SAFETY: a read-only file mapping; dropping its pages only makes a later read fault
+        // them in again from the file, and no one reads this range again (the matrix now lives
+        // in a copy).
+        if let Err(e) = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start + range.start, range.len()) } {
+            tracing::debug!("could not release a mapped matrix's pages: {e}");
+        }
+    }
+}
+
+/// Bytes copied onto huge pages at a time before the source's pages are released.
+const COPY_PIECE: usize = 8 << 20;
 
 /// A `rows × cols` weight matrix quantized (or, F16, rounded to half floats) row by row (ggml
 /// layout; `y = W·x` multiplies by rows).
@@ -136,15 +156,13 @@ impl QMatrix {
 
     /// This matrix in the layout the fastest kernel set of this CPU decodes fastest: its
     /// format's row-interleaved layout where the kernel set has a kernel for it
-    /// ([`Kernel::has_interleaved`]) and the shape allows, else unchanged. Memory-mapped bytes
-    /// are copied a piece at a time, each piece's file pages released once copied, so the
-    /// matrix is never held twice.
+    /// ([`Kernel::has_interleaved`]) and the shape allows, else its rows — in either case on
+    /// huge pages where the OS has them (`crate::pages`; on Linux, for matrices of at least one
+    /// huge page). Memory-mapped bytes are copied a piece at a time, each piece's file pages
+    /// released once copied, so the matrix is never held twice.
     pub fn for_decoding(self) -> QMatrix {
-        if Kernel::best().has_interleaved(self.format) {
-            self.interleaved()
-        } else {
-            self
-        }
+        let m = if Kernel::best().has_interleaved(self.format) { self.interleaved() } else { self };
+        m.on_huge_pages()
     }
 
     /// This matrix in its interleaved layout where its format and shape allow, whatever this CPU's kernels.
@@ -153,18 +171,26 @@ impl QMatrix {
         if !interleaved::fits(self.format, self.rows, self.cols) {
             return self;
         }
-        let mut release = |done: std::ops::Range<usize>| {
-            if let QBytes::Mapped { map, start, .. } = bytes {
-                // SAFETY: a read-only file mapping; dropping its pages only makes a later read
-                // fault them in again from the file, and no one reads this range again (the
-                // matrix now lives in `lines`).
-                if let Err(e) = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start + done.start, done.len()) } {
-                    tracing::debug!("could not release a mapped matrix's pages: {e}");
-                }
-            }
-        };
-        let lines = interleaved::interleave(self.format, bytes.as_slice(), self.rows, self.cols, &mut release);
+        let lines = interleaved::interleave(self.format, bytes.as_slice(), self.rows, self.cols, &mut |done| release_pages(bytes, done));
         QMatrix { data: Storage::Interleaved(lines), ..self }
+    }
+
+    /// A matrix in rows copied onto huge pages where that can help: on Linux (transparent huge
+    /// pages), when it spans at least one huge page and is not there already.
+    fn on_huge_pages(self) -> QMatrix {
+        let Storage::Rows(bytes) = &self.data else { return self };
+        let src = bytes.as_slice();
+        if !cfg!(target_os = "linux") || src.len() < HUGE_PAGE || matches!(bytes, QBytes::Pages(_)) {
+            return self;
+        }
+        let Ok(mut pages) = PageBuffer::zeroed(src.len()) else {
+            return self;
+        };
+        for (i, (dst, part)) in pages.as_mut_slice().chunks_mut(COPY_PIECE).zip(src.chunks(COPY_PIECE)).enumerate() {
+            dst.copy_from_slice(part);
+            release_pages(bytes, i * COPY_PIECE..i * COPY_PIECE + part.len());
+        }
+        QMatrix { data: Storage::Rows(QBytes::Pages(Arc::new(pages))), ..self }
     }
 
     /// Whether the matrix is kept in the decode kernels' row-interleaved layout ([`QMatrix::for_decoding`]).
