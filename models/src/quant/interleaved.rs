@@ -17,47 +17,83 @@ use rayon::prelude::*;
 
 use super::format::QuantFormat;
 use crate::pages::PageBuffer;
-use super::{octets, q4k_lanes};
+use super::{octets, q4_0_lanes, q4k_lanes};
 
-/// Whether a `rows × cols` matrix of `format` has an interleaved layout.
-pub(crate) fn fits(format: QuantFormat, rows: usize, cols: usize) -> bool {
-    match format {
-        QuantFormat::Q4_0 => octets::fits(rows, cols),
-        QuantFormat::Q4K => q4k_lanes::fits(rows, cols),
-        _ => false,
-    }
+/// A row-interleaved layout (which one a matrix takes depends on the kernel set that decodes
+/// it: [`Kernel::interleaved_layout`](super::Kernel::interleaved_layout)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Q4_0 in octets of eight rows, a 128-bit lane per row ([`octets`]; the 256-bit kernels).
+    Q4_0Octets,
+    /// Q4_0 in tiles of sixteen rows, a 32-bit lane per row ([`q4_0_lanes`]; AVX-512 VNNI).
+    Q4_0Lanes,
+    /// Q4_K in tiles of sixteen rows, a 32-bit lane per row ([`q4k_lanes`]).
+    Q4kLanes,
 }
 
-/// Rows interleaved together in `format`'s layout (the decode tasks split rows in multiples of it).
-pub(crate) fn tile_rows(format: QuantFormat) -> usize {
-    match format {
-        QuantFormat::Q4K => q4k_lanes::TILE_ROWS,
-        _ => octets::OCTET_ROWS,
+impl Layout {
+    /// Every layout.
+    #[cfg(test)]
+    pub(crate) const ALL: [Layout; 3] = [Layout::Q4_0Octets, Layout::Q4_0Lanes, Layout::Q4kLanes];
+
+    /// The format whose blocks it holds.
+    pub(crate) fn format(self) -> QuantFormat {
+        match self {
+            Layout::Q4_0Octets | Layout::Q4_0Lanes => QuantFormat::Q4_0,
+            Layout::Q4kLanes => QuantFormat::Q4K,
+        }
+    }
+
+    /// Whether a `rows × cols` matrix takes it.
+    pub(crate) fn fits(self, rows: usize, cols: usize) -> bool {
+        match self {
+            Layout::Q4_0Octets => octets::fits(rows, cols),
+            Layout::Q4_0Lanes => q4_0_lanes::fits(rows, cols),
+            Layout::Q4kLanes => q4k_lanes::fits(rows, cols),
+        }
+    }
+
+    /// Rows interleaved together (the decode tasks split rows in multiples of it).
+    pub(crate) fn tile_rows(self) -> usize {
+        match self {
+            Layout::Q4_0Octets => octets::OCTET_ROWS,
+            Layout::Q4_0Lanes => q4_0_lanes::TILE_ROWS,
+            Layout::Q4kLanes => q4k_lanes::TILE_ROWS,
+        }
+    }
+
+    /// Bytes of a `rows × cols` matrix in this layout.
+    fn len(self, rows: usize, cols: usize) -> usize {
+        match self {
+            Layout::Q4kLanes => q4k_lanes::len(rows, cols),
+            _ => rows * cols / super::format::QK * super::format::Q4_0_BYTES,
+        }
     }
 }
 
 /// Source bytes rearranged at a time by [`interleave`] before `release` is told.
 const PIECE_BYTES: usize = 8 << 20;
 
-/// `src` (ggml's layout, `rows` rows of `cols` values) in `format`'s interleaved layout, a piece
+/// `src` (ggml's layout, `rows` rows of `cols` values) in `layout`, a piece
 /// of about 8 MiB at a time; after each, `release(range)` is told the range of `src` done (a
 /// mapped file's pages can then leave memory, so that a matrix is never held twice). The caller
-/// checks [`fits`].
-pub(crate) fn interleave(format: QuantFormat, src: &[u8], rows: usize, cols: usize, release: &mut dyn FnMut(Range<usize>)) -> Lines {
-    interleave_in_pieces(format, src, rows, cols, PIECE_BYTES, release)
+/// checks [`Layout::fits`].
+pub(crate) fn interleave(layout: Layout, src: &[u8], rows: usize, cols: usize, release: &mut dyn FnMut(Range<usize>)) -> Lines {
+    interleave_in_pieces(layout, src, rows, cols, PIECE_BYTES, release)
 }
 
-fn interleave_in_pieces(format: QuantFormat, src: &[u8], rows: usize, cols: usize, piece_bytes: usize, release: &mut dyn FnMut(Range<usize>)) -> Lines {
-    let tile = tile_rows(format);
-    let (src_tile, out_tile) = (src.len() / rows * tile, len(format, tile, cols));
+fn interleave_in_pieces(layout: Layout, src: &[u8], rows: usize, cols: usize, piece_bytes: usize, release: &mut dyn FnMut(Range<usize>)) -> Lines {
+    let tile = layout.tile_rows();
+    let (src_tile, out_tile) = (src.len() / rows * tile, layout.len(tile, cols));
     let mut out = Lines::zeroed(rows / tile * out_tile);
     let tiles_per_piece = (piece_bytes / src_tile).clamp(1, rows / tile);
     let pieces = out.as_mut_slice().chunks_mut(tiles_per_piece * out_tile).zip(src.chunks(tiles_per_piece * src_tile));
     for (i, (dst, part)) in pieces.enumerate() {
         let n = part.len() / src_tile * tile;
-        match format {
-            QuantFormat::Q4K => q4k_lanes::interleave_into(part, n, cols, dst),
-            _ => octets::interleave_into(part, n, cols, dst),
+        match layout {
+            Layout::Q4_0Octets => octets::interleave_into(part, n, cols, dst),
+            Layout::Q4_0Lanes => q4_0_lanes::interleave_into(part, n, cols, dst),
+            Layout::Q4kLanes => q4k_lanes::interleave_into(part, n, cols, dst),
         }
         let start = i * tiles_per_piece * src_tile;
         release(start..start + part.len());
@@ -65,21 +101,15 @@ fn interleave_in_pieces(format: QuantFormat, src: &[u8], rows: usize, cols: usiz
     out
 }
 
-/// Bytes of a `rows × cols` matrix in `format`'s interleaved layout.
-fn len(format: QuantFormat, rows: usize, cols: usize) -> usize {
-    match format {
-        QuantFormat::Q4K => q4k_lanes::len(rows, cols),
-        _ => rows * cols / super::format::QK * super::format::Q4_0_BYTES,
-    }
-}
-
-/// Rows `first..first + n` of an interleaved `format` matrix in ggml's layout (on all cores).
-pub(crate) fn rows(format: QuantFormat, data: &[u8], cols: usize, first: usize, n: usize) -> Vec<u8> {
+/// Rows `first..first + n` of a matrix in `layout`, in ggml's layout (on all cores).
+pub(crate) fn rows(layout: Layout, data: &[u8], cols: usize, first: usize, n: usize) -> Vec<u8> {
+    let format = layout.format();
     let row_bytes = cols / format.block_len() * format.block_bytes();
     let mut out = vec![0u8; n * row_bytes];
-    out.par_chunks_exact_mut(row_bytes).enumerate().for_each(|(i, o)| match format {
-        QuantFormat::Q4K => q4k_lanes::row_into(data, cols, first + i, o),
-        _ => octets::row_into(data, cols, first + i, o),
+    out.par_chunks_exact_mut(row_bytes).enumerate().for_each(|(i, o)| match layout {
+        Layout::Q4_0Octets => octets::row_into(data, cols, first + i, o),
+        Layout::Q4_0Lanes => q4_0_lanes::row_into(data, cols, first + i, o),
+        Layout::Q4kLanes => q4k_lanes::row_into(data, cols, first + i, o),
     });
     out
 }
@@ -118,27 +148,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_4_bit_formats_have_layouts() {
-        assert!(fits(QuantFormat::Q4_0, 8, 128) && fits(QuantFormat::Q4K, 16, 256));
-        assert!(!fits(QuantFormat::Q8_0, 8, 128) && !fits(QuantFormat::F16, 16, 256));
-    }
-
-    #[test]
     fn pieces_give_the_whole_layout_and_release_every_source_byte_once() {
-        for (format, rows, cols) in [(QuantFormat::Q4_0, 40, 256), (QuantFormat::Q4K, 80, 512)] {
+        for (layout, rows, cols) in [(Layout::Q4_0Octets, 40, 256), (Layout::Q4_0Lanes, 80, 256), (Layout::Q4kLanes, 80, 512)] {
+            let format = layout.format();
             let src: Vec<u8> = (0..format.row_bytes(cols).unwrap() * rows).map(|i| (i * 31 + i / 7) as u8).collect();
-            let whole = interleave_in_pieces(format, &src, rows, cols, src.len(), &mut |_| {});
+            let whole = interleave_in_pieces(layout, &src, rows, cols, src.len(), &mut |_| {});
             let mut released = Vec::new();
             // About two tiles a piece, and a last piece shorter than the others.
-            let tile_bytes = src.len() / rows * tile_rows(format);
-            let pieces = interleave_in_pieces(format, &src, rows, cols, 2 * tile_bytes + 1, &mut |r| released.push(r));
-            assert_eq!(pieces.as_slice(), whole.as_slice(), "{format}");
-            assert_eq!(super::rows(format, pieces.as_slice(), cols, 0, rows), src, "{format}");
+            let tile_bytes = src.len() / rows * layout.tile_rows();
+            let pieces = interleave_in_pieces(layout, &src, rows, cols, 2 * tile_bytes + 1, &mut |r| released.push(r));
+            assert_eq!(pieces.as_slice(), whole.as_slice(), "{layout:?}");
+            assert_eq!(super::rows(layout, pieces.as_slice(), cols, 0, rows), src, "{layout:?}");
             let ends: Vec<usize> = released.iter().map(|r| r.end).collect();
             assert_eq!(released[0].start, 0);
-            assert!(released.windows(2).all(|w| w[0].end == w[1].start), "{format}: {released:?}");
+            assert!(released.windows(2).all(|w| w[0].end == w[1].start), "{layout:?}: {released:?}");
             assert_eq!(*ends.last().unwrap(), src.len());
-            assert!(released.len() > 2, "{format}: several pieces");
+            assert!(released.len() > 2, "{layout:?}: several pieces");
         }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 
 use super::activation::ActQ8;
 use super::format::QuantFormat;
+use super::interleaved::Layout;
 use super::reference;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,34 +187,46 @@ impl Kernel {
 }
 
 impl Kernel {
-    /// Whether this kernel set multiplies `format` matrices in their interleaved layout
-    /// ([`Kernel::dot_interleaved`], `quant::interleaved`); a matrix takes that layout for
-    /// decoding only where it does.
-    pub fn has_interleaved(self, format: QuantFormat) -> bool {
+    /// The row-interleaved layout in which this kernel set multiplies `format` matrices
+    /// ([`Kernel::dot_interleaved`], `quant::interleaved`), if any; a matrix takes that layout
+    /// for decoding only where the fastest kernel set has one.
+    pub(crate) fn interleaved_layout(self, format: QuantFormat) -> Option<Layout> {
         #[cfg(target_arch = "x86_64")]
-        if matches!(format, QuantFormat::Q4_0 | QuantFormat::Q4K) {
-            return self.0 != Isa::Scalar;
+        match (self.0, format) {
+            (Isa::Scalar, _) => None,
+            (Isa::Avx512Vnni, QuantFormat::Q4_0) => Some(Layout::Q4_0Lanes),
+            (_, QuantFormat::Q4_0) => Some(Layout::Q4_0Octets),
+            (_, QuantFormat::Q4K) => Some(Layout::Q4kLanes),
+            _ => None,
         }
-        let _ = format;
-        false
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = format;
+            None
+        }
     }
 
-    /// `out[i]` = row `i` · `act` for whole tiles of rows in `format`'s interleaved layout
-    /// (`data`: `out.len()` rows). Panics unless [`Kernel::has_interleaved`] holds and the lengths agree.
-    pub(crate) fn dot_interleaved(self, format: QuantFormat, data: &[u8], act: &ActQ8, out: &mut [f32]) {
-        assert!(self.has_interleaved(format), "{} has no interleaved kernel for {format}", self.name());
+    /// Whether this kernel set has an interleaved layout for `format` ([`Kernel::interleaved_layout`]).
+    pub fn has_interleaved(self, format: QuantFormat) -> bool {
+        self.interleaved_layout(format).is_some()
+    }
+
+    /// `out[i]` = row `i` · `act` for whole tiles of rows in `layout` (`data`: `out.len()` rows).
+    /// Panics unless `layout` is this kernel set's layout for its format and the lengths agree.
+    pub(crate) fn dot_interleaved(self, layout: Layout, data: &[u8], act: &ActQ8, out: &mut [f32]) {
+        assert!(self.interleaved_layout(layout.format()) == Some(layout), "{} has no kernel for {layout:?}", self.name());
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a Kernel naming an instruction set exists only where run-time detection found
         // it (see the type's invariant), and each arm calls only the functions compiled for the
         // features of its instruction set (AVX-512 without VNNI runs the AVX2 ones).
         unsafe {
             use super::{x86_interleaved_256 as k256, x86_vnni};
-            match (self.0, format) {
-                (Isa::Avx512Vnni, QuantFormat::Q4K) => x86_vnni::dot_q4k_lanes(data, act, out),
-                (Isa::Avx512Vnni, _) => x86_vnni::dot_q4_0_octets(data, act, out),
-                (Isa::AvxVnni, QuantFormat::Q4K) => k256::dot_q4k_lanes_vnni(data, act, out),
+            match (self.0, layout) {
+                (Isa::Avx512Vnni, Layout::Q4kLanes) => x86_vnni::dot_q4k_lanes(data, act, out),
+                (Isa::Avx512Vnni, _) => x86_vnni::dot_q4_0_lanes(data, act, out),
+                (Isa::AvxVnni, Layout::Q4kLanes) => k256::dot_q4k_lanes_vnni(data, act, out),
                 (Isa::AvxVnni, _) => k256::dot_q4_0_octets_vnni(data, act, out),
-                (_, QuantFormat::Q4K) => k256::dot_q4k_lanes_avx2(data, act, out),
+                (_, Layout::Q4kLanes) => k256::dot_q4k_lanes_avx2(data, act, out),
                 _ => k256::dot_q4_0_octets_avx2(data, act, out),
             }
         }

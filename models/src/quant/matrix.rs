@@ -10,7 +10,7 @@ use super::activation::ActQ8;
 use super::error::{QuantError, Result};
 use super::format::QuantFormat;
 use super::kernel::{Kernel, TILE_ACTS, TILE_ROWS};
-use super::interleaved::{self, Lines};
+use super::interleaved::{self, Layout, Lines};
 use super::reference;
 use crate::pages::{PageBuffer, HUGE_PAGE};
 
@@ -77,7 +77,7 @@ enum Storage {
     Rows(QBytes),
     /// The decode kernels' row-interleaved layout of the format ([`QMatrix::for_decoding`],
     /// `quant::interleaved`).
-    Interleaved(Lines),
+    Interleaved(Layout, Lines),
 }
 
 /// How many row chunks each thread gets. rayon splits a parallel iterator into about as many jobs
@@ -161,18 +161,21 @@ impl QMatrix {
     /// huge page). Memory-mapped bytes are copied a piece at a time, each piece's file pages
     /// released once copied, so the matrix is never held twice.
     pub fn for_decoding(self) -> QMatrix {
-        let m = if Kernel::best().has_interleaved(self.format) { self.interleaved() } else { self };
+        let m = match Kernel::best().interleaved_layout(self.format) {
+            Some(layout) => self.interleaved(layout),
+            None => self,
+        };
         m.on_huge_pages()
     }
 
-    /// This matrix in its interleaved layout where its format and shape allow, whatever this CPU's kernels.
-    fn interleaved(self) -> QMatrix {
+    /// This matrix in `layout` (of its format) where its shape allows, whatever this CPU's kernels.
+    fn interleaved(self, layout: Layout) -> QMatrix {
         let Storage::Rows(bytes) = &self.data else { return self };
-        if !interleaved::fits(self.format, self.rows, self.cols) {
+        if layout.format() != self.format || !layout.fits(self.rows, self.cols) {
             return self;
         }
-        let lines = interleaved::interleave(self.format, bytes.as_slice(), self.rows, self.cols, &mut |done| release_pages(bytes, done));
-        QMatrix { data: Storage::Interleaved(lines), ..self }
+        let lines = interleaved::interleave(layout, bytes.as_slice(), self.rows, self.cols, &mut |done| release_pages(bytes, done));
+        QMatrix { data: Storage::Interleaved(layout, lines), ..self }
     }
 
     /// A matrix in rows copied onto huge pages where that can help: on Linux (transparent huge
@@ -195,7 +198,7 @@ impl QMatrix {
 
     /// Whether the matrix is kept in the decode kernels' row-interleaved layout ([`QMatrix::for_decoding`]).
     pub fn is_interleaved(&self) -> bool {
-        matches!(self.data, Storage::Interleaved(_))
+        matches!(self.data, Storage::Interleaved(..))
     }
 
     /// The format.
@@ -228,7 +231,7 @@ impl QMatrix {
     fn rows_bytes(&self, first: usize, n: usize) -> Cow<'_, [u8]> {
         match &self.data {
             Storage::Rows(b) => Cow::Borrowed(&b.as_slice()[first * self.row_bytes..(first + n) * self.row_bytes]),
-            Storage::Interleaved(lines) => Cow::Owned(interleaved::rows(self.format, lines.as_slice(), self.cols, first, n)),
+            Storage::Interleaved(layout, lines) => Cow::Owned(interleaved::rows(*layout, lines.as_slice(), self.cols, first, n)),
         }
     }
 
@@ -268,18 +271,18 @@ impl QMatrix {
         self.check_io(x.len(), y.len(), 1)?;
         let chunk = rows_per_task(self.rows);
         match &self.data {
-            Storage::Interleaved(lines) if kernel.has_interleaved(self.format) => {
+            Storage::Interleaved(layout, lines) if kernel.interleaved_layout(self.format) == Some(*layout) => {
                 // The interleaved kernels read the plain 8-bit activation: none of `prepare`'s
                 // rearranged copies (those serve the ggml-layout kernels).
                 let act = ActQ8::quantize(x);
                 // Whole tiles of interleaved rows per task (the row count is a multiple of a tile).
-                let tile = interleaved::tile_rows(self.format);
+                let tile = layout.tile_rows();
                 let chunk = chunk.next_multiple_of(tile);
                 let data = lines.as_slice();
                 let tile_bytes = data.len() / (self.rows / tile);
                 y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
                     let first = c * chunk / tile * tile_bytes;
-                    kernel.dot_interleaved(self.format, &data[first..first + ys.len() / tile * tile_bytes], &act, ys);
+                    kernel.dot_interleaved(*layout, &data[first..first + ys.len() / tile * tile_bytes], &act, ys);
                 });
             }
             _ => {
@@ -567,17 +570,24 @@ mod tests {
             (state >> 24) as u8
         };
         use QuantFormat::{Q4K, Q4_0};
+        // (format, rows, cols, arbitrary bytes): shapes that take each layout and shapes that
+        // take none (`fits_every_layout_case` below checks that both kinds are here).
         let cases = [
-            (Q4_0, 40, 256, false, true),
-            (Q4_0, 16, 512, true, true),
-            (Q4_0, 8, 128, true, true),
-            (Q4_0, 12, 256, false, false),
-            (Q4_0, 16, 160, false, false),
-            (Q4K, 32, 512, false, true),
-            (Q4K, 16, 256, true, true),
-            (Q4K, 24, 256, false, false),
+            (Q4_0, 40, 256, false),
+            (Q4_0, 16, 512, true),
+            (Q4_0, 8, 128, true),
+            (Q4_0, 48, 128, false),
+            (Q4_0, 12, 256, false),
+            (Q4_0, 16, 160, false),
+            (Q4K, 32, 512, false),
+            (Q4K, 16, 256, true),
+            (Q4K, 24, 256, false),
         ];
-        for (format, rows, cols, arbitrary, fits) in cases {
+        for layout in Layout::ALL {
+            let fitting = cases.iter().filter(|c| c.0 == layout.format() && layout.fits(c.1, c.2)).count();
+            assert!(fitting >= 2 && fitting < cases.iter().filter(|c| c.0 == layout.format()).count(), "{layout:?}");
+        }
+        for (format, rows, cols, arbitrary) in cases {
             let m = if arbitrary {
                 let mut bytes: Vec<u8> = (0..format.row_bytes(cols).unwrap() * rows).map(|_| byte()).collect();
                 // Finite f16 scales of either sign (Q4_K: d and dmin).
@@ -592,18 +602,22 @@ mod tests {
             } else {
                 QMatrix::quantize(&random_vec(71, rows * cols, 0.5), rows, cols, format).unwrap()
             };
-            let il = m.clone().interleaved();
-            assert_eq!(il.is_interleaved(), fits, "{format} {rows}×{cols}");
-            assert_eq!(il.bytes(), m.bytes());
-            assert_eq!(il.dequantize(), m.dequantize());
-            assert_eq!(il.dequantize_rows(3, 5), m.dequantize_rows(3, 5));
-            for k in Kernel::available() {
-                for n in [1, 5, TOKENS_PER_BLOCK + 3] {
-                    let xs = random_vec(72 + n as u64, n * cols, 2.0);
-                    let (want, got) = (m.matmul_with(k, &xs, n).unwrap(), il.matmul_with(k, &xs, n).unwrap());
-                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        // The octet kernel sums in another order than the row kernels.
-                        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{} {format} {rows}×{cols} n {n} [{i}]: {g} vs {w}", k.name());
+            for layout in Layout::ALL.into_iter().filter(|l| l.format() == format) {
+                let il = m.clone().interleaved(layout);
+                assert_eq!(il.is_interleaved(), layout.fits(rows, cols), "{layout:?} {rows}×{cols}");
+                assert_eq!(il.bytes(), m.bytes());
+                assert_eq!(il.dequantize(), m.dequantize());
+                assert_eq!(il.dequantize_rows(3, 5), m.dequantize_rows(3, 5));
+                // Every kernel set: the one whose layout this is through its interleaved kernel,
+                // the others through the rows read back.
+                for k in Kernel::available() {
+                    for n in [1, 5, TOKENS_PER_BLOCK + 3] {
+                        let xs = random_vec(72 + n as u64, n * cols, 2.0);
+                        let (want, got) = (m.matmul_with(k, &xs, n).unwrap(), il.matmul_with(k, &xs, n).unwrap());
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            // The interleaved kernels sum in another order than the row kernels.
+                            assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{} {layout:?} {rows}×{cols} n {n} [{i}]: {g} vs {w}", k.name());
+                        }
                     }
                 }
             }

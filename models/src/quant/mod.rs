@@ -33,6 +33,7 @@ pub mod linear;
 pub mod matrix;
 mod interleaved;
 mod octets;
+mod q4_0_lanes;
 mod q4k_lanes;
 #[cfg(target_arch = "aarch64")]
 mod neon;

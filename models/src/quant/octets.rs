@@ -1,4 +1,5 @@
-//! The row-interleaved Q4_0 layout of the decode kernels: eight rows' blocks side by side.
+//! The row-interleaved Q4_0 layout of the 256-bit decode kernels (AVX-VNNI, AVX2): eight rows' blocks
+//! side by side (AVX-512 VNNI reads `q4_0_lanes` instead).
 //!
 //! In ggml's layout a row is its blocks one after another (a 2-byte f16 scale, then 16 bytes of
 //! nibbles). A matrix-vector kernel over it spends a two-source byte permutation gathering four
@@ -35,7 +36,7 @@ pub(crate) fn fits(rows: usize, cols: usize) -> bool {
 /// row and each activation block's `−8 · Σ a` correction in the first 32-bit lane of a 128-bit
 /// lane (one row's four lanes sum to it). Panics unless `data` holds `out.len()` rows (whole
 /// octets) of `act`'s length.
-// The interleaved layouts' kernels are x86-64 only (see `Kernel::has_interleaved`).
+// The interleaved layouts' kernels are x86-64 only (see `Kernel::interleaved_layout`).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> (usize, Vec<[i32; 4]>) {
     let nb = act.d.len();
@@ -83,19 +84,18 @@ pub(crate) fn row_into(data: &[u8], cols: usize, r: usize, out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::QuantFormat;
 
     #[test]
     fn interleaving_round_trips_and_places_blocks_as_documented() {
         let (rows, cols) = (16, 256);
         let row_bytes = cols / QK * Q4_0_BYTES;
         let src: Vec<u8> = (0..rows * row_bytes).map(|i| (i * 7 + i / 251) as u8).collect();
-        let lines = super::super::interleaved::interleave(QuantFormat::Q4_0, &src, rows, cols, &mut |_| {});
+        let lines = super::super::interleaved::interleave(super::super::interleaved::Layout::Q4_0Octets, &src, rows, cols, &mut |_| {});
         let data = lines.as_slice();
         assert_eq!(data.len(), src.len());
         assert_eq!(data.as_ptr() as usize % 64, 0, "64-byte aligned");
-        assert_eq!(super::super::interleaved::rows(QuantFormat::Q4_0, data, cols, 0, rows), src);
-        assert_eq!(super::super::interleaved::rows(QuantFormat::Q4_0, data, cols, 5, 6), src[5 * row_bytes..11 * row_bytes]);
+        assert_eq!(super::super::interleaved::rows(super::super::interleaved::Layout::Q4_0Octets, data, cols, 0, rows), src);
+        assert_eq!(super::super::interleaved::rows(super::super::interleaved::Layout::Q4_0Octets, data, cols, 5, 6), src[5 * row_bytes..11 * row_bytes]);
         // Row 11 (octet 1, row 3), block 6 (group 1, block 2): scale and nibbles.
         let (r, b) = (11, 6);
         let block = &src[r * row_bytes + b * Q4_0_BYTES..][..Q4_0_BYTES];

@@ -72,7 +72,7 @@ pub(crate) fn len(rows: usize, cols: usize) -> usize {
 /// What a row-lane kernel needs besides the bytes, after checking the lengths: the super-blocks
 /// per row and `d · Σ qs` of each 32-value activation block (the minimums' factor). Panics
 /// unless `data` holds `out.len()` rows (whole tiles) of `act`'s length.
-// The interleaved layouts' kernels are x86-64 only (see `Kernel::has_interleaved`).
+// The interleaved layouts' kernels are x86-64 only (see `Kernel::interleaved_layout`).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> (usize, Vec<f32>) {
     let nsb = act.d.len() / 8;
@@ -138,13 +138,13 @@ mod tests {
                 (state >> 24) as u8
             })
             .collect();
-        let lines = super::super::interleaved::interleave(crate::quant::QuantFormat::Q4K, &src, rows, cols, &mut |_| {});
+        let lines = super::super::interleaved::interleave(super::super::interleaved::Layout::Q4kLanes, &src, rows, cols, &mut |_| {});
         let data = lines.as_slice();
         assert_eq!(data.as_ptr() as usize % 64, 0, "64-byte aligned");
         assert_eq!(data.len(), len(rows, cols));
-        assert_eq!(super::super::interleaved::rows(crate::quant::QuantFormat::Q4K, data, cols, 0, rows), src);
+        assert_eq!(super::super::interleaved::rows(super::super::interleaved::Layout::Q4kLanes, data, cols, 0, rows), src);
         let row_bytes = cols / QK_K * Q4_K_BYTES;
-        assert_eq!(super::super::interleaved::rows(crate::quant::QuantFormat::Q4K, data, cols, 7, 11), src[7 * row_bytes..18 * row_bytes]);
+        assert_eq!(super::super::interleaved::rows(super::super::interleaved::Layout::Q4kLanes, data, cols, 7, 11), src[7 * row_bytes..18 * row_bytes]);
         // Row 21 (tile 1, lane 5), super-block 1, weight 77: sub-block 2 (ggml: low nibble of qs
         // byte 32 + 13), step 9, position 5 of 8 (here: high nibble of the step's byte 4·5 + 1).
         let (r, sb) = (21, 1);

@@ -2,8 +2,9 @@
 //! bytes by signed activation bytes and sums four products per 32-bit lane in one instruction.
 //!
 //! - Q4_0: the nibbles (0..15) are the unsigned side; the activation's `−8 · Σ a` correction
-//!   starts each register's sum. Four blocks (72 bytes) are gathered into one register with one
-//!   two-source byte permutation.
+//!   starts each register's sum. Decoding reads the row-lane layout (`q4_0_lanes`, one row per
+//!   32-bit lane); the per-row and tiled kernels for ggml's layout gather four blocks (72 bytes)
+//!   into one register with one two-source byte permutation.
 //! - Q8_0 has no VNNI kernel: making the weights unsigned (`xor 0x80`, with `−128 · Σ a` as the
 //!   start) and gathering two 34-byte blocks cost what the AVX-512 kernel's sign trick costs; it
 //!   measured 5–10% slower single-threaded, and Q8_0 decoding is bound by memory anyway.
@@ -154,70 +155,52 @@ pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
     total
 }
 
-/// `out[i]` = row `i` · activation for whole octets of Q4_0 rows in the octet layout
-/// ([`super::octets`]; `data` holds `out.len() / 8` octets of `act`'s length).
+/// `out[i]` = row `i` · activation for whole tiles of Q4_0 rows in the row-lane layout
+/// ([`super::q4_0_lanes`]; `data` holds `out.len() / 16` tiles of `act`'s length).
 ///
-/// Per block and octet: two aligned loads hold the eight rows' nibbles, the activation's two
-/// halves and its `−8 · Σ a` correction are broadcast to every 128-bit lane (loads, no
-/// shuffles), and one conversion turns the eight rows' f16 scales into floats. Each row's sum
-/// stays in its four lanes until the end. `bench_quant`'s figures are in ARCHITECTURE.md.
+/// Each 32-bit lane is one row. Per block: four loads of weights, each split into low and high
+/// nibbles and multiplied by four activation bytes broadcast from memory (two `vpdpbusd`
+/// chains that start from the block's `−8 · Σ a`), one conversion of the sixteen rows' f16
+/// scales, and one multiply-add into the row sums.
 ///
 /// Panics unless the lengths agree.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-pub(super) fn dot_q4_0_octets(data: &[u8], act: &ActQ8, out: &mut [f32]) {
-    use super::octets::{kernel_inputs, GROUP_BLOCKS, GROUP_BYTES, OCTET_ROWS};
+pub(super) fn dot_q4_0_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
+    use super::q4_0_lanes::{kernel_inputs, GROUP_BLOCKS, GROUP_BYTES, NIBBLES_AT, TILE_ROWS};
     let (groups, corr) = kernel_inputs(data, act, out);
     let m4 = _mm512_set1_epi8(0x0F);
-    // SAFETY: sixteen i32 each.
-    let spread = unsafe {
-        [
-            _mm512_loadu_si512([0i32, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3].as_ptr() as *const __m512i),
-            _mm512_loadu_si512([4i32, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7].as_ptr() as *const __m512i),
-        ]
-    };
-    let (qp, cp, dp) = (act.qs.as_ptr() as *const u8, corr.as_ptr() as *const u8, act.d.as_ptr());
+    let (qp, cp, dp) = (act.qs.as_ptr() as *const u8, corr.as_ptr(), act.d.as_ptr());
     prefetch_start(data);
-    for (o, y) in out.chunks_exact_mut(OCTET_ROWS).enumerate() {
-        let base = data[o * groups * GROUP_BYTES..].as_ptr();
-        // Rows 0–3 and 4–7, for even and odd blocks (two independent chains each).
-        let mut acc = [_mm512_setzero_ps(); 4];
+    for (t, y) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
+        let base = data[t * groups * GROUP_BYTES..].as_ptr();
+        // Even and odd blocks: two independent chains of multiply-adds.
+        let mut acc = [_mm512_setzero_ps(); GROUP_BLOCKS];
         for g in 0..groups {
-            // SAFETY: `kernel_inputs` checked that octet `o` holds `groups` groups of GROUP_BYTES at
-            // `base`, and the activation 32 bytes, 16 correction bytes and a scale per block.
+            // SAFETY: `kernel_inputs` checked that tile `t` holds `groups` groups of GROUP_BYTES at
+            // `base`, and the activation 32 bytes, a correction and a scale per block.
             unsafe {
                 let gp = base.add(g * GROUP_BYTES);
                 for l in 0..GROUP_BYTES / 64 {
                     _mm_prefetch::<PREFETCH_HINT>(gp.wrapping_add(PREFETCH + 64 * l) as *const i8);
                 }
-                for k in 0..GROUP_BLOCKS {
+                for (k, acc) in acc.iter_mut().enumerate() {
                     let b = g * GROUP_BLOCKS + k;
-                    let w = gp.add(64 + 128 * k);
-                    let q0 = _mm512_loadu_si512(w as *const __m512i);
-                    let q1 = _mm512_loadu_si512(w.add(64) as *const __m512i);
-                    let a_lo = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add(32 * b) as *const __m128i));
-                    let a_hi = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add(32 * b + 16) as *const __m128i));
-                    let c = _mm512_broadcast_i32x4(_mm_loadu_si128(cp.add(16 * b) as *const __m128i));
-                    let nibbles = |q: __m512i| (_mm512_and_si512(q, m4), _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4));
-                    let ((lo0, hi0), (lo1, hi1)) = (nibbles(q0), nibbles(q1));
-                    let s0 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(c, lo0, a_lo), hi0, a_hi);
-                    let s1 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(c, lo1, a_lo), hi1, a_hi);
-                    let scales = _mm256_cvtph_ps(_mm_loadu_si128(gp.add(16 * k) as *const __m128i));
-                    let f = _mm512_castps256_ps512(_mm256_mul_ps(scales, _mm256_set1_ps(*dp.add(b))));
-                    let i = 2 * (k & 1);
-                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_permutexvar_ps(spread[0], f), acc[i]);
-                    acc[i + 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_permutexvar_ps(spread[1], f), acc[i + 1]);
+                    let a = qp.add(32 * b) as *const i32;
+                    let mut lo = _mm512_set1_epi32(*cp.add(b));
+                    let mut hi = _mm512_setzero_si512();
+                    for j in 0..4 {
+                        let q = _mm512_loadu_si512(gp.add(NIBBLES_AT + 256 * k + 64 * j) as *const __m512i);
+                        lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(q, m4), _mm512_set1_epi32(a.add(j).read_unaligned()));
+                        hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4), _mm512_set1_epi32(a.add(4 + j).read_unaligned()));
+                    }
+                    let scales = _mm512_cvtph_ps(_mm256_loadu_si256(gp.add(32 * k) as *const __m256i));
+                    let f = _mm512_mul_ps(scales, _mm512_set1_ps(*dp.add(b)));
+                    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), f, *acc);
                 }
             }
         }
-        let mut lanes = [0f32; 32];
-        // SAFETY: `lanes` holds 32 floats.
-        unsafe {
-            _mm512_storeu_ps(lanes.as_mut_ptr(), _mm512_add_ps(acc[0], acc[2]));
-            _mm512_storeu_ps(lanes.as_mut_ptr().add(16), _mm512_add_ps(acc[1], acc[3]));
-        }
-        for (r, y) in y.iter_mut().enumerate() {
-            *y = lanes[4 * r..4 * r + 4].iter().sum();
-        }
+        // SAFETY: `y` holds sixteen floats.
+        unsafe { _mm512_storeu_ps(y.as_mut_ptr(), _mm512_add_ps(acc[0], acc[1])) };
     }
 }
 
