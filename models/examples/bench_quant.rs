@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use clap::Parser;
 use doctorglm_models::awake::run_with_workers_awake;
 use doctorglm_models::quant::bandwidth::{read_bandwidth, setting_name};
-use doctorglm_models::quant::{Kernel, QMatrix, QuantFormat};
+use doctorglm_models::quant::{Kernel, QBytes, QMatrix, QuantFormat};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 #[derive(Parser)]
@@ -140,10 +140,14 @@ fn main() -> Result<()> {
                 continue;
             }
             // In the layout the engine decodes with (`for_decoding`: row-interleaved where this CPU has kernels for it).
-            let m = QMatrix::quantize(&w, rows, cols, format)?.for_decoding();
+            let m = QMatrix::quantize(&w, rows, cols, format)?;
             let bytes = m.byte_len();
             let copies = copies_for(bytes);
-            let ms: Vec<QMatrix> = (0..copies).map(|_| m.clone()).collect();
+            // Copies of their own (a clone may share the bytes), each in the layout and memory
+            // the engine decodes from (`for_decoding`).
+            let ms: Vec<QMatrix> = (0..copies)
+                .map(|_| Ok(QMatrix::from_bytes(format, rows, cols, QBytes::Owned(m.bytes().into_owned()))?.for_decoding()))
+                .collect::<Result<_>>()?;
             let mut y = vec![0f32; rows];
             let kernels = if args.all_kernels { Kernel::available() } else { vec![Kernel::best()] };
             for k in kernels {

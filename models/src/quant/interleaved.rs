@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::format::QuantFormat;
 use crate::pages::PageBuffer;
-use super::{octets, q4_0_lanes, q4k_lanes};
+use super::{octets, q4_0_lanes, q4k_lanes, q8_0_lanes};
 
 /// A row-interleaved layout (which one a matrix takes depends on the kernel set that decodes
 /// it: [`Kernel::interleaved_layout`](super::Kernel::interleaved_layout)).
@@ -29,18 +29,21 @@ pub(crate) enum Layout {
     Q4_0Lanes,
     /// Q4_K in tiles of sixteen rows, a 32-bit lane per row ([`q4k_lanes`]).
     Q4kLanes,
+    /// Q8_0 in tiles of sixteen rows, a 32-bit lane per row, stored unsigned ([`q8_0_lanes`]; AVX-512 VNNI).
+    Q8_0Lanes,
 }
 
 impl Layout {
     /// Every layout.
     #[cfg(test)]
-    pub(crate) const ALL: [Layout; 3] = [Layout::Q4_0Octets, Layout::Q4_0Lanes, Layout::Q4kLanes];
+    pub(crate) const ALL: [Layout; 4] = [Layout::Q4_0Octets, Layout::Q4_0Lanes, Layout::Q4kLanes, Layout::Q8_0Lanes];
 
     /// The format whose blocks it holds.
     pub(crate) fn format(self) -> QuantFormat {
         match self {
             Layout::Q4_0Octets | Layout::Q4_0Lanes => QuantFormat::Q4_0,
             Layout::Q4kLanes => QuantFormat::Q4K,
+            Layout::Q8_0Lanes => QuantFormat::Q8_0,
         }
     }
 
@@ -50,6 +53,7 @@ impl Layout {
             Layout::Q4_0Octets => octets::fits(rows, cols),
             Layout::Q4_0Lanes => q4_0_lanes::fits(rows, cols),
             Layout::Q4kLanes => q4k_lanes::fits(rows, cols),
+            Layout::Q8_0Lanes => q8_0_lanes::fits(rows, cols),
         }
     }
 
@@ -59,6 +63,7 @@ impl Layout {
             Layout::Q4_0Octets => octets::OCTET_ROWS,
             Layout::Q4_0Lanes => q4_0_lanes::TILE_ROWS,
             Layout::Q4kLanes => q4k_lanes::TILE_ROWS,
+            Layout::Q8_0Lanes => q8_0_lanes::TILE_ROWS,
         }
     }
 
@@ -66,6 +71,7 @@ impl Layout {
     fn len(self, rows: usize, cols: usize) -> usize {
         match self {
             Layout::Q4kLanes => q4k_lanes::len(rows, cols),
+            Layout::Q8_0Lanes => rows * cols / super::format::QK * super::format::Q8_0_BYTES,
             _ => rows * cols / super::format::QK * super::format::Q4_0_BYTES,
         }
     }
@@ -94,6 +100,7 @@ fn interleave_in_pieces(layout: Layout, src: &[u8], rows: usize, cols: usize, pi
             Layout::Q4_0Octets => octets::interleave_into(part, n, cols, dst),
             Layout::Q4_0Lanes => q4_0_lanes::interleave_into(part, n, cols, dst),
             Layout::Q4kLanes => q4k_lanes::interleave_into(part, n, cols, dst),
+            Layout::Q8_0Lanes => q8_0_lanes::interleave_into(part, n, cols, dst),
         }
         let start = i * tiles_per_piece * src_tile;
         release(start..start + part.len());
@@ -110,6 +117,7 @@ pub(crate) fn rows(layout: Layout, data: &[u8], cols: usize, first: usize, n: us
         Layout::Q4_0Octets => octets::row_into(data, cols, first + i, o),
         Layout::Q4_0Lanes => q4_0_lanes::row_into(data, cols, first + i, o),
         Layout::Q4kLanes => q4k_lanes::row_into(data, cols, first + i, o),
+        Layout::Q8_0Lanes => q8_0_lanes::row_into(data, cols, first + i, o),
     });
     out
 }
@@ -149,7 +157,7 @@ mod tests {
 
     #[test]
     fn pieces_give_the_whole_layout_and_release_every_source_byte_once() {
-        for (layout, rows, cols) in [(Layout::Q4_0Octets, 40, 256), (Layout::Q4_0Lanes, 80, 256), (Layout::Q4kLanes, 80, 512)] {
+        for (layout, rows, cols) in [(Layout::Q4_0Octets, 40, 256), (Layout::Q4_0Lanes, 80, 256), (Layout::Q4kLanes, 80, 512), (Layout::Q8_0Lanes, 80, 128)] {
             let format = layout.format();
             let src: Vec<u8> = (0..format.row_bytes(cols).unwrap() * rows).map(|i| (i * 31 + i / 7) as u8).collect();
             let whole = interleave_in_pieces(layout, &src, rows, cols, src.len(), &mut |_| {});

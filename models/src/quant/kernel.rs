@@ -195,6 +195,7 @@ impl Kernel {
         match (self.0, format) {
             (Isa::Scalar, _) => None,
             (Isa::Avx512Vnni, QuantFormat::Q4_0) => Some(Layout::Q4_0Lanes),
+            (Isa::Avx512Vnni, QuantFormat::Q8_0) => Some(Layout::Q8_0Lanes),
             (_, QuantFormat::Q4_0) => Some(Layout::Q4_0Octets),
             (_, QuantFormat::Q4K) => Some(Layout::Q4kLanes),
             _ => None,
@@ -222,6 +223,8 @@ impl Kernel {
         unsafe {
             use super::{x86_interleaved_256 as k256, x86_vnni};
             match (self.0, layout) {
+                // The assert above leaves each kernel set only its own layouts.
+                (Isa::Avx512Vnni, Layout::Q8_0Lanes) => x86_vnni::dot_q8_0_lanes(data, act, out),
                 (Isa::Avx512Vnni, Layout::Q4kLanes) => x86_vnni::dot_q4k_lanes(data, act, out),
                 (Isa::Avx512Vnni, _) => x86_vnni::dot_q4_0_lanes(data, act, out),
                 (Isa::AvxVnni, Layout::Q4kLanes) => k256::dot_q4k_lanes_vnni(data, act, out),

@@ -569,7 +569,7 @@ mod tests {
             state ^= state << 17;
             (state >> 24) as u8
         };
-        use QuantFormat::{Q4K, Q4_0};
+        use QuantFormat::{Q4K, Q4_0, Q8_0};
         // (format, rows, cols, arbitrary bytes): shapes that take each layout and shapes that
         // take none (`fits_every_layout_case` below checks that both kinds are here).
         let cases = [
@@ -582,6 +582,10 @@ mod tests {
             (Q4K, 32, 512, false),
             (Q4K, 16, 256, true),
             (Q4K, 24, 256, false),
+            (Q8_0, 32, 128, false),
+            (Q8_0, 16, 64, true),
+            (Q8_0, 24, 64, false),
+            (Q8_0, 16, 96, true),
         ];
         for layout in Layout::ALL {
             let fitting = cases.iter().filter(|c| c.0 == layout.format() && layout.fits(c.1, c.2)).count();

@@ -35,6 +35,7 @@ mod interleaved;
 mod octets;
 mod q4_0_lanes;
 mod q4k_lanes;
+mod q8_0_lanes;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod reference;

@@ -5,9 +5,11 @@
 //!   starts each register's sum. Decoding reads the row-lane layout (`q4_0_lanes`, one row per
 //!   32-bit lane); the per-row and tiled kernels for ggml's layout gather four blocks (72 bytes)
 //!   into one register with one two-source byte permutation.
-//! - Q8_0 has no VNNI kernel: making the weights unsigned (`xor 0x80`, with `−128 · Σ a` as the
-//!   start) and gathering two 34-byte blocks cost what the AVX-512 kernel's sign trick costs; it
-//!   measured 5–10% slower single-threaded, and Q8_0 decoding is bound by memory anyway.
+//! - Q8_0: decoding reads the row-lane layout (`q8_0_lanes`), whose weights are stored made
+//!   unsigned (`q + 128`) with `−128 · Σ a` as the start. For ggml's rows (prompts and shapes
+//!   the layout does not take) Q8_0 keeps the AVX-512 kernel of `x86`: a per-row VNNI version
+//!   (the weights made unsigned per load, two 34-byte blocks gathered per register) measured
+//!   5–10% slower single-threaded.
 //! - Q4_K: the nibbles are the unsigned side; the sub-block minimums use the activation's sums.
 //!
 //! The activation is rearranged once per product ([`Packed`]) so that every register of weights
@@ -196,6 +198,52 @@ pub(super) fn dot_q4_0_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
                     let scales = _mm512_cvtph_ps(_mm256_loadu_si256(gp.add(32 * k) as *const __m256i));
                     let f = _mm512_mul_ps(scales, _mm512_set1_ps(*dp.add(b)));
                     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), f, *acc);
+                }
+            }
+        }
+        // SAFETY: `y` holds sixteen floats.
+        unsafe { _mm512_storeu_ps(y.as_mut_ptr(), _mm512_add_ps(acc[0], acc[1])) };
+    }
+}
+
+/// `out[i]` = row `i` · activation for whole tiles of Q8_0 rows in the row-lane layout
+/// ([`super::q8_0_lanes`]; `data` holds `out.len() / 16` tiles of `act`'s length).
+///
+/// Each 32-bit lane is one row. Per block: eight loads of weights (stored plus 128), each
+/// multiplied by four activation bytes broadcast from memory (two `vpdpbusd` chains, one
+/// starting from the block's `−128 · Σ a`), one conversion of the sixteen rows' f16 scales, and
+/// one multiply-add into the row sums.
+///
+/// Panics unless the lengths agree.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(super) fn dot_q8_0_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
+    use super::q8_0_lanes::{kernel_inputs, GROUP_BLOCKS, GROUP_BYTES, QUANTS_AT, TILE_ROWS};
+    let (groups, corr) = kernel_inputs(data, act, out);
+    let (qp, cp, dp) = (act.qs.as_ptr() as *const u8, corr.as_ptr(), act.d.as_ptr());
+    prefetch_start(data);
+    for (t, y) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
+        let base = data[t * groups * GROUP_BYTES..].as_ptr();
+        // Even and odd blocks: two independent chains of multiply-adds.
+        let mut acc = [_mm512_setzero_ps(); GROUP_BLOCKS];
+        for g in 0..groups {
+            // SAFETY: `kernel_inputs` checked that tile `t` holds `groups` groups of GROUP_BYTES at
+            // `base`, and the activation 32 bytes, a correction and a scale per block.
+            unsafe {
+                let gp = base.add(g * GROUP_BYTES);
+                for l in 0..GROUP_BYTES / 64 {
+                    _mm_prefetch::<PREFETCH_HINT>(gp.wrapping_add(PREFETCH + 64 * l) as *const i8);
+                }
+                for (k, acc) in acc.iter_mut().enumerate() {
+                    let b = g * GROUP_BLOCKS + k;
+                    let a = qp.add(32 * b) as *const i32;
+                    let mut s = [_mm512_set1_epi32(*cp.add(b)), _mm512_setzero_si512()];
+                    for j in 0..8 {
+                        let q = _mm512_loadu_si512(gp.add(QUANTS_AT + 512 * k + 64 * j) as *const __m512i);
+                        s[j % 2] = _mm512_dpbusd_epi32(s[j % 2], q, _mm512_set1_epi32(a.add(j).read_unaligned()));
+                    }
+                    let scales = _mm512_cvtph_ps(_mm256_loadu_si256(gp.add(32 * k) as *const __m256i));
+                    let f = _mm512_mul_ps(scales, _mm512_set1_ps(*dp.add(b)));
+                    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s[0], s[1])), f, *acc);
                 }
             }
         }
