@@ -46,6 +46,7 @@ pub mod ptuning;
 pub mod quant;
 pub mod quant_grad;
 pub mod sampling;
+mod split;
 pub mod swiglu;
 pub mod tokenizer;
 pub mod train;

@@ -13,6 +13,7 @@ use super::kernel::{Kernel, TILE_ACTS, TILE_ROWS};
 use super::interleaved::{self, Layout, Lines};
 use super::reference;
 use crate::pages::{PageBuffer, HUGE_PAGE};
+use crate::split;
 
 /// Where a matrix's quantized bytes live.
 #[derive(Debug, Clone)]
@@ -80,11 +81,17 @@ enum Storage {
     Interleaved(Layout, Lines),
 }
 
-/// How many row chunks each thread gets. rayon splits a parallel iterator into about as many jobs
-/// as threads and splits a job further only when it is stolen, so this bounds the chunk size
-/// rather than fixing the number of jobs. Forcing one job a chunk (`with_max_len(1)`) shortened
-/// the wait at the end of a decode product (35–65 µs → 3–20 µs) but not the token (stop 17).
+/// How many row chunks each thread gets in the products that still split by rayon's
+/// `par_chunks_mut` (prompts, and `dense_matvec`'s f32 decode; decode products split by
+/// [`split::for_each_stretch`]). rayon splits a parallel iterator into about as many jobs as
+/// threads and splits a job further only when it is stolen, so this bounds the chunk size
+/// rather than fixing the number of jobs.
 const TASKS_PER_THREAD: usize = 4;
+
+/// About how many weight bytes a thread takes at a time in a decode product
+/// ([`split::for_each_stretch`]): a few microseconds of streaming, so the threads end a product
+/// within a few microseconds of each other.
+const CLAIM_BYTES: usize = 64 << 10;
 
 /// From this many input vectors on, [`QMatrix::forward`] dequantizes slices of rows and uses an
 /// f32 matrix product (prompts) instead of the integer dot products (decoding), unless the
@@ -269,26 +276,21 @@ impl QMatrix {
     /// `y = W·x` with a chosen kernel set (for tests and benchmarks).
     pub fn matvec_with(&self, kernel: Kernel, x: &[f32], y: &mut [f32]) -> Result<()> {
         self.check_io(x.len(), y.len(), 1)?;
-        let chunk = rows_per_task(self.rows);
         match &self.data {
             Storage::Interleaved(layout, lines) if kernel.interleaved_layout(self.format) == Some(*layout) => {
-                // The interleaved kernels read the plain 8-bit activation: none of `prepare`'s
-                // rearranged copies (those serve the ggml-layout kernels).
                 let act = ActQ8::quantize(x);
-                // Whole tiles of interleaved rows per task (the row count is a multiple of a tile).
                 let tile = layout.tile_rows();
-                let chunk = chunk.next_multiple_of(tile);
                 let data = lines.as_slice();
                 let tile_bytes = data.len() / (self.rows / tile);
-                y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
-                    let first = c * chunk / tile * tile_bytes;
-                    kernel.dot_interleaved(*layout, &data[first..first + ys.len() / tile * tile_bytes], &act, ys);
+                split::for_each_stretch(y, tile, CLAIM_BYTES / tile_bytes, |first, ys| {
+                    let at = first * tile_bytes;
+                    kernel.dot_interleaved(*layout, &data[at..at + ys.len() / tile * tile_bytes], &act, ys);
                 });
             }
             _ => {
                 let act = kernel.prepare(self.format, x);
-                y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
-                    let rows = self.rows_bytes(c * chunk, ys.len());
+                split::for_each_stretch(y, 1, CLAIM_BYTES / self.row_bytes, |first, ys| {
+                    let rows = self.rows_bytes(first, ys.len());
                     for (y, row) in ys.iter_mut().zip(rows.chunks_exact(self.row_bytes)) {
                         *y = kernel.dot(self.format, row, &act);
                     }
