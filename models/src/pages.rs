@@ -27,7 +27,8 @@ impl PageBuffer {
     /// `len` zero bytes. Fails only where the OS refuses the mapping (out of address space or
     /// memory).
     pub fn zeroed(len: usize) -> std::io::Result<PageBuffer> {
-        let map = memmap2::MmapMut::map_anon(len + HUGE_PAGE)?;
+        let span = len.checked_add(HUGE_PAGE).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::OutOfMemory, format!("{len} bytes")))?;
+        let map = memmap2::MmapMut::map_anon(span)?;
         let start = map.as_ptr().align_offset(HUGE_PAGE);
         let whole = len / HUGE_PAGE * HUGE_PAGE;
         #[cfg(unix)]
