@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::format::QuantFormat;
 use crate::pages::PageBuffer;
-use super::{octets, q4_0_lanes, q4k_lanes, q8_0_lanes};
+use super::{block_lanes, octets, q4k_lanes};
 
 /// A row-interleaved layout (which one a matrix takes depends on the kernel set that decodes
 /// it: [`Kernel::interleaved_layout`](super::Kernel::interleaved_layout)).
@@ -25,11 +25,11 @@ use super::{octets, q4_0_lanes, q4k_lanes, q8_0_lanes};
 pub(crate) enum Layout {
     /// Q4_0 in octets of eight rows, a 128-bit lane per row ([`octets`]; the 256-bit kernels).
     Q4_0Octets,
-    /// Q4_0 in tiles of sixteen rows, a 32-bit lane per row ([`q4_0_lanes`]; AVX-512 VNNI).
+    /// Q4_0 in tiles of sixteen rows, a 32-bit lane per row ([`block_lanes`]; AVX-512 VNNI).
     Q4_0Lanes,
     /// Q4_K in tiles of sixteen rows, a 32-bit lane per row ([`q4k_lanes`]).
     Q4kLanes,
-    /// Q8_0 in tiles of sixteen rows, a 32-bit lane per row, stored unsigned ([`q8_0_lanes`]; AVX-512 VNNI).
+    /// Q8_0 in tiles of sixteen rows, a 32-bit lane per row, stored unsigned ([`block_lanes`]; AVX-512 VNNI).
     Q8_0Lanes,
 }
 
@@ -51,9 +51,9 @@ impl Layout {
     pub(crate) fn fits(self, rows: usize, cols: usize) -> bool {
         match self {
             Layout::Q4_0Octets => octets::fits(rows, cols),
-            Layout::Q4_0Lanes => q4_0_lanes::fits(rows, cols),
+            Layout::Q4_0Lanes => block_lanes::Q4_0.fits(rows, cols),
             Layout::Q4kLanes => q4k_lanes::fits(rows, cols),
-            Layout::Q8_0Lanes => q8_0_lanes::fits(rows, cols),
+            Layout::Q8_0Lanes => block_lanes::Q8_0.fits(rows, cols),
         }
     }
 
@@ -61,9 +61,8 @@ impl Layout {
     pub(crate) fn tile_rows(self) -> usize {
         match self {
             Layout::Q4_0Octets => octets::OCTET_ROWS,
-            Layout::Q4_0Lanes => q4_0_lanes::TILE_ROWS,
-            Layout::Q4kLanes => q4k_lanes::TILE_ROWS,
-            Layout::Q8_0Lanes => q8_0_lanes::TILE_ROWS,
+                        Layout::Q4kLanes => q4k_lanes::TILE_ROWS,
+            Layout::Q4_0Lanes | Layout::Q8_0Lanes => block_lanes::TILE_ROWS,
         }
     }
 
@@ -98,9 +97,9 @@ fn interleave_in_pieces(layout: Layout, src: &[u8], rows: usize, cols: usize, pi
         let n = part.len() / src_tile * tile;
         match layout {
             Layout::Q4_0Octets => octets::interleave_into(part, n, cols, dst),
-            Layout::Q4_0Lanes => q4_0_lanes::interleave_into(part, n, cols, dst),
+            Layout::Q4_0Lanes => block_lanes::Q4_0.interleave_into(part, n, cols, dst),
             Layout::Q4kLanes => q4k_lanes::interleave_into(part, n, cols, dst),
-            Layout::Q8_0Lanes => q8_0_lanes::interleave_into(part, n, cols, dst),
+            Layout::Q8_0Lanes => block_lanes::Q8_0.interleave_into(part, n, cols, dst),
         }
         let start = i * tiles_per_piece * src_tile;
         release(start..start + part.len());
@@ -115,9 +114,9 @@ pub(crate) fn rows(layout: Layout, data: &[u8], cols: usize, first: usize, n: us
     let mut out = vec![0u8; n * row_bytes];
     out.par_chunks_exact_mut(row_bytes).enumerate().for_each(|(i, o)| match layout {
         Layout::Q4_0Octets => octets::row_into(data, cols, first + i, o),
-        Layout::Q4_0Lanes => q4_0_lanes::row_into(data, cols, first + i, o),
+        Layout::Q4_0Lanes => block_lanes::Q4_0.row_into(data, cols, first + i, o),
         Layout::Q4kLanes => q4k_lanes::row_into(data, cols, first + i, o),
-        Layout::Q8_0Lanes => q8_0_lanes::row_into(data, cols, first + i, o),
+        Layout::Q8_0Lanes => block_lanes::Q8_0.row_into(data, cols, first + i, o),
     });
     out
 }

@@ -224,9 +224,9 @@ impl Kernel {
             use super::{x86_interleaved_256 as k256, x86_vnni};
             match (self.0, layout) {
                 // The assert above leaves each kernel set only its own layouts.
-                (Isa::Avx512Vnni, Layout::Q8_0Lanes) => x86_vnni::dot_q8_0_lanes(data, act, out),
+                (Isa::Avx512Vnni, Layout::Q8_0Lanes) => x86_vnni::dot_block_lanes::<true>(data, act, out),
                 (Isa::Avx512Vnni, Layout::Q4kLanes) => x86_vnni::dot_q4k_lanes(data, act, out),
-                (Isa::Avx512Vnni, _) => x86_vnni::dot_q4_0_lanes(data, act, out),
+                (Isa::Avx512Vnni, _) => x86_vnni::dot_block_lanes::<false>(data, act, out),
                 (Isa::AvxVnni, Layout::Q4kLanes) => k256::dot_q4k_lanes_vnni(data, act, out),
                 (Isa::AvxVnni, _) => k256::dot_q4_0_octets_vnni(data, act, out),
                 (_, Layout::Q4kLanes) => k256::dot_q4k_lanes_avx2(data, act, out),

@@ -31,11 +31,10 @@ pub mod imported;
 pub mod kernel;
 pub mod linear;
 pub mod matrix;
+mod block_lanes;
 mod interleaved;
 mod octets;
-mod q4_0_lanes;
 mod q4k_lanes;
-mod q8_0_lanes;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod reference;

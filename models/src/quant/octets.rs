@@ -1,5 +1,5 @@
 //! The row-interleaved Q4_0 layout of the 256-bit decode kernels (AVX-VNNI, AVX2): eight rows' blocks
-//! side by side (AVX-512 VNNI reads `q4_0_lanes` instead).
+//! side by side (AVX-512 VNNI reads `block_lanes` instead).
 //!
 //! In ggml's layout a row is its blocks one after another (a 2-byte f16 scale, then 16 bytes of
 //! nibbles). A matrix-vector kernel over it spends a two-source byte permutation gathering four

@@ -2,10 +2,10 @@
 //! bytes by signed activation bytes and sums four products per 32-bit lane in one instruction.
 //!
 //! - Q4_0: the nibbles (0..15) are the unsigned side; the activation's `−8 · Σ a` correction
-//!   starts each register's sum. Decoding reads the row-lane layout (`q4_0_lanes`, one row per
+//!   starts each register's sum. Decoding reads the row-lane layout (`block_lanes`, one row per
 //!   32-bit lane); the per-row and tiled kernels for ggml's layout gather four blocks (72 bytes)
 //!   into one register with one two-source byte permutation.
-//! - Q8_0: decoding reads the row-lane layout (`q8_0_lanes`), whose weights are stored made
+//! - Q8_0: decoding reads the row-lane layout (`block_lanes`), whose weights are stored made
 //!   unsigned (`q + 128`) with `−128 · Σ a` as the start. For ggml's rows (prompts and shapes
 //!   the layout does not take) Q8_0 keeps the AVX-512 kernel of `x86`: a per-row VNNI version
 //!   (the weights made unsigned per load, two 34-byte blocks gathered per register) measured
@@ -157,47 +157,44 @@ pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
     total
 }
 
-/// `out[i]` = row `i` · activation for whole tiles of Q4_0 rows in the row-lane layout
-/// ([`super::q4_0_lanes`]; `data` holds `out.len() / 16` tiles of `act`'s length).
+/// `out[i]` = row `i` · activation for whole tiles of Q4_0 (`Q8 = false`) or Q8_0 (`Q8 = true`)
+/// rows in their row-lane layout ([`super::block_lanes`]; `data` holds `out.len() / 16` tiles of
+/// `act`'s length).
 ///
-/// Each 32-bit lane is one row. Per block: four loads of weights, each split into low and high
-/// nibbles and multiplied by four activation bytes broadcast from memory (two `vpdpbusd`
-/// chains that start from the block's `−8 · Σ a`), one conversion of the sixteen rows' f16
-/// scales, and one multiply-add into the row sums.
+/// Each 32-bit lane is one row. Per block: the weights' steps against four activation bytes
+/// each, broadcast from memory (two `vpdpbusd` chains, one starting from the block's
+/// `−offset · Σ a`; Q4_0 splits each load into low and high nibbles, Q8_0's loads are the
+/// unsigned weights), one conversion of the sixteen rows' f16 scales, and one multiply-add into
+/// the row sums.
 ///
 /// Panics unless the lengths agree.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-pub(super) fn dot_q4_0_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
-    use super::q4_0_lanes::{kernel_inputs, GROUP_BLOCKS, GROUP_BYTES, NIBBLES_AT, TILE_ROWS};
-    let (groups, corr) = kernel_inputs(data, act, out);
-    let m4 = _mm512_set1_epi8(0x0F);
+pub(super) fn dot_block_lanes<const Q8: bool>(data: &[u8], act: &ActQ8, out: &mut [f32]) {
+    use super::block_lanes::{GROUP_BLOCKS, SCALES_BYTES, TILE_ROWS};
+    let lanes = if Q8 { super::block_lanes::Q8_0 } else { super::block_lanes::Q4_0 };
+    let (groups, corr) = lanes.kernel_inputs(data, act, out);
+    let (group_bytes, payloads) = (lanes.group_bytes(), lanes.block_payloads());
     let (qp, cp, dp) = (act.qs.as_ptr() as *const u8, corr.as_ptr(), act.d.as_ptr());
     prefetch_start(data);
     for (t, y) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
-        let base = data[t * groups * GROUP_BYTES..].as_ptr();
+        let base = data[t * groups * group_bytes..].as_ptr();
         // Even and odd blocks: two independent chains of multiply-adds.
         let mut acc = [_mm512_setzero_ps(); GROUP_BLOCKS];
         for g in 0..groups {
-            // SAFETY: `kernel_inputs` checked that tile `t` holds `groups` groups of GROUP_BYTES at
-            // `base`, and the activation 32 bytes, a correction and a scale per block.
+            // SAFETY: `kernel_inputs` checked that tile `t` holds `groups` groups of `group_bytes`
+            // at `base`, and the activation 32 bytes, a correction and a scale per block.
             unsafe {
-                let gp = base.add(g * GROUP_BYTES);
-                for l in 0..GROUP_BYTES / 64 {
+                let gp = base.add(g * group_bytes);
+                for l in 0..group_bytes / 64 {
                     _mm_prefetch::<PREFETCH_HINT>(gp.wrapping_add(PREFETCH + 64 * l) as *const i8);
                 }
                 for (k, acc) in acc.iter_mut().enumerate() {
                     let b = g * GROUP_BLOCKS + k;
-                    let a = qp.add(32 * b) as *const i32;
-                    let mut lo = _mm512_set1_epi32(*cp.add(b));
-                    let mut hi = _mm512_setzero_si512();
-                    for j in 0..4 {
-                        let q = _mm512_loadu_si512(gp.add(NIBBLES_AT + 256 * k + 64 * j) as *const __m512i);
-                        lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(q, m4), _mm512_set1_epi32(a.add(j).read_unaligned()));
-                        hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4), _mm512_set1_epi32(a.add(4 + j).read_unaligned()));
-                    }
+                    let (w, a, start) = (gp.add(SCALES_BYTES + payloads * k), qp.add(32 * b) as *const i32, _mm512_set1_epi32(*cp.add(b)));
+                    let sums = if Q8 { q8_0_block_lanes(w, a, start) } else { q4_0_block_lanes(w, a, start) };
                     let scales = _mm512_cvtph_ps(_mm256_loadu_si256(gp.add(32 * k) as *const __m256i));
                     let f = _mm512_mul_ps(scales, _mm512_set1_ps(*dp.add(b)));
-                    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), f, *acc);
+                    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), f, *acc);
                 }
             }
         }
@@ -206,50 +203,38 @@ pub(super) fn dot_q4_0_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
     }
 }
 
-/// `out[i]` = row `i` · activation for whole tiles of Q8_0 rows in the row-lane layout
-/// ([`super::q8_0_lanes`]; `data` holds `out.len() / 16` tiles of `act`'s length).
-///
-/// Each 32-bit lane is one row. Per block: eight loads of weights (stored plus 128), each
-/// multiplied by four activation bytes broadcast from memory (two `vpdpbusd` chains, one
-/// starting from the block's `−128 · Σ a`), one conversion of the sixteen rows' f16 scales, and
-/// one multiply-add into the row sums.
-///
-/// Panics unless the lengths agree.
+/// One Q4_0 block of sixteen rows: four steps of 64 bytes at `w` (nibbles), the block's 32
+/// activation bytes at `a`, the sums starting from `start`.
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-pub(super) fn dot_q8_0_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
-    use super::q8_0_lanes::{kernel_inputs, GROUP_BLOCKS, GROUP_BYTES, QUANTS_AT, TILE_ROWS};
-    let (groups, corr) = kernel_inputs(data, act, out);
-    let (qp, cp, dp) = (act.qs.as_ptr() as *const u8, corr.as_ptr(), act.d.as_ptr());
-    prefetch_start(data);
-    for (t, y) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
-        let base = data[t * groups * GROUP_BYTES..].as_ptr();
-        // Even and odd blocks: two independent chains of multiply-adds.
-        let mut acc = [_mm512_setzero_ps(); GROUP_BLOCKS];
-        for g in 0..groups {
-            // SAFETY: `kernel_inputs` checked that tile `t` holds `groups` groups of GROUP_BYTES at
-            // `base`, and the activation 32 bytes, a correction and a scale per block.
-            unsafe {
-                let gp = base.add(g * GROUP_BYTES);
-                for l in 0..GROUP_BYTES / 64 {
-                    _mm_prefetch::<PREFETCH_HINT>(gp.wrapping_add(PREFETCH + 64 * l) as *const i8);
-                }
-                for (k, acc) in acc.iter_mut().enumerate() {
-                    let b = g * GROUP_BLOCKS + k;
-                    let a = qp.add(32 * b) as *const i32;
-                    let mut s = [_mm512_set1_epi32(*cp.add(b)), _mm512_setzero_si512()];
-                    for j in 0..8 {
-                        let q = _mm512_loadu_si512(gp.add(QUANTS_AT + 512 * k + 64 * j) as *const __m512i);
-                        s[j % 2] = _mm512_dpbusd_epi32(s[j % 2], q, _mm512_set1_epi32(a.add(j).read_unaligned()));
-                    }
-                    let scales = _mm512_cvtph_ps(_mm256_loadu_si256(gp.add(32 * k) as *const __m256i));
-                    let f = _mm512_mul_ps(scales, _mm512_set1_ps(*dp.add(b)));
-                    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s[0], s[1])), f, *acc);
-                }
-            }
+unsafe fn q4_0_block_lanes(w: *const u8, a: *const i32, start: __m512i) -> __m512i {
+    let m4 = _mm512_set1_epi8(0x0F);
+    let (mut lo, mut hi) = (start, _mm512_setzero_si512());
+    for j in 0..4 {
+        // SAFETY: the caller guarantees 256 bytes at `w` and 32 at `a`.
+        unsafe {
+            let q = _mm512_loadu_si512(w.add(64 * j) as *const __m512i);
+            lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(q, m4), _mm512_set1_epi32(a.add(j).read_unaligned()));
+            hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4), _mm512_set1_epi32(a.add(4 + j).read_unaligned()));
         }
-        // SAFETY: `y` holds sixteen floats.
-        unsafe { _mm512_storeu_ps(y.as_mut_ptr(), _mm512_add_ps(acc[0], acc[1])) };
     }
+    _mm512_add_epi32(lo, hi)
+}
+
+/// One Q8_0 block of sixteen rows: eight steps of 64 bytes at `w` (quants plus 128), the
+/// block's 32 activation bytes at `a`, the sums starting from `start`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+unsafe fn q8_0_block_lanes(w: *const u8, a: *const i32, start: __m512i) -> __m512i {
+    let mut s = [start, _mm512_setzero_si512()];
+    for j in 0..8 {
+        // SAFETY: the caller guarantees 512 bytes at `w` and 32 at `a`.
+        unsafe {
+            let q = _mm512_loadu_si512(w.add(64 * j) as *const __m512i);
+            s[j % 2] = _mm512_dpbusd_epi32(s[j % 2], q, _mm512_set1_epi32(a.add(j).read_unaligned()));
+        }
+    }
+    _mm512_add_epi32(s[0], s[1])
 }
 
 /// `out[i]` = row `i` · activation for whole tiles of Q4_K rows in the row-lane layout
