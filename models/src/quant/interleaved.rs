@@ -5,11 +5,14 @@
 //! and reductions of those layouts cost more than the arithmetic. The interleaved layouts keep
 //! the bytes of several rows side by side instead:
 //!
-//! - Q4_0: octets of eight rows ([`super::octets`]);
+//! - Q4_0 and Q8_0 on AVX-512 VNNI: tiles of sixteen rows, one row per 32-bit lane
+//!   ([`super::block_lanes`]);
+//! - Q4_0 on the 256-bit kernel sets: octets of eight rows ([`super::octets`]);
 //! - Q4_K: tiles of sixteen rows, one row per 32-bit lane ([`super::q4k_lanes`]).
 //!
-//! [`QMatrix::for_decoding`](super::QMatrix::for_decoding) rearranges a matrix into its layout
-//! where the kernel set has a kernel for it; every other path reads rows back in ggml's layout.
+//! [`QMatrix::for_decoding`](super::QMatrix::for_decoding) rearranges a matrix into the layout
+//! of the fastest kernel set where it has one ([`Layout`]); every other path reads rows back in
+//! ggml's layout. The bytes sit on huge pages where the OS gives them ([`Lines`]).
 
 use std::ops::Range;
 
@@ -61,7 +64,7 @@ impl Layout {
     pub(crate) fn tile_rows(self) -> usize {
         match self {
             Layout::Q4_0Octets => octets::OCTET_ROWS,
-                        Layout::Q4kLanes => q4k_lanes::TILE_ROWS,
+            Layout::Q4kLanes => q4k_lanes::TILE_ROWS,
             Layout::Q4_0Lanes | Layout::Q8_0Lanes => block_lanes::TILE_ROWS,
         }
     }
