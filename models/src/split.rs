@@ -10,8 +10,8 @@
 //! done takes the back half of what another has left, so the threads finish within a few
 //! units of each other, and each steal starts one new stream. Measured against
 //! `par_chunks_mut` with four chunks a thread (ARCHITECTURE.md, Quantization, stop 20): the
-//! small products of a layer (2048–2304 × 2048) 8–30% faster in `bench_quant`, the engine's
-//! paired ratios 2–5 points higher; on 4 KiB pages, with heavier kernels, no difference.
+//! small products of a layer (2048–2304 × 2048) took 7–32% less time in `bench_quant`, the
+//! engine's paired ratios 0–6 points higher; on 4 KiB pages, with heavier kernels, no difference.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -17,7 +17,7 @@
 //!   its 32 quants plus 128 (`q xor 0x80`), so that `vpdpbusd` takes them as its unsigned side.
 //!
 //! Unsigned weights `u = q + offset` (Q4_0's nibbles are `q + 8`) give `Σ u · a = Σ q · a +
-//! offset · Σ a`, so each block's sums start from `−offset · Σ a` ([`Lanes::kernel_inputs`]).
+//! offset · Σ a`, so each block's sums start from `−offset · Σ a` ([`Lanes::offset`]).
 //! A group holds the same 16 × 2 blocks as in ggml's layout, so the matrix keeps its size.
 
 use rayon::prelude::*;
@@ -74,16 +74,22 @@ impl Lanes {
         SCALES_BYTES + self.block_payloads() * k + 64 * (i / 4) + 4 * r + i % 4
     }
 
-    /// What a kernel needs besides the bytes, after checking the lengths: the groups per row
-    /// and each activation block's `−offset · Σ a`. Panics unless `data` holds `out.len()` rows
-    /// (whole tiles) of `act`'s length.
+    /// What the stored unsigned weights exceed the signed ones by: a block's sums start from
+    /// `−offset · Σ a`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn offset(self) -> i32 {
+        self.offset
+    }
+
+    /// The groups per row of a kernel's input, after checking the lengths. Panics unless
+    /// `data` holds `out.len()` rows (whole tiles) of `act`'s length.
     // The interleaved layouts' kernels are x86-64 only (see `Kernel::interleaved_layout`).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub(crate) fn kernel_inputs(self, data: &[u8], act: &ActQ8, out: &[f32]) -> (usize, Vec<i32>) {
+    pub(crate) fn kernel_inputs(self, data: &[u8], act: &ActQ8, out: &[f32]) -> usize {
         let nb = act.d.len();
         assert!(nb % GROUP_BLOCKS == 0 && act.qs.len() == nb * QK && act.sums.len() == nb && out.len() % TILE_ROWS == 0);
         assert_eq!(data.len(), out.len() * nb * self.block_bytes);
-        (nb / GROUP_BLOCKS, act.sums.iter().map(|s| -self.offset * s).collect())
+        nb / GROUP_BLOCKS
     }
 
     /// Rearranges rows from ggml's layout into tiles (on all cores): `src` holds `rows` rows of

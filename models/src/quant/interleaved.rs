@@ -79,8 +79,9 @@ impl Layout {
     }
 }
 
-/// Source bytes rearranged at a time by [`interleave`] before `release` is told.
-const PIECE_BYTES: usize = 8 << 20;
+/// Source bytes rearranged (or copied, `QMatrix::for_decoding`) at a time before the source's
+/// pages are released.
+pub(crate) const PIECE_BYTES: usize = 8 << 20;
 
 /// `src` (ggml's layout, `rows` rows of `cols` values) in `layout`, a piece
 /// of about 8 MiB at a time; after each, `release(range)` is told the range of `src` done (a
@@ -147,9 +148,8 @@ impl Lines {
 
 impl Clone for Lines {
     fn clone(&self) -> Lines {
-        let mut copy = Lines::zeroed(self.as_slice().len());
-        copy.as_mut_slice().copy_from_slice(self.as_slice());
-        copy
+        let len = self.as_slice().len();
+        Lines(PageBuffer::copy_of(self.as_slice()).unwrap_or_else(|e| panic!("cannot map {len} bytes for a weight matrix: {e}")))
     }
 }
 

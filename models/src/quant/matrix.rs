@@ -57,9 +57,6 @@ fn release_pages(bytes: &QBytes, range: std::ops::Range<usize>) {
     }
 }
 
-/// Bytes copied onto huge pages at a time before the source's pages are released.
-const COPY_PIECE: usize = 8 << 20;
-
 /// A `rows × cols` weight matrix quantized (or, F16, rounded to half floats) row by row (ggml
 /// layout; `y = W·x` multiplies by rows).
 #[derive(Debug, Clone)]
@@ -196,9 +193,10 @@ impl QMatrix {
         let Ok(mut pages) = PageBuffer::zeroed(src.len()) else {
             return self;
         };
-        for (i, (dst, part)) in pages.as_mut_slice().chunks_mut(COPY_PIECE).zip(src.chunks(COPY_PIECE)).enumerate() {
+        let piece = interleaved::PIECE_BYTES;
+        for (i, (dst, part)) in pages.as_mut_slice().chunks_mut(piece).zip(src.chunks(piece)).enumerate() {
             dst.copy_from_slice(part);
-            release_pages(bytes, i * COPY_PIECE..i * COPY_PIECE + part.len());
+            release_pages(bytes, i * piece..i * piece + part.len());
         }
         QMatrix { data: Storage::Rows(QBytes::Pages(Arc::new(pages))), ..self }
     }
@@ -573,7 +571,7 @@ mod tests {
         };
         use QuantFormat::{Q4K, Q4_0, Q8_0};
         // (format, rows, cols, arbitrary bytes): shapes that take each layout and shapes that
-        // take none (`fits_every_layout_case` below checks that both kinds are here).
+        // do not (the loop right below checks that both kinds are here for every layout).
         let cases = [
             (Q4_0, 40, 256, false),
             (Q4_0, 16, 512, true),

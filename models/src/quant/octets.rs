@@ -32,17 +32,16 @@ pub(crate) fn fits(rows: usize, cols: usize) -> bool {
     rows > 0 && rows % OCTET_ROWS == 0 && cols > 0 && cols % (GROUP_BLOCKS * QK) == 0
 }
 
-/// What an octet kernel needs besides the bytes, after checking the lengths: the groups per
-/// row and each activation block's `−8 · Σ a` correction in the first 32-bit lane of a 128-bit
-/// lane (one row's four lanes sum to it). Panics unless `data` holds `out.len()` rows (whole
-/// octets) of `act`'s length.
+/// The groups per row of an octet kernel's input, after checking the lengths (the kernel reads
+/// each block's `−8 · Σ a` correction from the activation's sums as it goes). Panics unless
+/// `data` holds `out.len()` rows (whole octets) of `act`'s length.
 // The interleaved layouts' kernels are x86-64 only (see `Kernel::interleaved_layout`).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> (usize, Vec<[i32; 4]>) {
+pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> usize {
     let nb = act.d.len();
     assert!(nb % GROUP_BLOCKS == 0 && act.qs.len() == nb * QK && act.sums.len() == nb && out.len() % OCTET_ROWS == 0);
     assert_eq!(data.len(), out.len() * nb * Q4_0_BYTES);
-    (nb / GROUP_BLOCKS, act.sums.iter().map(|s| [-8 * s, 0, 0, 0]).collect())
+    nb / GROUP_BLOCKS
 }
 
 /// Rearranges Q4_0 rows from ggml's layout into octets (on all cores): `src` holds `rows`

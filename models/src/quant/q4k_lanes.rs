@@ -69,16 +69,16 @@ pub(crate) fn len(rows: usize, cols: usize) -> usize {
     rows / TILE_ROWS * (cols / QK_K) * TILE_BYTES
 }
 
-/// What a row-lane kernel needs besides the bytes, after checking the lengths: the super-blocks
-/// per row and `d · Σ qs` of each 32-value activation block (the minimums' factor). Panics
-/// unless `data` holds `out.len()` rows (whole tiles) of `act`'s length.
+/// The super-blocks per row of a row-lane kernel's input, after checking the lengths (the
+/// kernel forms each 32-value activation block's `d · Σ qs`, the minimums' factor, as it goes).
+/// Panics unless `data` holds `out.len()` rows (whole tiles) of `act`'s length.
 // The interleaved layouts' kernels are x86-64 only (see `Kernel::interleaved_layout`).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> (usize, Vec<f32>) {
+pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> usize {
     let nsb = act.d.len() / 8;
     assert!(act.d.len() == nsb * 8 && act.qs.len() == nsb * QK_K && act.sums.len() == nsb * 8 && out.len() % TILE_ROWS == 0);
     assert_eq!(data.len(), out.len() / TILE_ROWS * nsb * TILE_BYTES);
-    (nsb, act.d.iter().zip(&act.sums).map(|(d, s)| d * *s as f32).collect())
+    nsb
 }
 
 /// Rearranges Q4_K rows from ggml's layout (on all cores): `src` holds `rows` rows of `cols`

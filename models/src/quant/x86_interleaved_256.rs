@@ -32,21 +32,21 @@ macro_rules! kernels {
 /// Panics unless the lengths agree.
 #[target_feature(enable = $features)]
 pub(super) fn $q4_0(data: &[u8], act: &ActQ8, out: &mut [f32]) {
-    let (groups, corr) = super::octets::kernel_inputs(data, act, out);
+    let groups = super::octets::kernel_inputs(data, act, out);
     let m4 = _mm256_set1_epi8(0x0F);
     // Row pair `m`'s two scales over its four lanes each.
     let spread: [__m256i; 4] = std::array::from_fn(|m| {
         let (a, b) = (2 * m as i32, 2 * m as i32 + 1);
         _mm256_setr_epi32(a, a, a, a, b, b, b, b)
     });
-    let (qp, cp, dp) = (act.qs.as_ptr() as *const u8, corr.as_ptr() as *const u8, act.d.as_ptr());
+    let (qp, sp, dp) = (act.qs.as_ptr() as *const u8, act.sums.as_ptr(), act.d.as_ptr());
     for (o, y) in out.chunks_exact_mut(OCTET_ROWS).enumerate() {
         let base = data[o * groups * GROUP_BYTES..].as_ptr();
         // One accumulator per row pair.
         let mut acc = [_mm256_setzero_ps(); 4];
         for g in 0..groups {
             // SAFETY: `kernel_inputs` checked that octet `o` holds `groups` groups of GROUP_BYTES at
-            // `base`, and the activation 32 bytes, 16 correction bytes and a scale per block.
+            // `base`, and the activation 32 bytes, a sum and a scale per block.
             unsafe {
                 let gp = base.add(g * GROUP_BYTES);
                 for l in 0..GROUP_BYTES / 64 {
@@ -56,7 +56,8 @@ pub(super) fn $q4_0(data: &[u8], act: &ActQ8, out: &mut [f32]) {
                     let b = g * GROUP_BLOCKS + k;
                     let a_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(qp.add(32 * b) as *const __m128i));
                     let a_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(qp.add(32 * b + 16) as *const __m128i));
-                    let c = _mm256_broadcastsi128_si256(_mm_loadu_si128(cp.add(16 * b) as *const __m128i));
+                    // `−8 · Σ a` in the first lane of each row's four (they are summed at the end).
+                    let c = _mm256_broadcastsi128_si256(_mm_cvtsi32_si128(-8 * *sp.add(b)));
                     let scales = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(gp.add(16 * k) as *const __m128i)), _mm256_set1_ps(*dp.add(b)));
                     for (m, acc) in acc.iter_mut().enumerate() {
                         let q = _mm256_loadu_si256(gp.add(64 + 128 * k + 32 * m) as *const __m256i);
@@ -82,9 +83,9 @@ pub(super) fn $q4_0(data: &[u8], act: &ActQ8, out: &mut [f32]) {
 /// Panics unless the lengths agree.
 #[target_feature(enable = $features)]
 pub(super) fn $q4k(data: &[u8], act: &ActQ8, out: &mut [f32]) {
-    let (nsb, dsum) = super::q4k_lanes::kernel_inputs(data, act, out);
+    let nsb = super::q4k_lanes::kernel_inputs(data, act, out);
     let m4 = _mm256_set1_epi8(0x0F);
-    let (qp, dp, sp) = (act.qs.as_ptr(), act.d.as_ptr(), dsum.as_ptr());
+    let (qp, dp, sp) = (act.qs.as_ptr(), act.d.as_ptr(), act.sums.as_ptr());
     for (t, y) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
         // Rows 0–7 and 8–15.
         let mut acc = [_mm256_setzero_ps(); 2];
@@ -112,7 +113,7 @@ pub(super) fn $q4k(data: &[u8], act: &ActQ8, out: &mut [f32]) {
                         let widen = |at: usize| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(base.add(at + 16 * s + 8 * h) as *const __m128i)));
                         let scale = _mm256_mul_ps(widen(SCALES_AT), _mm256_set1_ps(*dp.add(sb * 8 + s)));
                         sums[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(lo[h], hi[h])), scale, sums[h]);
-                        mins[h] = _mm256_fmadd_ps(widen(MINS_AT), _mm256_set1_ps(*sp.add(sb * 8 + s)), mins[h]);
+                        mins[h] = _mm256_fmadd_ps(widen(MINS_AT), _mm256_set1_ps(*dp.add(sb * 8 + s) * *sp.add(sb * 8 + s) as f32), mins[h]);
                     }
                 }
                 for h in 0..2 {

@@ -172,9 +172,9 @@ pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
 pub(super) fn dot_block_lanes<const Q8: bool>(data: &[u8], act: &ActQ8, out: &mut [f32]) {
     use super::block_lanes::{GROUP_BLOCKS, SCALES_BYTES, TILE_ROWS};
     let lanes = if Q8 { super::block_lanes::Q8_0 } else { super::block_lanes::Q4_0 };
-    let (groups, corr) = lanes.kernel_inputs(data, act, out);
-    let (group_bytes, payloads) = (lanes.group_bytes(), lanes.block_payloads());
-    let (qp, cp, dp) = (act.qs.as_ptr() as *const u8, corr.as_ptr(), act.d.as_ptr());
+    let groups = lanes.kernel_inputs(data, act, out);
+    let (group_bytes, payloads, offset) = (lanes.group_bytes(), lanes.block_payloads(), lanes.offset());
+    let (qp, sp, dp) = (act.qs.as_ptr() as *const u8, act.sums.as_ptr(), act.d.as_ptr());
     prefetch_start(data);
     for (t, y) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
         let base = data[t * groups * group_bytes..].as_ptr();
@@ -182,7 +182,7 @@ pub(super) fn dot_block_lanes<const Q8: bool>(data: &[u8], act: &ActQ8, out: &mu
         let mut acc = [_mm512_setzero_ps(); GROUP_BLOCKS];
         for g in 0..groups {
             // SAFETY: `kernel_inputs` checked that tile `t` holds `groups` groups of `group_bytes`
-            // at `base`, and the activation 32 bytes, a correction and a scale per block.
+            // at `base`, and the activation 32 bytes, a sum and a scale per block.
             unsafe {
                 let gp = base.add(g * group_bytes);
                 for l in 0..group_bytes / 64 {
@@ -190,7 +190,7 @@ pub(super) fn dot_block_lanes<const Q8: bool>(data: &[u8], act: &ActQ8, out: &mu
                 }
                 for (k, acc) in acc.iter_mut().enumerate() {
                     let b = g * GROUP_BLOCKS + k;
-                    let (w, a, start) = (gp.add(SCALES_BYTES + payloads * k), qp.add(32 * b) as *const i32, _mm512_set1_epi32(*cp.add(b)));
+                    let (w, a, start) = (gp.add(SCALES_BYTES + payloads * k), qp.add(32 * b) as *const i32, _mm512_set1_epi32(-offset * *sp.add(b)));
                     let sums = if Q8 { q8_0_block_lanes(w, a, start) } else { q4_0_block_lanes(w, a, start) };
                     let scales = _mm512_cvtph_ps(_mm256_loadu_si256(gp.add(32 * k) as *const __m256i));
                     let f = _mm512_mul_ps(scales, _mm512_set1_ps(*dp.add(b)));
@@ -249,9 +249,9 @@ unsafe fn q8_0_block_lanes(w: *const u8, a: *const i32, start: __m512i) -> __m51
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(super) fn dot_q4k_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
     use super::q4k_lanes::{kernel_inputs, MINS_AT, NIBBLES_AT, SCALES_AT, TILE_BYTES, TILE_ROWS};
-    let (nsb, dsum) = kernel_inputs(data, act, out);
+    let nsb = kernel_inputs(data, act, out);
     let m4 = _mm512_set1_epi8(0x0F);
-    let (qp, dp, sp) = (act.qs.as_ptr(), act.d.as_ptr(), dsum.as_ptr());
+    let (qp, dp, sp) = (act.qs.as_ptr(), act.d.as_ptr(), act.sums.as_ptr());
     prefetch_start(data);
     for (t, y) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
         let mut acc = _mm512_setzero_ps();
@@ -275,7 +275,8 @@ pub(super) fn dot_q4k_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
                     let widen = |at: usize| _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(base.add(at + 16 * s) as *const __m128i)));
                     let scale = _mm512_mul_ps(widen(SCALES_AT), _mm512_set1_ps(*dp.add(sb * 8 + s)));
                     sums = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), scale, sums);
-                    mins = _mm512_fmadd_ps(widen(MINS_AT), _mm512_set1_ps(*sp.add(sb * 8 + s)), mins);
+                    let dsum = *dp.add(sb * 8 + s) * *sp.add(sb * 8 + s) as f32;
+                    mins = _mm512_fmadd_ps(widen(MINS_AT), _mm512_set1_ps(dsum), mins);
                 }
                 let d = _mm512_cvtph_ps(_mm256_loadu_si256(base as *const __m256i));
                 let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(base.add(32) as *const __m256i));
