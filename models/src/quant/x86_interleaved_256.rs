@@ -21,7 +21,7 @@ use super::format::QK_K;
 use super::octets::{GROUP_BLOCKS, GROUP_BYTES, OCTET_ROWS};
 use super::q4k_lanes::{MINS_AT, NIBBLES_AT, SCALES_AT, TILE_BYTES, TILE_ROWS};
 use super::x86_avx_vnni::{dot_avx2, dot_vnni};
-use super::x86_vnni::{PREFETCH, PREFETCH_HINT};
+use super::x86_vnni::prefetch_ahead;
 
 /// The two interleaved kernels for one instruction set: `$features` enabled, `$dot` the byte product.
 macro_rules! kernels {
@@ -50,7 +50,7 @@ pub(super) fn $q4_0(data: &[u8], act: &ActQ8, out: &mut [f32]) {
             unsafe {
                 let gp = base.add(g * GROUP_BYTES);
                 for l in 0..GROUP_BYTES / 64 {
-                    _mm_prefetch::<PREFETCH_HINT>(gp.wrapping_add(PREFETCH + 64 * l) as *const i8);
+                    prefetch_ahead(gp.wrapping_add(64 * l));
                 }
                 for k in 0..GROUP_BLOCKS {
                     let b = g * GROUP_BLOCKS + k;
@@ -97,7 +97,7 @@ pub(super) fn $q4k(data: &[u8], act: &ActQ8, out: &mut [f32]) {
                 let (mut sums, mut mins) = ([_mm256_setzero_ps(); 2], [_mm256_setzero_ps(); 2]);
                 for s in 0..8 {
                     for l in 0..5 {
-                        _mm_prefetch::<PREFETCH_HINT>(base.wrapping_add(PREFETCH + 296 * s + 64 * l) as *const i8);
+                        prefetch_ahead(base.wrapping_add(296 * s + 64 * l));
                     }
                     let (mut lo, mut hi) = ([_mm256_setzero_si256(); 2], [_mm256_setzero_si256(); 2]);
                     for step in 4 * s..4 * s + 4 {

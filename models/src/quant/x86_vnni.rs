@@ -38,15 +38,40 @@ pub(super) const PREFETCH: usize = 4096;
 /// (9–11 GB/s per core) saw no order between T0, T1 and T2.
 pub(super) const PREFETCH_HINT: i32 = _MM_HINT_T1;
 
-/// Prefetches the first [`PREFETCH`] bytes of a decode task's weights at once: the loop's
-/// prefetches run that far ahead, so without this the task's first lines arrive one demand
-/// miss after another. `bench_quant --shape 11264x2048 --shape 2048x2048 --stream-mib 768`,
-/// two alternated rounds (ARCHITECTURE.md, stop 20): 0–4% faster.
+/// How far ahead the kernels also ask for lines into L1 (`T0`), on top of the L2 prefetches
+/// [`PREFETCH`] ahead: the L2 prefetch brings a line from memory, the L1 one moves it into L1
+/// before the loads reach it. `bench_quant --shape 65536x2048 --shape 2048x2048 --stream-mib 768`
+/// on two cores, two alternated rounds (ARCHITECTURE.md, stop 21): Q4_0 28.7–29.5 → 30.9–31.3 GB/s
+/// and 27.0–27.5 → 28.4–29.5 GB/s, Q8_0 30.2–30.5 → 31.5–31.9 and 29.4–29.9 → 30.2–30.3 GB/s;
+/// 512 and 2048 bytes did about as well as 1024, fewer L2 prefetches (every other line) worse.
+pub(super) const PREFETCH_NEAR: usize = 1024;
+
+/// Asks for the line [`PREFETCH`] bytes after `p` into L2 and the one [`PREFETCH_NEAR`] bytes
+/// after it into L1 (hints: they never fault, even past the end of a buffer).
+#[inline(always)]
+pub(super) fn prefetch_ahead(p: *const u8) {
+    // SAFETY: SSE is part of every x86-64 CPU, and a prefetch does not access memory.
+    unsafe {
+        _mm_prefetch::<PREFETCH_HINT>(p.wrapping_add(PREFETCH) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_NEAR) as *const i8);
+    }
+}
+
+/// Prefetches the first [`PREFETCH`] bytes of a decode task's weights at once (its first
+/// [`PREFETCH_NEAR`] into L1): the loop's prefetches run that far ahead, so without this the
+/// task's first lines arrive one demand miss after another. `bench_quant --shape 11264x2048
+/// --shape 2048x2048 --stream-mib 768`, two alternated rounds (ARCHITECTURE.md, stop 20): 0–4% faster.
 #[inline]
 fn prefetch_start(data: &[u8]) {
     for off in (0..PREFETCH.min(data.len())).step_by(64) {
         // SAFETY: SSE is part of every x86-64 CPU, and `off` lies inside `data`.
-        unsafe { _mm_prefetch::<PREFETCH_HINT>(data.as_ptr().add(off) as *const i8) };
+        unsafe {
+            if off < PREFETCH_NEAR {
+                _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().add(off) as *const i8);
+            } else {
+                _mm_prefetch::<PREFETCH_HINT>(data.as_ptr().add(off) as *const i8);
+            }
+        }
     }
 }
 
@@ -115,8 +140,8 @@ pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
     unsafe fn group(acc: __m512, w: *const u8, a: *const u8, c: *const i32, d: *const f32, ix: [__m512i; 2], m4: __m512i) -> __m512 {
         // SAFETY: the caller guarantees 72 bytes at `w`, 128 at `a`, 16 lanes at `c` and `d`.
         unsafe {
-            _mm_prefetch::<PREFETCH_HINT>(w.wrapping_add(PREFETCH) as *const i8);
-            _mm_prefetch::<PREFETCH_HINT>(w.wrapping_add(PREFETCH + 64) as *const i8);
+            prefetch_ahead(w);
+            prefetch_ahead(w.wrapping_add(64));
             let x0 = _mm512_loadu_si512(w as *const __m512i);
             let x1 = _mm512_loadu_si512(w.add(8) as *const __m512i);
             let q = _mm512_permutex2var_epi8(x0, ix[0], x1);
@@ -186,7 +211,7 @@ pub(super) fn dot_block_lanes<const Q8: bool>(data: &[u8], act: &ActQ8, out: &mu
             unsafe {
                 let gp = base.add(g * group_bytes);
                 for l in 0..group_bytes / 64 {
-                    _mm_prefetch::<PREFETCH_HINT>(gp.wrapping_add(PREFETCH + 64 * l) as *const i8);
+                    prefetch_ahead(gp.wrapping_add(64 * l));
                 }
                 for (k, acc) in acc.iter_mut().enumerate() {
                     let b = g * GROUP_BLOCKS + k;
@@ -263,7 +288,7 @@ pub(super) fn dot_q4k_lanes(data: &[u8], act: &ActQ8, out: &mut [f32]) {
                 let (mut sums, mut mins) = (_mm512_setzero_ps(), _mm512_setzero_ps());
                 for s in 0..8 {
                     for l in 0..5 {
-                        _mm_prefetch::<PREFETCH_HINT>(base.wrapping_add(PREFETCH + 296 * s + 64 * l) as *const i8);
+                        prefetch_ahead(base.wrapping_add(296 * s + 64 * l));
                     }
                     let (mut lo, mut hi) = (_mm512_setzero_si512(), _mm512_setzero_si512());
                     for step in 4 * s..4 * s + 4 {
@@ -312,9 +337,9 @@ pub(super) fn dot_q4k(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
         // asserts above prove 256 packed activation bytes, 64 lane scales and 8 sums for it.
         unsafe {
             let bp = row.as_ptr().add(sb * Q4_K_BYTES);
-            _mm_prefetch::<PREFETCH_HINT>(bp.wrapping_add(PREFETCH) as *const i8);
-            _mm_prefetch::<PREFETCH_HINT>(bp.wrapping_add(PREFETCH + 64) as *const i8);
-            _mm_prefetch::<PREFETCH_HINT>(bp.wrapping_add(PREFETCH + 128) as *const i8);
+            prefetch_ahead(bp);
+            prefetch_ahead(bp.wrapping_add(64));
+            prefetch_ahead(bp.wrapping_add(128));
             mins = _mm256_fmadd_ps(mn, _mm256_loadu_ps(sp.add(sb * 8)), mins);
             for half in 0..2 {
                 let q = _mm512_loadu_si512(bp.add(16 + 64 * half) as *const __m512i);
