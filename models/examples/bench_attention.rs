@@ -11,7 +11,8 @@
 //! `paired` column (time against the first dtype's pass right before) survives a machine whose
 //! speed swings from minute to minute.
 //!
-//! Every layer has its own cache buffers (views of the first `t` positions of a buffer with room
+//! The layers of a pass run with the pool's workers kept awake, as a decode step runs them
+//! (`awake`). Every layer has its own cache buffers (views of the first `t` positions of a buffer with room
 //! for more, as `kv_cache` hands them out), so one pass over the layers streams the caches from
 //! memory as a decode step does.
 
@@ -20,6 +21,7 @@ use std::time::Instant;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use clap::Parser;
+use doctorglm_models::awake::run_with_workers_awake;
 use doctorglm_models::decode_attention::try_fused;
 use doctorglm_models::quant::bandwidth::read_bandwidth;
 
@@ -95,11 +97,15 @@ fn main() -> Result<()> {
             for (layers, times) in caches.iter().zip(times.iter_mut()) {
                 std::hint::black_box(flush.iter().fold(0u64, |s, &x| s.wrapping_add(x)));
                 let start = Instant::now();
-                for (k, v) in layers {
-                    let (k, v) = (k.narrow(2, 0, t)?, v.narrow(2, 0, t)?);
-                    let out = try_fused(&q, &k, &v, None, scale, 1.0)?.expect("the fused op applies to f32 and f16 CPU caches");
-                    std::hint::black_box(out);
-                }
+                // As a decode step runs it: the pool's other workers spinning, not asleep.
+                run_with_workers_awake(|| -> Result<()> {
+                    for (k, v) in layers {
+                        let (k, v) = (k.narrow(2, 0, t)?, v.narrow(2, 0, t)?);
+                        let out = try_fused(&q, &k, &v, None, scale, 1.0)?.expect("the fused op applies to f32 and f16 CPU caches");
+                        std::hint::black_box(out);
+                    }
+                    Ok(())
+                })?;
                 if rep > 0 {
                     times.push(start.elapsed().as_secs_f64());
                 }
