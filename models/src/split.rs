@@ -14,7 +14,7 @@
 //! engine's paired ratios 0–6 points higher; on 4 KiB pages, with heavier kernels, no difference.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// What is left of one thread's stretch: units `next..end`, packed as `next << 32 | end`.
 /// Each on cache lines of its own (128 bytes: the pair the adjacent-line prefetcher fetches
@@ -65,6 +65,20 @@ impl Stretch {
     }
 }
 
+/// A count on cache lines of its own.
+#[derive(Default)]
+#[repr(align(128))]
+struct Counter(AtomicUsize);
+
+/// Counts its thread's part finished when dropped (also when the part panics).
+struct Finish<'a>(&'a Counter);
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        self.0 .0.fetch_add(1, Ordering::Release);
+    }
+}
+
 /// The output's address, shared by the threads that write its disjoint parts.
 struct Out<T>(*mut T);
 
@@ -91,7 +105,8 @@ impl<T> Out<T> {
 /// each), at most `claim` units unless a thread works alone. Each thread starts on its own
 /// stretch of about `units / threads` units and moves through it front to back; see the module
 /// documentation. Panics unless `out.len()` is a whole number of units; a panic in `work`
-/// reaches the caller once the other threads are done.
+/// reaches the caller once the other threads are done. The calling thread waits for the others
+/// spinning (a product's end is microseconds away), so `work` must not wait on other parallel work.
 pub(crate) fn for_each_stretch<T: Send>(out: &mut [T], unit: usize, claim: usize, work: impl Fn(usize, &mut [T]) + Sync) {
     assert!(unit > 0 && out.len() % unit == 0, "{} elements are not whole units of {unit}", out.len());
     let units = out.len() / unit;
@@ -106,7 +121,10 @@ pub(crate) fn for_each_stretch<T: Send>(out: &mut [T], unit: usize, claim: usize
     let claim = claim.max(1);
     let stretches: Vec<Stretch> = (0..threads).map(|t| Stretch(AtomicU64::new(pack(units * t / threads..units * (t + 1) / threads)))).collect();
     let base = Out(out.as_mut_ptr());
+    let (started, finished) = (Counter::default(), Counter::default());
     let run = |me: usize| {
+        started.0.fetch_add(1, Ordering::AcqRel);
+        let _finish = Finish(&finished);
         let mut taken = stretches[me].take_front(claim);
         loop {
             while let Some(r) = taken {
@@ -136,6 +154,13 @@ pub(crate) fn for_each_stretch<T: Send>(out: &mut [T], unit: usize, claim: usize
             s.spawn(move |_| run(t));
         }
         run(0);
+        // Wait here, spinning, for the threads that took part: rayon's own wait at the end of
+        // the scope yields the CPU to the system between looks, which cost microseconds a
+        // product. A spawned job no thread has started is not waited for: the scope runs it
+        // (there is nothing left to take by then).
+        while finished.0.load(Ordering::Acquire) < started.0.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
     });
 }
 
