@@ -366,10 +366,12 @@ impl Simd {
     /// `dst = src` as f32 (an f16 cache row).
     fn widen(self, src: &[half::f16], dst: &mut [f32]) {
         match self {
-            // SAFETY: both kinds are only made after AVX2, FMA and F16C were detected. One loop
-            // serves both: widening took 2% of a decode step's CPU time (`perf`, stop 15).
+            // SAFETY: both kinds are only made after AVX2, FMA and F16C were detected, and
+            // `Simd::Avx512` after AVX-512F too.
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx2Fma | Simd::Avx512 => unsafe { x86::widen(src, dst) },
+            Simd::Avx2Fma => unsafe { x86::widen(src, dst) },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { avx512::widen(src, dst) },
             Simd::Portable => half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst),
         }
     }
