@@ -141,7 +141,8 @@ impl Model {
     ) -> Result<Self> {
         let loader = Loader { mode, dtype: options.dtype, device: &options.device, progress, cancel, done: Default::default(), total };
         tracing::info!(family = ?config.family, layers = config.num_layers, "loading model");
-        let arch = Self::load_arch(&config, &loader)?;
+        // The decode matrices packed one after another on huge pages (`pages::packed`).
+        let arch = crate::pages::packed(|| Self::load_arch(&config, &loader))?;
         Ok(Self { config, arch, dtype: options.dtype, device: options.device.clone(), adapters: BTreeMap::new() })
     }
 
@@ -443,6 +444,16 @@ impl Model {
     /// format and engine version is memory-mapped instead; otherwise the result is written there.
     /// Returns true when the weights came from the cache.
     pub fn quantize(
+        &mut self,
+        format: crate::quant::QuantFormat,
+        cache: Option<(&Path, &Path)>,
+        progress: &mut dyn FnMut(usize, usize),
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<bool> {
+        crate::pages::packed(|| self.quantize_here(format, cache, progress, cancel))
+    }
+
+    fn quantize_here(
         &mut self,
         format: crate::quant::QuantFormat,
         cache: Option<(&Path, &Path)>,

@@ -125,15 +125,16 @@ pub(crate) fn rows(layout: Layout, data: &[u8], cols: usize, first: usize, n: us
     out
 }
 
-/// Bytes starting on a 2 MiB boundary (so the kernels' loads never straddle two cache lines),
-/// on huge pages where the OS gives them ([`PageBuffer`]).
+/// Bytes starting on a page boundary (so the kernels' loads never straddle two cache lines),
+/// on huge pages where the OS gives them ([`PageBuffer::for_weights`]: packed after the model's
+/// other matrices while it loads).
 #[derive(Debug)]
 pub struct Lines(PageBuffer);
 
 impl Lines {
     /// `len` zero bytes. Panics where the OS refuses the memory, as a vector's allocation would.
     pub(crate) fn zeroed(len: usize) -> Lines {
-        Lines(PageBuffer::zeroed(len).unwrap_or_else(|e| panic!("cannot map {len} bytes for a weight matrix: {e}")))
+        Lines(PageBuffer::for_weights(len).unwrap_or_else(|e| panic!("cannot map {len} bytes for a weight matrix: {e}")))
     }
 
     /// The bytes.

@@ -190,7 +190,7 @@ impl QMatrix {
         if !cfg!(target_os = "linux") || src.len() < HUGE_PAGE || matches!(bytes, QBytes::Pages(_)) {
             return self;
         }
-        let Ok(mut pages) = PageBuffer::zeroed(src.len()) else {
+        let Ok(mut pages) = PageBuffer::for_weights(src.len()) else {
             return self;
         };
         let piece = interleaved::PIECE_BYTES;
