@@ -28,7 +28,7 @@ pub const HUGE_PAGE: usize = 2 << 20;
 pub const PACKED_MAPPING: usize = 256 << 20;
 
 /// Where each packed buffer starts: a multiple of this (a page, so that the kernels' loads never
-/// straddle two cache lines and a buffer's pages hold nothing of the previous one but its tail).
+/// straddle two cache lines and no page holds bytes of two buffers).
 const PACKED_ALIGN: usize = 4096;
 
 /// One anonymous mapping, shared by the buffers placed in it.
