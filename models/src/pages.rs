@@ -231,7 +231,7 @@ mod tests {
         assert!(!shared(4, 0) && !shared(9, 0) && !shared(9, 4));
         assert!(bufs[1].at >= bufs[0].at + sizes[0] && bufs[2].at > bufs[1].at && bufs[3].at >= bufs[2].at + 5000);
         assert!(bufs[7].at >= bufs[6].at + Q && bufs[8].at >= bufs[7].at + Q);
-        assert_eq!(bufs[0].at % HUGE_PAGE, 0);
+        assert_eq!(bufs[0].as_slice().as_ptr() as usize % HUGE_PAGE, 0, "a mapping's first buffer starts on a huge page");
         // Outside `packed`, and after it, each buffer has its own mapping.
         let (x, y) = (PageBuffer::for_weights(10).unwrap(), PageBuffer::for_weights(10).unwrap());
         assert!(!Arc::ptr_eq(&x.mapping, &y.mapping));
