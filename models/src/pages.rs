@@ -49,12 +49,12 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// A zeroed mapping with `len` bytes from a 2 MiB boundary, huge pages asked for over the
-    /// first `huge` of them (whole huge pages).
-    fn new(len: usize, huge: usize) -> std::io::Result<Mapping> {
+    /// whole huge pages among them.
+    fn new(len: usize) -> std::io::Result<Mapping> {
         let span = len.checked_add(HUGE_PAGE).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::OutOfMemory, format!("{len} bytes")))?;
         let mut map = memmap2::MmapMut::map_anon(span)?;
         let start = map.as_ptr().align_offset(HUGE_PAGE);
-        let whole = huge / HUGE_PAGE * HUGE_PAGE;
+        let whole = len / HUGE_PAGE * HUGE_PAGE;
         #[cfg(unix)]
         if whole > 0 {
             if let Err(e) = map.advise_range(memmap2::Advice::HugePage, start, whole) {
@@ -80,7 +80,7 @@ impl PageBuffer {
     /// `len` zero bytes in a mapping of their own, the tail past the last whole huge page on
     /// small pages. Fails only where the OS refuses the mapping (out of address space or memory).
     pub fn zeroed(len: usize) -> std::io::Result<PageBuffer> {
-        let mapping = Mapping::new(len, len)?;
+        let mapping = Mapping::new(len)?;
         let at = mapping.start;
         Ok(PageBuffer { mapping: Arc::new(mapping), at, len })
     }
@@ -128,19 +128,17 @@ struct Packing {
 
 impl Packing {
     fn take(&mut self, len: usize) -> std::io::Result<PageBuffer> {
-        let fits = |m: &Arc<Mapping>, at: usize| at.checked_add(len).is_some_and(|end| end <= m.start + PACKED_MAPPING);
         let at = self.next.next_multiple_of(PACKED_ALIGN);
-        let mapping = match &self.mapping {
-            Some(m) if fits(m, at) => m.clone(),
+        let (mapping, at) = match &self.mapping {
+            Some(m) if at + len <= m.start + PACKED_MAPPING => (m.clone(), at),
+            // A fresh mapping holds it: `for_weights` packs at most a quarter of one.
             _ => {
-                let m = Arc::new(Mapping::new(PACKED_MAPPING, PACKED_MAPPING)?);
+                let m = Arc::new(Mapping::new(PACKED_MAPPING)?);
                 self.mapping = Some(m.clone());
-                self.next = m.start;
-                m
+                let start = m.start;
+                (m, start)
             }
         };
-        let at = self.next.next_multiple_of(PACKED_ALIGN);
-        debug_assert!(fits(&mapping, at));
         self.next = at + len;
         Ok(PageBuffer { mapping, at, len })
     }
