@@ -42,6 +42,8 @@ pub fn run_with_workers_awake<R: Send>(step: impl FnOnce() -> R + Send) -> R {
                 while !done.load(Ordering::Acquire) {
                     if rayon::yield_now() == Some(rayon::Yield::Executed) {
                         busy = Instant::now();
+                    } else if crate::warm::pull() {
+                        // No job: pull the next product's weights toward the cache meanwhile.
                     } else if busy.elapsed() > MAX_IDLE {
                         return;
                     } else {

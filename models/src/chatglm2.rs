@@ -90,7 +90,9 @@ impl ChatGlm2 {
     pub fn run_block(&self, i: usize, x: &Tensor, shared: &StepShared, kv: &mut LayerKv, adapter: Option<&str>) -> Result<Tensor> {
         let blk = self.blocks.get(i).ok_or_else(|| crate::error::ModelError::Input(format!("no block {i}")))?;
         let [cos, sin] = [&shared.angles[0], &shared.angles[1]];
-        self.block(blk, x, cos, sin, shared.mask.as_ref(), kv, adapter)
+        // The product after this block's last: the next block's, or the output layer's.
+        let next = self.blocks.get(i + 1).map_or(&self.output, |b| &b.qkv);
+        self.block(blk, next, x, cos, sin, shared.mask.as_ref(), kv, adapter)
     }
 
     /// The final norm (where the family has one).
@@ -105,6 +107,7 @@ impl ChatGlm2 {
     fn block(
         &self,
         blk: &Block,
+        next: &LoraLinear,
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
@@ -115,8 +118,12 @@ impl ChatGlm2 {
         let c = &self.cfg;
         let (b, n, _) = x.dims3()?;
         let (nh, ng, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        // A decode step of one sequence: after each product, the helper threads pull the next
+        // product's weights toward the cache while this thread runs the ops in between (`warm`).
+        let warm = |l: &LoraLinear| if b * n == 1 { l.warm() };
         let normed = blk.input_norm.forward(x)?;
         let qkv = blk.qkv.forward(&normed, adapter)?;
+        warm(&blk.dense);
         let (q, k, v) = match crate::heads_rope::try_fused(&qkv, nh, ng, d, cos, sin)? {
             // Keys and values get storage of their own: a fresh cache keeps the prompt's tensors
             // as they are, and a view would keep every query head of the prompt alive with them
@@ -136,12 +143,15 @@ impl ChatGlm2 {
         let ctx = attention(&q, &k, &v, mask, 1.0 / (d as f64).sqrt(), 1.0)?;
         let ctx = ctx.transpose(1, 2)?.reshape((b, n, nh * d))?;
         let attn_out = blk.dense.forward(&ctx, adapter)?;
+        warm(&blk.h_to_4h);
         let residual = if c.residual_post_layernorm { &normed } else { x };
         let x = (residual + attn_out)?;
         let normed = blk.post_norm.forward(&x)?;
         let up = blk.h_to_4h.forward(&normed, adapter)?;
+        warm(&blk.four_h_to_h);
         let gated = crate::swiglu::silu_mul_halves(&up)?;
         let mlp_out = blk.four_h_to_h.forward(&gated, adapter)?;
+        warm(next);
         let residual = if c.residual_post_layernorm { &normed } else { &x };
         Ok((residual + mlp_out)?)
     }

@@ -123,7 +123,9 @@ impl ChatGlm6b {
     pub fn run_block(&self, i: usize, x: &Tensor, shared: &StepShared, kv: &mut LayerKv, adapter: Option<&str>) -> Result<Tensor> {
         let blk = self.blocks.get(i).ok_or_else(|| ModelError::Input(format!("no block {i}")))?;
         let a = &shared.angles;
-        self.block(i, blk, x, [&a[0], &a[1], &a[2], &a[3]], shared.mask.as_ref(), kv, adapter)
+        // The product after this block's last: the next block's, or the output layer's.
+        let next = self.blocks.get(i + 1).map_or(&self.lm_head, |b| &b.qkv);
+        self.block(i, blk, next, x, [&a[0], &a[1], &a[2], &a[3]], shared.mask.as_ref(), kv, adapter)
     }
 
     /// The final LayerNorm.
@@ -136,6 +138,7 @@ impl ChatGlm6b {
         &self,
         layer: usize,
         blk: &Block,
+        next: &LoraLinear,
         x: &Tensor,
         angles: [&Tensor; 4],
         mask: Option<&Tensor>,
@@ -146,9 +149,13 @@ impl ChatGlm6b {
         let (b, n, _) = x.dims3()?;
         let (nh, d) = (c.num_heads, c.head_dim);
         let alpha = (2.0 * DEEPNORM_LAYERS).sqrt();
+        // A decode step of one sequence: after each product, the helper threads pull the next
+        // product's weights toward the cache while this thread runs the ops in between (`warm`).
+        let warm = |l: &LoraLinear| if b * n == 1 { l.warm() };
         let normed = blk.input_norm.forward(x)?;
         // The fused projection is laid out per head: [q | k | v] for head 0, then head 1, …
         let qkv = blk.qkv.forward(&normed, adapter)?.reshape((b, n, nh, 3 * d))?;
+        warm(&blk.dense);
         let part = |i: usize| -> Result<Tensor> { Ok(qkv.narrow(3, i * d, d)?.transpose(1, 2)?) };
         let q = rotate_2d(&part(0)?, angles)?;
         let k = rotate_2d(&part(1)?, angles)?;
@@ -158,9 +165,13 @@ impl ChatGlm6b {
         let ctx = attention(&q, &k, &v, mask, 1.0 / ((d as f64).sqrt() * coeff), coeff)?;
         let ctx = ctx.transpose(1, 2)?.reshape((b, n, nh * d))?;
         let attn_out = blk.dense.forward(&ctx, adapter)?;
+        warm(&blk.h_to_4h);
         let x = ((&normed * alpha)? + attn_out)?;
         let normed = blk.post_norm.forward(&x)?;
-        let mlp_out = blk.four_h_to_h.forward(&blk.h_to_4h.forward(&normed, adapter)?.gelu()?, adapter)?;
+        let up = blk.h_to_4h.forward(&normed, adapter)?;
+        warm(&blk.four_h_to_h);
+        let mlp_out = blk.four_h_to_h.forward(&up.gelu()?, adapter)?;
+        warm(next);
         Ok(((normed * alpha)? + mlp_out)?)
     }
 

@@ -39,6 +39,14 @@ impl LoraLinear {
         self.weight.dims().first().copied().unwrap_or(0)
     }
 
+    /// Posts the quantized weights (CPU models) for the helper threads of a decode step to pull
+    /// toward the cache while the step runs the serial work before this layer's product.
+    pub fn warm(&self) {
+        if let (None, Some(q)) = (&self.on_device, &self.quant) {
+            q.warm();
+        }
+    }
+
     /// Applies the layer; `adapter` picks a loaded LoRA (absent here: the base alone).
     pub fn forward(&self, x: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
         let lora = adapter.and_then(|name| self.adapters.get(name));

@@ -51,6 +51,7 @@ pub mod swiglu;
 pub mod tokenizer;
 pub mod train;
 mod vector_exp;
+mod warm;
 pub mod weights;
 
 pub use config::{Family, ModelConfig};

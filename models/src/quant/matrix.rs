@@ -240,6 +240,16 @@ impl QMatrix {
         }
     }
 
+    /// Posts the weights for the helper threads of a decode step to pull toward the cache
+    /// before this matrix's next product (see `crate::warm`).
+    pub fn warm(&self) {
+        let bytes = match &self.data {
+            Storage::Rows(b) => b.as_slice(),
+            Storage::Interleaved(_, lines) => lines.as_slice(),
+        };
+        crate::warm::post(bytes, rayon::current_num_threads());
+    }
+
     /// Dequantizes to a row-major f32 matrix.
     pub fn dequantize(&self) -> Vec<f32> {
         self.dequantize_rows(0, self.rows)
@@ -274,6 +284,7 @@ impl QMatrix {
     /// `y = W·x` with a chosen kernel set (for tests and benchmarks).
     pub fn matvec_with(&self, kernel: Kernel, x: &[f32], y: &mut [f32]) -> Result<()> {
         self.check_io(x.len(), y.len(), 1)?;
+        crate::warm::clear();
         match &self.data {
             Storage::Interleaved(layout, lines) if kernel.interleaved_layout(self.format) == Some(*layout) => {
                 let act = ActQ8::quantize(x);
