@@ -160,9 +160,15 @@ impl Norm {
         let grad = x.track_op();
         Ok(match self {
             Norm::Layer { weight, bias, eps } if grad => layer_norm_slow(x, weight, bias, *eps)?,
-            Norm::Layer { weight, bias, eps } => candle_nn::ops::layer_norm(x, weight, bias, *eps as f32)?,
+            Norm::Layer { weight, bias, eps } => match crate::norm_rows::layer_norm(x, weight, bias, *eps)? {
+                Some(y) => y,
+                None => candle_nn::ops::layer_norm(x, weight, bias, *eps as f32)?,
+            },
             Norm::Rms { weight, eps } if grad => candle_nn::ops::rms_norm_slow(x, weight, *eps as f32)?,
-            Norm::Rms { weight, eps } => candle_nn::ops::rms_norm(x, weight, *eps as f32)?,
+            Norm::Rms { weight, eps } => match crate::norm_rows::rms_norm(x, weight, *eps)? {
+                Some(y) => y,
+                None => candle_nn::ops::rms_norm(x, weight, *eps as f32)?,
+            },
         })
     }
 }

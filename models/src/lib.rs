@@ -41,6 +41,7 @@ pub mod kv_cache;
 pub mod layers;
 pub mod lora;
 pub mod model;
+mod norm_rows;
 pub mod pages;
 pub mod ptuning;
 pub mod quant;
