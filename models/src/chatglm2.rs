@@ -142,18 +142,17 @@ impl ChatGlm2 {
         let (k, v) = kv.append(&k, &v)?;
         let ctx = attention(&q, &k, &v, mask, 1.0 / (d as f64).sqrt(), 1.0)?;
         let ctx = ctx.transpose(1, 2)?.reshape((b, n, nh * d))?;
-        let attn_out = blk.dense.forward(&ctx, adapter)?;
-        warm(&blk.h_to_4h);
         let residual = if c.residual_post_layernorm { &normed } else { x };
-        let x = (residual + attn_out)?;
+        let x = blk.dense.forward_plus(&ctx, residual, adapter)?;
+        warm(&blk.h_to_4h);
         let normed = blk.post_norm.forward(&x)?;
         let up = blk.h_to_4h.forward(&normed, adapter)?;
         warm(&blk.four_h_to_h);
         let gated = crate::swiglu::silu_mul_halves(&up)?;
-        let mlp_out = blk.four_h_to_h.forward(&gated, adapter)?;
-        warm(next);
         let residual = if c.residual_post_layernorm { &normed } else { &x };
-        Ok((residual + mlp_out)?)
+        let out = blk.four_h_to_h.forward_plus(&gated, residual, adapter)?;
+        warm(next);
+        Ok(out)
     }
 
     /// RoPE on the first half of each head, the rest passes through.

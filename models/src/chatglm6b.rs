@@ -164,15 +164,14 @@ impl ChatGlm6b {
         let coeff = (layer + 1) as f64;
         let ctx = attention(&q, &k, &v, mask, 1.0 / ((d as f64).sqrt() * coeff), coeff)?;
         let ctx = ctx.transpose(1, 2)?.reshape((b, n, nh * d))?;
-        let attn_out = blk.dense.forward(&ctx, adapter)?;
+        let x = blk.dense.forward_plus(&ctx, &(&normed * alpha)?, adapter)?;
         warm(&blk.h_to_4h);
-        let x = ((&normed * alpha)? + attn_out)?;
         let normed = blk.post_norm.forward(&x)?;
         let up = blk.h_to_4h.forward(&normed, adapter)?;
         warm(&blk.four_h_to_h);
-        let mlp_out = blk.four_h_to_h.forward(&up.gelu()?, adapter)?;
+        let out = blk.four_h_to_h.forward_plus(&up.gelu()?, &(normed * alpha)?, adapter)?;
         warm(next);
-        Ok(((normed * alpha)? + mlp_out)?)
+        Ok(out)
     }
 
     /// The output projection.

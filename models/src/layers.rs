@@ -49,12 +49,31 @@ impl LoraLinear {
 
     /// Applies the layer; `adapter` picks a loaded LoRA (absent here: the base alone).
     pub fn forward(&self, x: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
-        let lora = adapter.and_then(|name| self.adapters.get(name));
-        if let (None, None, Some(q)) = (lora, &self.on_device, &self.quant) {
-            if let Some(y) = decode_row(q, self.bias.as_ref(), x)? {
-                return Ok(y);
-            }
+        match self.decode_row(x, None, adapter)? {
+            Some(y) => Ok(y),
+            None => self.forward_general(x, adapter),
         }
+    }
+
+    /// `residual + self.forward(x)`, the residual added into the product's output where
+    /// the product is a decode row (see [`decode_row`]).
+    pub fn forward_plus(&self, x: &Tensor, residual: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
+        match self.decode_row(x, Some(residual), adapter)? {
+            Some(y) => Ok(y),
+            None => Ok((residual + self.forward_general(x, adapter)?)?),
+        }
+    }
+
+    /// [`decode_row`] where the layer is quantized on the CPU and no adapter applies.
+    fn decode_row(&self, x: &Tensor, residual: Option<&Tensor>, adapter: Option<&str>) -> Result<Option<Tensor>> {
+        match (adapter.and_then(|name| self.adapters.get(name)), &self.on_device, &self.quant) {
+            (None, None, Some(q)) => decode_row(q, self.bias.as_ref(), residual, x),
+            _ => Ok(None),
+        }
+    }
+
+    fn forward_general(&self, x: &Tensor, adapter: Option<&str>) -> Result<Tensor> {
+        let lora = adapter.and_then(|name| self.adapters.get(name));
         let training = lora.is_some_and(|l| l.a.track_op() || l.b.track_op());
         // The products that leave the bias to be added here; `None`: candle's `Linear` does both.
         let product = match (&self.on_device, &self.quant) {
@@ -84,14 +103,21 @@ impl LoraLinear {
     }
 }
 
-/// `W·x + b` for a single f32 row `x` on the CPU without gradient (a decode step, no adapter):
-/// the product reads `x` and the bias where they are and adds the bias into its output, with
-/// none of the general path's copies and tensors (about 4 µs a layer of candle calls per
-/// product). `None` for any other input.
-fn decode_row(q: &crate::quant::QMatrix, bias: Option<&Tensor>, x: &Tensor) -> Result<Option<Tensor>> {
+/// `W·x + b (+ r)` for a single f32 row `x` on the CPU without gradient (a decode step, no
+/// adapter): the product reads `x` where it lies, and the bias and the residual `r` (of the
+/// output's shape) are added into its output, with none of the general path's copies and
+/// tensors (about 4 µs of candle calls per product, and one add per residual). `None` for any
+/// other input.
+fn decode_row(q: &crate::quant::QMatrix, bias: Option<&Tensor>, residual: Option<&Tensor>, x: &Tensor) -> Result<Option<Tensor>> {
     use crate::cpu_storage::with_f32_values;
-    let bias_fits = bias.is_none_or(|b| with_f32_values(b, |b| b.len() == q.rows()) == Some(true));
-    if x.track_op() || !bias_fits || x.dims().last() != Some(&q.cols()) || x.elem_count() != q.cols() {
+    let mut dims = x.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = q.rows();
+    }
+    let readable = |t: &Tensor| !t.track_op() && with_f32_values(t, |_| ()).is_some();
+    let bias_fits = bias.is_none_or(|b| b.dims() == [q.rows()] && readable(b));
+    let residual_fits = residual.is_none_or(|r| r.dims() == dims && readable(r));
+    if x.track_op() || !bias_fits || !residual_fits || x.dims().last() != Some(&q.cols()) || x.elem_count() != q.cols() {
         return Ok(None);
     }
     let mut y = vec![0f32; q.rows()];
@@ -99,12 +125,8 @@ fn decode_row(q: &crate::quant::QMatrix, bias: Option<&Tensor>, x: &Tensor) -> R
         Some(done) => done?,
         None => return Ok(None),
     }
-    if let Some(b) = bias {
-        with_f32_values(b, |b| y.iter_mut().zip(b).for_each(|(y, b)| *y += b));
-    }
-    let mut dims = x.dims().to_vec();
-    if let Some(last) = dims.last_mut() {
-        *last = q.rows();
+    for t in [bias, residual].into_iter().flatten() {
+        with_f32_values(t, |t| y.iter_mut().zip(t).for_each(|(y, t)| *y += t));
     }
     Ok(Some(Tensor::from_vec(y, dims, x.device())?))
 }
@@ -351,6 +373,30 @@ mod tests {
             let slow = f(var.as_tensor(), &cos, &sin).unwrap();
             assert!(max_diff(&fast, &slow) < 1e-5);
         }
+    }
+
+    #[test]
+    fn a_quantized_decode_row_adds_bias_and_residual_as_the_general_path_does() {
+        let (rows, cols) = (64, 96);
+        let weight = Tensor::randn(0f32, 0.1, (rows, cols), &Device::Cpu).unwrap();
+        let bias = Tensor::randn(0f32, 1.0, rows, &Device::Cpu).unwrap();
+        let mut layer = LoraLinear::new("l".into(), weight, Some(bias));
+        assert!(crate::quant::linear::quantize_layer(&mut layer, crate::quant::QuantFormat::Q8_0).unwrap());
+        let residual = Tensor::randn(0f32, 1.0, (1, 1, rows), &Device::Cpu).unwrap();
+        for n in [1, 3] {
+            // One row takes `decode_row`; three rows (a prompt) the general path.
+            let x = Tensor::randn(0f32, 1.0, (1, n, cols), &Device::Cpu).unwrap();
+            let general = layer.forward_general(&x, None).unwrap();
+            assert!(max_diff(&layer.forward(&x, None).unwrap(), &general) < 1e-5, "{n} rows");
+            let residual = residual.broadcast_as((1, n, rows)).unwrap().contiguous().unwrap();
+            let plus = layer.forward_plus(&x, &residual, None).unwrap();
+            assert_eq!(plus.dims(), &[1, n, rows]);
+            assert!(max_diff(&plus, &(general + &residual).unwrap()) < 1e-5, "{n} rows with a residual");
+        }
+        // A residual of another shape goes to candle's addition, which refuses it.
+        let x = Tensor::randn(0f32, 1.0, (1, 1, cols), &Device::Cpu).unwrap();
+        let wrong = Tensor::randn(0f32, 1.0, (1, 2, rows), &Device::Cpu).unwrap();
+        assert!(layer.forward_plus(&x, &wrong, None).is_err());
     }
 
     #[test]
