@@ -61,6 +61,8 @@ struct Release<'a>(&'a AtomicBool);
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {
+        // What the step posted for its helpers to pull (`warm`) ends with it.
+        crate::warm::clear();
         self.0.store(true, Ordering::Release);
     }
 }

@@ -118,12 +118,13 @@ impl ChatGlm2 {
         let c = &self.cfg;
         let (b, n, _) = x.dims3()?;
         let (nh, ng, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        // A decode step of one sequence: after each product, the helper threads pull the next
-        // product's weights toward the cache while this thread runs the ops in between (`warm`).
+        // A decode step of one sequence: before each product, the next product's weights are
+        // posted for the threads that wait (at the product's end, through the ops after it) to
+        // pull toward the cache (`warm`).
         let warm = |l: &LoraLinear| if b * n == 1 { l.warm() };
         let normed = blk.input_norm.forward(x)?;
-        let qkv = blk.qkv.forward(&normed, adapter)?;
         warm(&blk.dense);
+        let qkv = blk.qkv.forward(&normed, adapter)?;
         let (q, k, v) = match crate::heads_rope::try_fused(&qkv, nh, ng, d, cos, sin)? {
             // Keys and values get storage of their own: a fresh cache keeps the prompt's tensors
             // as they are, and a view would keep every query head of the prompt alive with them
@@ -143,16 +144,15 @@ impl ChatGlm2 {
         let ctx = attention(&q, &k, &v, mask, 1.0 / (d as f64).sqrt(), 1.0)?;
         let ctx = ctx.transpose(1, 2)?.reshape((b, n, nh * d))?;
         let residual = if c.residual_post_layernorm { &normed } else { x };
-        let x = blk.dense.forward_plus(&ctx, residual, adapter)?;
         warm(&blk.h_to_4h);
+        let x = blk.dense.forward_plus(&ctx, residual, adapter)?;
         let normed = blk.post_norm.forward(&x)?;
-        let up = blk.h_to_4h.forward(&normed, adapter)?;
         warm(&blk.four_h_to_h);
+        let up = blk.h_to_4h.forward(&normed, adapter)?;
         let gated = crate::swiglu::silu_mul_halves(&up)?;
         let residual = if c.residual_post_layernorm { &normed } else { &x };
-        let out = blk.four_h_to_h.forward_plus(&gated, residual, adapter)?;
         warm(next);
-        Ok(out)
+        blk.four_h_to_h.forward_plus(&gated, residual, adapter)
     }
 
     /// RoPE on the first half of each head, the rest passes through.

@@ -149,13 +149,14 @@ impl ChatGlm6b {
         let (b, n, _) = x.dims3()?;
         let (nh, d) = (c.num_heads, c.head_dim);
         let alpha = (2.0 * DEEPNORM_LAYERS).sqrt();
-        // A decode step of one sequence: after each product, the helper threads pull the next
-        // product's weights toward the cache while this thread runs the ops in between (`warm`).
+        // A decode step of one sequence: before each product, the next product's weights are
+        // posted for the threads that wait (at the product's end, through the ops after it) to
+        // pull toward the cache (`warm`).
         let warm = |l: &LoraLinear| if b * n == 1 { l.warm() };
         let normed = blk.input_norm.forward(x)?;
         // The fused projection is laid out per head: [q | k | v] for head 0, then head 1, …
-        let qkv = blk.qkv.forward(&normed, adapter)?.reshape((b, n, nh, 3 * d))?;
         warm(&blk.dense);
+        let qkv = blk.qkv.forward(&normed, adapter)?.reshape((b, n, nh, 3 * d))?;
         let part = |i: usize| -> Result<Tensor> { Ok(qkv.narrow(3, i * d, d)?.transpose(1, 2)?) };
         let q = rotate_2d(&part(0)?, angles)?;
         let k = rotate_2d(&part(1)?, angles)?;
@@ -164,14 +165,14 @@ impl ChatGlm6b {
         let coeff = (layer + 1) as f64;
         let ctx = attention(&q, &k, &v, mask, 1.0 / ((d as f64).sqrt() * coeff), coeff)?;
         let ctx = ctx.transpose(1, 2)?.reshape((b, n, nh * d))?;
-        let x = blk.dense.forward_plus(&ctx, &(&normed * alpha)?, adapter)?;
         warm(&blk.h_to_4h);
+        let x = blk.dense.forward_plus(&ctx, &(&normed * alpha)?, adapter)?;
         let normed = blk.post_norm.forward(&x)?;
-        let up = blk.h_to_4h.forward(&normed, adapter)?;
         warm(&blk.four_h_to_h);
-        let out = blk.four_h_to_h.forward_plus(&up.gelu()?, &(normed * alpha)?, adapter)?;
+        let up = blk.h_to_4h.forward(&normed, adapter)?;
+        let gated = up.gelu()?;
         warm(next);
-        Ok(out)
+        blk.four_h_to_h.forward_plus(&gated, &(normed * alpha)?, adapter)
     }
 
     /// The output projection.

@@ -39,8 +39,8 @@ impl LoraLinear {
         self.weight.dims().first().copied().unwrap_or(0)
     }
 
-    /// Posts the quantized weights (CPU models) for the helper threads of a decode step to pull
-    /// toward the cache while the step runs the serial work before this layer's product.
+    /// Posts the quantized weights (CPU models) for the waiting threads of a decode step to pull
+    /// toward the cache before this layer's product (called one product ahead; see `warm`).
     pub fn warm(&self) {
         if let (None, Some(q)) = (&self.on_device, &self.quant) {
             q.warm();

@@ -159,7 +159,10 @@ pub(crate) fn for_each_stretch<T: Send>(out: &mut [T], unit: usize, claim: usize
         // product. A spawned job no thread has started is not waited for: the scope runs it
         // (there is nothing left to take by then).
         while finished.0.load(Ordering::Acquire) < started.0.load(Ordering::Acquire) {
-            std::hint::spin_loop();
+            // Meanwhile, pull the next product's weights toward the cache (`warm`).
+            if !crate::warm::pull() {
+                std::hint::spin_loop();
+            }
         }
     });
 }

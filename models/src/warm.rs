@@ -1,27 +1,28 @@
-//! Pulling the next product's weights toward the cache while a helper thread would otherwise
-//! wait.
+//! Pulling the next product's weights toward the cache while a thread would otherwise wait.
 //!
 //! Between two products of a decode step the calling thread runs serial work (norms, RoPE, the
 //! cache append, quantizing the next activation) while the pool's other threads spin
-//! ([`crate::awake`]) and the memory bus idles; then the product streams its weights at the
-//! bus's pace. The model posts the next product's weights ([`post`]) as soon as the previous
-//! product returns; a spinning helper that finds no parallel job asks the memory system for the
-//! front of each thread's share of them, a slice at a time ([`pull`]), so each thread's stream
-//! starts on lines already in cache. A product clears the post when it starts ([`clear`]).
+//! ([`crate::awake`]) and the memory bus idles; at a product's end the thread that finishes
+//! first waits for the others; then the next product streams its weights at the bus's pace. So
+//! the model posts, just before each product, the weights of the product after it ([`post`]);
+//! a thread with nothing else to do — a spinning helper between parallel jobs, the caller
+//! waiting at a product's end (`split`) — asks the memory system for the front of each thread's
+//! share of them, a slice at a time ([`pull`]), and each thread's stream of the next product
+//! starts on lines already in cache. The step's end withdraws the post ([`clear`]).
 //!
 //! Everything here is a hint: a prefetch never faults and reads nothing into the program, so a
 //! stale or racing post (another model's step, matrices dropped since) costs only bus time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Bytes asked for per [`pull`]: a helper looks for parallel work between pulls, so this bounds
-/// how long a product's start can wait on a helper (about 4 KiB ÷ one core's share of the bus,
-/// a quarter of a microsecond here).
+/// Bytes asked for per [`pull`]: a thread looks for its own work between pulls, so this bounds
+/// how long a product's start or end can wait on a pull (4 KiB at one core's share of the
+/// bus, about a quarter of a microsecond here).
 const PULL_BYTES: usize = 4096;
 
-/// How far into each thread's share the helpers pull. The serial work between two products
-/// takes a few to a few tens of microseconds, in which one core pulls some 16–300 KiB; pulling
-/// further would only push earlier lines out of the helper's L2 (2 MiB here) before their
+/// How far into each thread's share the threads pull. The waits and the serial work between
+/// two products take a few to a few tens of microseconds, in which one core pulls some 16–300
+/// KiB; pulling further would only push earlier lines out of its L2 (2 MiB here) before their
 /// product reads them.
 const AHEAD_PER_PART: usize = 384 * 1024;
 
@@ -43,7 +44,7 @@ pub(crate) fn post(bytes: &[u8], parts: usize) {
     POST.post(bytes, parts);
 }
 
-/// Withdraws the post: its product is starting.
+/// Withdraws the post (the step is over).
 pub(crate) fn clear() {
     POST.len.store(0, Ordering::Relaxed);
 }

@@ -240,7 +240,7 @@ impl QMatrix {
         }
     }
 
-    /// Posts the weights for the helper threads of a decode step to pull toward the cache
+    /// Posts the weights for the waiting threads of a decode step to pull toward the cache
     /// before this matrix's next product (see `crate::warm`).
     pub fn warm(&self) {
         let bytes = match &self.data {
@@ -284,7 +284,6 @@ impl QMatrix {
     /// `y = W·x` with a chosen kernel set (for tests and benchmarks).
     pub fn matvec_with(&self, kernel: Kernel, x: &[f32], y: &mut [f32]) -> Result<()> {
         self.check_io(x.len(), y.len(), 1)?;
-        crate::warm::clear();
         match &self.data {
             Storage::Interleaved(layout, lines) if kernel.interleaved_layout(self.format) == Some(*layout) => {
                 let act = ActQ8::quantize(x);
