@@ -154,8 +154,8 @@ impl ChatGlm6b {
         // pull toward the cache (`warm`).
         let warm = |l: &LoraLinear| if b * n == 1 { l.warm() };
         let normed = blk.input_norm.forward(x)?;
-        // The fused projection is laid out per head: [q | k | v] for head 0, then head 1, …
         warm(&blk.dense);
+        // The fused projection is laid out per head: [q | k | v] for head 0, then head 1, …
         let qkv = blk.qkv.forward(&normed, adapter)?.reshape((b, n, nh, 3 * d))?;
         let part = |i: usize| -> Result<Tensor> { Ok(qkv.narrow(3, i * d, d)?.transpose(1, 2)?) };
         let q = rotate_2d(&part(0)?, angles)?;

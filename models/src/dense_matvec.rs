@@ -6,7 +6,7 @@
 //! products split theirs (`QMatrix::matvec`), and each task asks `gemm` for its slice of the
 //! output on its own thread.
 
-use candle_core::{CpuStorage, DType, Storage, Tensor};
+use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -38,20 +38,18 @@ pub fn try_matvec(weight: &Tensor, x: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     let input = x.flatten_all()?.to_vec1::<f32>()?;
-    let (storage, layout) = weight.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
-        return Ok(None);
-    };
-    let start = layout.start_offset();
-    let w = &data[start..start + rows * cols];
     let mut y = vec![0f32; rows];
     let chunk = crate::quant::matrix::rows_per_task(rows);
-    y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
-        let slice = &w[c * chunk * cols..(c * chunk + out.len()) * cols];
-        let width = out.len();
-        rows_times_transposed(&input, 1, slice, cols, out, width, gemm::Parallelism::None);
+    let read = crate::cpu_storage::with_f32_values(weight, |w| {
+        y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
+            let slice = &w[c * chunk * cols..(c * chunk + out.len()) * cols];
+            let width = out.len();
+            rows_times_transposed(&input, 1, slice, cols, out, width, gemm::Parallelism::None);
+        })
     });
-    drop(storage);
+    if read.is_none() {
+        return Ok(None);
+    }
     let mut dims = x.dims().to_vec();
     *dims.last_mut().expect("x has a last dimension") = rows;
     Ok(Some(Tensor::from_vec(y, dims, x.device())?))
