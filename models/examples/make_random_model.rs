@@ -131,8 +131,8 @@ fn main() -> Result<()> {
     let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
     let mut size = 0usize;
     for (i, (_, t)) in tensors.iter().enumerate() {
-        let len = (&*t).data_len();
-        if size + len > limit && !shards.last().map_or(true, |s| s.is_empty()) {
+        let len = t.data_len();
+        if size + len > limit && !shards.last().is_none_or(|s| s.is_empty()) {
             shards.push(Vec::new());
             size = 0;
         }

@@ -163,7 +163,7 @@ impl ModelConfig {
                 if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
                     return Err("num_attention_heads must be a multiple of multi_query_group_num".into());
                 }
-                if head_dim % 4 != 0 {
+                if !head_dim.is_multiple_of(4) {
                     return Err("kv_channels must be a multiple of 4".into());
                 }
                 ModelConfig {

@@ -666,7 +666,7 @@ mod tests {
         // allow, never spans under MIN_SPAN, whole blocks (600 / 4 = 150 becomes 160).
         for (t, groups, threads, want) in [(1, 2, 2, 64), (640, 2, 2, 160), (600, 2, 2, 160), (640, 2, 16, 64), (8192, 32, 16, 4096), (63, 1, 64, 64)] {
             let len = span_len(t, groups, threads);
-            assert!(len >= MIN_SPAN && len * t.div_ceil(len) >= t && len % POSITIONS_PER_BLOCK == 0, "t{t} g{groups} x{threads}: {len}");
+            assert!(len >= MIN_SPAN && len * t.div_ceil(len) >= t && len.is_multiple_of(POSITIONS_PER_BLOCK), "t{t} g{groups} x{threads}: {len}");
             assert_eq!(len, want, "t{t} g{groups} x{threads}");
         }
         // Thirteen threads split 1000 positions of 2 groups into spans of 64: the merge of 16 spans.

@@ -108,7 +108,7 @@ impl<T> Out<T> {
 /// reaches the caller once the other threads are done. The calling thread waits for the others
 /// spinning (a product's end is microseconds away), so `work` must not wait on other parallel work.
 pub(crate) fn for_each_stretch<T: Send>(out: &mut [T], unit: usize, claim: usize, work: impl Fn(usize, &mut [T]) + Sync) {
-    assert!(unit > 0 && out.len() % unit == 0, "{} elements are not whole units of {unit}", out.len());
+    assert!(unit > 0 && out.len().is_multiple_of(unit), "{} elements are not whole units of {unit}", out.len());
     let units = out.len() / unit;
     assert!(units < u32::MAX as usize, "{units} units");
     let threads = rayon::current_num_threads().min(units);
@@ -224,6 +224,6 @@ mod tests {
             pool.install(|| for_each_stretch(&mut out, 1, 2, |first, part| assert!(!(first..first + part.len()).contains(&13), "unit 13")))
         }));
         assert!(r.is_err());
-        assert_eq!(pool.install(|| rayon::current_num_threads()), 2);
+        assert_eq!(pool.install(rayon::current_num_threads), 2);
     }
 }

@@ -307,7 +307,7 @@ impl WeightStore {
 
     /// Loads a tensor of the given shape, converted to `dtype`, onto `device`.
     pub fn get(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
-        self.check_shape(name, &shape)?;
+        self.check_shape(name, shape)?;
         self.get_any_shape(name, dtype, device)
     }
 

@@ -16,6 +16,9 @@ use doctorglm_models::weights::WeightStore;
 use doctorglm_models::{LoadOptions, Model, ModelError};
 use safetensors::tensor::{Dtype, TensorView};
 
+/// Named tensors as a checkpoint's safetensors file holds them: name, dtype, shape, bytes.
+type Tensors = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
+
 /// The linear layers THUDM's `quantize()` replaces.
 fn is_quantized(name: &str) -> bool {
     name.contains(".layers.")
@@ -28,7 +31,7 @@ fn is_quantized(name: &str) -> bool {
 enum Out {
     Keep,
     /// Replace the THUDM pair by these (name, dtype, shape, bytes).
-    Custom(Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
+    Custom(Tensors),
 }
 
 /// Writes `dst` as a THUDM `bits`-bit checkpoint of the fixture `src` (one safetensors file;
@@ -37,7 +40,7 @@ fn write_thudm(src: &Path, dst: &Path, bits: u8, exact_twin: bool, edit: &dyn Fn
     let store = WeightStore::open_dir(src).expect("open fixture");
     let mut names = store.names();
     names.sort();
-    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors: Tensors = Vec::new();
     for name in names.iter().filter(|n| !n.ends_with("inv_freq")) {
         let t = store.get_any_shape(name, DType::F32, &Device::Cpu).expect("tensor");
         let shape = t.dims().to_vec();
@@ -156,12 +159,12 @@ fn load_err(src: &Path, edit: &dyn Fn(&str) -> Out) -> String {
 fn damaged_thudm_layers_are_refused_with_clear_errors() {
     let Some(src) = fixtures().into_iter().last() else { panic!("fixture models missing") };
     let target = |n: &str| n.ends_with("layers.1.mlp.dense_4h_to_h.weight");
-    let layer = |n: &str, f: &dyn Fn(usize, usize) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)>| {
+    let layer = |n: &str, f: &dyn Fn(usize, usize) -> Tensors| {
         let store = WeightStore::open_dir(&src).unwrap();
         let s = store.shape_of(n).unwrap();
         f(s[0], s[1])
     };
-    let scale = |n: &str, rows: usize| (n.replace(".weight", ".weight_scale"), Dtype::F16, vec![rows], vec![0x00u8, 0x3c].repeat(rows));
+    let scale = |n: &str, rows: usize| (n.replace(".weight", ".weight_scale"), Dtype::F16, vec![rows], [0x00u8, 0x3c].repeat(rows));
     // Wrong scale shape.
     let e = load_err(&src, &|n| {
         if !target(n) { return Out::Keep }

@@ -71,7 +71,7 @@ impl ActQ8 {
 
     /// Quantizes `x` into this buffer, reusing its allocations.
     pub fn requantize(&mut self, x: &[f32]) {
-        debug_assert!(x.len() % QK == 0);
+        debug_assert!(x.len().is_multiple_of(QK));
         self.d.clear();
         self.sums.clear();
         self.float.clear();

@@ -66,7 +66,7 @@ impl Lanes {
 
     /// Whether a `rows × cols` matrix can take the layout (whole tiles, whole groups).
     pub(crate) fn fits(self, rows: usize, cols: usize) -> bool {
-        rows > 0 && rows % TILE_ROWS == 0 && cols > 0 && cols % (GROUP_BLOCKS * QK) == 0
+        rows > 0 && rows.is_multiple_of(TILE_ROWS) && cols > 0 && cols.is_multiple_of(GROUP_BLOCKS * QK)
     }
 
     /// Where payload byte `i` of row `r`, block `k` of a group lies in the group.
@@ -87,7 +87,7 @@ impl Lanes {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn kernel_inputs(self, data: &[u8], act: &ActQ8, out: &[f32]) -> usize {
         let nb = act.d.len();
-        assert!(nb % GROUP_BLOCKS == 0 && act.qs.len() == nb * QK && act.sums.len() == nb && out.len() % TILE_ROWS == 0);
+        assert!(nb.is_multiple_of(GROUP_BLOCKS) && act.qs.len() == nb * QK && act.sums.len() == nb && out.len().is_multiple_of(TILE_ROWS));
         assert_eq!(data.len(), out.len() * nb * self.block_bytes);
         nb / GROUP_BLOCKS
     }

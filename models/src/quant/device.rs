@@ -74,10 +74,10 @@ impl DeviceMatrix {
 /// start 32-byte aligned), else copied into `words`. Every format's rows are an even number of
 /// bytes, so nothing is cut.
 fn two_byte_aligned<'a>(bytes: &'a [u8], words: &'a mut Vec<u16>) -> &'a [u8] {
-    if bytes.as_ptr() as usize % 2 == 0 {
+    if (bytes.as_ptr() as usize).is_multiple_of(2) {
         return bytes;
     }
-    debug_assert!(bytes.len() % 2 == 0);
+    debug_assert!(bytes.len().is_multiple_of(2));
     *words = bytes.chunks_exact(2).map(|c| u16::from_ne_bytes([c[0], c[1]])).collect();
     // SAFETY: `words` lives as long as the returned slice (the same lifetime), u16 has no
     // padding, and its 2·len bytes are initialized.
@@ -123,12 +123,12 @@ mod tests {
     #[test]
     fn unaligned_bytes_are_copied_to_an_aligned_place() {
         let buf: Vec<u8> = (0..41u8).collect();
-        let odd = if buf.as_ptr() as usize % 2 == 0 { &buf[1..] } else { &buf[..40] };
+        let odd = if (buf.as_ptr() as usize).is_multiple_of(2) { &buf[1..] } else { &buf[..40] };
         let mut words = Vec::new();
         let got = two_byte_aligned(odd, &mut words);
         assert_eq!(got, odd);
         assert_eq!(got.as_ptr() as usize % 2, 0);
-        let even = if buf.as_ptr() as usize % 2 == 0 { &buf[..40] } else { &buf[1..] };
+        let even = if (buf.as_ptr() as usize).is_multiple_of(2) { &buf[..40] } else { &buf[1..] };
         assert_eq!(two_byte_aligned(even, &mut Vec::new()).as_ptr(), even.as_ptr(), "aligned bytes are not copied");
     }
 

@@ -85,7 +85,7 @@ impl QuantFormat {
     /// Bytes of one row of `cols` weights, or an error when `cols` is not a whole number of blocks.
     pub fn row_bytes(self, cols: usize) -> crate::quant::Result<usize> {
         let b = self.block_len();
-        if cols == 0 || cols % b != 0 {
+        if cols == 0 || !cols.is_multiple_of(b) {
             return Err(crate::quant::QuantError::NotBlockMultiple { cols, block: b, format: self.name() });
         }
         Ok(cols / b * self.block_bytes())

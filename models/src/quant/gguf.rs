@@ -304,7 +304,7 @@ pub fn open(path: &Path) -> Result<GgufFile> {
                 None => {
                     let len = elems / d.block_size() * d.type_size();
                     let start = (content.tensor_data_offset + info.offset) as usize;
-                    if elems % d.block_size() != 0 || start + len > map.len() {
+                    if !elems.is_multiple_of(d.block_size()) || start + len > map.len() {
                         return Err(bad(format!("tensor {name} ({d:?}) runs past the end of the file or is not whole blocks")));
                     }
                     let data = QBytes::Mapped { map: map.clone(), start, len };

@@ -147,7 +147,7 @@ pub fn open(path: &Path) -> Result<(ModelConfig, WeightStore)> {
     let eps = num(meta, &key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5);
     let freq_base = num(meta, &key("rope.freq_base")).unwrap_or(10000.0);
     let context = num(meta, &key("context_length")).map_or(8192, |v| v as usize);
-    if heads == 0 || hidden % heads != 0 {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
         return Err(bad(path, format!("embedding_length {hidden} is not a multiple of head_count {heads}")));
     }
     let head_dim = num(meta, &key("attention.key_length")).map_or(hidden / heads, |v| v as usize);

@@ -109,7 +109,7 @@ fn planned_format(ld: &Ctx, wname: &str, sname: &str, out: usize, inp: usize) ->
         // import_weight reports the missing scale with its full explanation.
         return Ok(None);
     }
-    Ok((inp % super::format::QK == 0).then_some(if bits == 4 { QuantFormat::Q4_0 } else { QuantFormat::Q8_0 }))
+    Ok(inp.is_multiple_of(super::format::QK).then_some(if bits == 4 { QuantFormat::Q4_0 } else { QuantFormat::Q8_0 }))
 }
 
 /// Whether `wname` is stored quantized (a GGUF block matrix, or int8 / with a THUDM scale).
@@ -170,7 +170,7 @@ fn thudm_weight(ld: &Ctx, wname: &str, sname: &str, out: usize, inp: usize) -> R
         .into_iter()
         .map(f16::from_f32)
         .collect();
-    if inp % super::format::QK == 0 {
+    if inp.is_multiple_of(super::format::QK) {
         thudm_int4::to_qmatrix(bits, &bytes, &scales, out, inp).map(Weight::Quant).map_err(bad)
     } else {
         tracing::debug!("{wname}: {inp} inputs are not whole 32-weight blocks; kept as exact f32");

@@ -337,7 +337,7 @@ mod tests {
                 }
             }
         }
-        assert!(QK_K % 32 == 0);
+        assert!(QK_K.is_multiple_of(32));
     }
 
     #[test]

@@ -23,9 +23,9 @@ use crate::layers::LoraLinear;
 /// when a row is not a whole number of 256-weight super-blocks (as llama.cpp does); `None` when
 /// not even 32-weight blocks fit (the layer then stays in full precision).
 pub fn format_for(want: QuantFormat, cols: usize) -> Option<QuantFormat> {
-    if cols % want.block_len() == 0 {
+    if cols.is_multiple_of(want.block_len()) {
         Some(want)
-    } else if cols % 32 == 0 {
+    } else if cols.is_multiple_of(32) {
         Some(QuantFormat::Q4_0)
     } else {
         None

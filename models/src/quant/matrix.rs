@@ -115,7 +115,10 @@ pub fn quantize_rows_into(format: QuantFormat, w: &[f32], cols: usize, out: &mut
     }
     // One pass finds a non-finite weight and, for F16, one beyond its range (which would become infinite).
     let limit = if format == QuantFormat::F16 { half::f16::MAX.to_f32() } else { f32::MAX };
-    if let Some(bad) = w.par_chunks(cols).position_any(|r| r.iter().any(|v| !(v.abs() <= limit))) {
+    // `!(|v| <= limit)` rather than `|v| > limit`: a NaN fails every comparison and must be caught.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    let beyond = |v: &f32| !(v.abs() <= limit);
+    if let Some(bad) = w.par_chunks(cols).position_any(|r| r.iter().any(beyond)) {
         let row = first_row + bad;
         return Err(if w[bad * cols..(bad + 1) * cols].iter().all(|v| v.is_finite()) {
             QuantError::OutOfF16Range { row }

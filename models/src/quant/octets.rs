@@ -29,7 +29,7 @@ pub(crate) const GROUP_BYTES: usize = OCTET_ROWS * GROUP_BLOCKS * Q4_0_BYTES;
 
 /// Whether a `rows × cols` Q4_0 matrix can take the octet layout.
 pub(crate) fn fits(rows: usize, cols: usize) -> bool {
-    rows > 0 && rows % OCTET_ROWS == 0 && cols > 0 && cols % (GROUP_BLOCKS * QK) == 0
+    rows > 0 && rows.is_multiple_of(OCTET_ROWS) && cols > 0 && cols.is_multiple_of(GROUP_BLOCKS * QK)
 }
 
 /// The groups per row of an octet kernel's input, after checking the lengths (the kernel reads
@@ -39,7 +39,7 @@ pub(crate) fn fits(rows: usize, cols: usize) -> bool {
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> usize {
     let nb = act.d.len();
-    assert!(nb % GROUP_BLOCKS == 0 && act.qs.len() == nb * QK && act.sums.len() == nb && out.len() % OCTET_ROWS == 0);
+    assert!(nb.is_multiple_of(GROUP_BLOCKS) && act.qs.len() == nb * QK && act.sums.len() == nb && out.len().is_multiple_of(OCTET_ROWS));
     assert_eq!(data.len(), out.len() * nb * Q4_0_BYTES);
     nb / GROUP_BLOCKS
 }

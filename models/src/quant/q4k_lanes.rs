@@ -33,7 +33,7 @@ pub(crate) const NIBBLES_AT: usize = 320;
 
 /// Whether a `rows × cols` Q4_K matrix can take the layout.
 pub(crate) fn fits(rows: usize, cols: usize) -> bool {
-    rows > 0 && rows % TILE_ROWS == 0 && cols > 0 && cols % QK_K == 0
+    rows > 0 && rows.is_multiple_of(TILE_ROWS) && cols > 0 && cols.is_multiple_of(QK_K)
 }
 
 /// The 128 nibble bytes of one row's super-block, ggml's `qs` → a tile's steps (row `i`'s four
@@ -76,7 +76,7 @@ pub(crate) fn len(rows: usize, cols: usize) -> usize {
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn kernel_inputs(data: &[u8], act: &ActQ8, out: &[f32]) -> usize {
     let nsb = act.d.len() / 8;
-    assert!(act.d.len() == nsb * 8 && act.qs.len() == nsb * QK_K && act.sums.len() == nsb * 8 && out.len() % TILE_ROWS == 0);
+    assert!(act.d.len() == nsb * 8 && act.qs.len() == nsb * QK_K && act.sums.len() == nsb * 8 && out.len().is_multiple_of(TILE_ROWS));
     assert_eq!(data.len(), out.len() / TILE_ROWS * nsb * TILE_BYTES);
     nsb
 }

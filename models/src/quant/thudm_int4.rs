@@ -38,7 +38,7 @@ pub const SCALE_SUFFIX: &str = "weight_scale";
 pub fn bits_from_shape(stored: &[usize], rows: usize, cols: usize) -> Result<u8, String> {
     match stored {
         [r, c] if *r == rows && *c == cols => Ok(8),
-        [r, c] if *r == rows && cols % 2 == 0 && *c == cols / 2 => Ok(4),
+        [r, c] if *r == rows && cols.is_multiple_of(2) && *c == cols / 2 => Ok(4),
         _ => Err(format!(
             "int8 weight has shape {stored:?}; a THUDM quantized layer of {rows}×{cols} stores [{rows}, {cols}] (int8) or [{rows}, {}] (int4, two per byte)",
             cols / 2
@@ -50,7 +50,7 @@ pub fn bits_from_shape(stored: &[usize], rows: usize, cols: usize) -> Result<u8,
 #[inline]
 fn nibble(packed: &[u8], c: usize) -> i8 {
     let b = packed[c / 2] as i8;
-    if c % 2 == 0 {
+    if c.is_multiple_of(2) {
         b >> 4
     } else {
         (b << 4) >> 4
@@ -62,7 +62,7 @@ fn check(bits: u8, weight: &[u8], scales: &[f16], rows: usize, cols: usize) -> R
     if bits != 4 && bits != 8 {
         return Err(format!("quantization_bit {bits} is not supported (4 or 8)"));
     }
-    if bits == 4 && cols % 2 != 0 {
+    if bits == 4 && !cols.is_multiple_of(2) {
         return Err(format!("an int4 row of {cols} weights cannot be packed two per byte"));
     }
     if scales.len() != rows {
@@ -82,7 +82,7 @@ fn check(bits: u8, weight: &[u8], scales: &[f16], rows: usize, cols: usize) -> R
 /// Needs `cols` to be a multiple of 32 (else use [`dequantize`]).
 pub fn to_qmatrix(bits: u8, weight: &[u8], scales: &[f16], rows: usize, cols: usize) -> Result<QMatrix, String> {
     check(bits, weight, scales, rows, cols)?;
-    if cols % QK != 0 {
+    if !cols.is_multiple_of(QK) {
         return Err(format!("rows of {cols} weights are not whole blocks of {QK}"));
     }
     let blocks = cols / QK;

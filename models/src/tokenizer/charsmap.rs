@@ -22,7 +22,7 @@ impl CharsMap {
             .ok_or("character map shorter than its header")?;
         let trie_size = u32::from_le_bytes(head) as usize;
         let rest = &data[4..];
-        if trie_size > rest.len() || trie_size % 4 != 0 || trie_size == 0 {
+        if trie_size > rest.len() || !trie_size.is_multiple_of(4) || trie_size == 0 {
             return Err(format!("character map trie of {trie_size} bytes does not fit the {} bytes stored", rest.len()));
         }
         let units = rest[..trie_size]
