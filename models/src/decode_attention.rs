@@ -135,7 +135,8 @@ fn tiled_scores(
 
 /// `dst = src` for the rows of a score tile: the lengths the kernels use are copied as fixed
 /// arrays, which compile to a register move; a slice copy of unknown length calls `memmove`,
-/// four calls a tile (4% of `bench_attention`'s samples in L3).
+/// four calls a tile (`memmove` was 3.7% of `bench_attention`'s samples in L3, most of it
+/// likely these copies).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn copy_short(dst: &mut [f32], src: &[f32]) {
@@ -216,22 +217,13 @@ fn span_len(t: usize, groups: usize, threads: usize) -> usize {
 /// `Σ e^(s − m_r)` and `Σ e^(s − m_r) · v` (layout: `rep` maxima, `rep` sums, `rep · d` values).
 #[allow(clippy::too_many_arguments)]
 fn partial(simd: Simd, qs: &[f32], k: &Cached, v: &Cached, bi: usize, gi: usize, span: Range<usize>, part: &mut [f32]) {
-    let d = k.dims()[3];
-    let rep = qs.len() / d;
-    let n = span.len();
     SCRATCH.with(|scratch| {
         // A task never starts another on its thread (no parallel calls inside), so the borrow
         // is free; a fresh pair where it is not keeps the op correct regardless.
-        let mut fresh = Scratch::default();
-        let mut held = scratch.try_borrow_mut();
-        let Scratch { scores, widened } = match held.as_deref_mut() {
-            Ok(s) => s,
-            Err(_) => &mut fresh,
-        };
-        if scores.len() < rep * n {
-            scores.resize(rep * n, 0.0);
+        match scratch.try_borrow_mut() {
+            Ok(mut held) => partial_with(simd, qs, (k, v), (bi, gi), span, part, &mut held),
+            Err(_) => partial_with(simd, qs, (k, v), (bi, gi), span, part, &mut Scratch::default()),
         }
-        partial_with(simd, qs, (k, v), (bi, gi), span, part, &mut scores[..rep * n], widened);
     })
 }
 
@@ -251,11 +243,14 @@ thread_local! {
 }
 
 /// [`partial`] with its buffers.
-#[allow(clippy::too_many_arguments)]
-fn partial_with(simd: Simd, qs: &[f32], (k, v): (&Cached, &Cached), (bi, gi): (usize, usize), span: Range<usize>, part: &mut [f32], scores: &mut [f32], widened: &mut Vec<f32>) {
+fn partial_with(simd: Simd, qs: &[f32], (k, v): (&Cached, &Cached), (bi, gi): (usize, usize), span: Range<usize>, part: &mut [f32], scratch: &mut Scratch) {
     let d = k.dims()[3];
     let rep = qs.len() / d;
     let n = span.len();
+    if scratch.scores.len() < rep * n {
+        scratch.scores.resize(rep * n, 0.0);
+    }
+    let (scores, widened) = (&mut scratch.scores[..rep * n], &mut scratch.widened);
     // Blocks of positions, so that the heads of a group find a block's rows in L1.
     for t0 in span.clone().step_by(POSITIONS_PER_BLOCK) {
         let block = t0..(t0 + POSITIONS_PER_BLOCK).min(span.end);
