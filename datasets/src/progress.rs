@@ -44,7 +44,7 @@ impl<'a> Control<'a> {
         if self.every == 0 {
             self.every = 256;
         }
-        if done % self.every == 0 {
+        if done.is_multiple_of(self.every) {
             self.check()?;
             if let Some(f) = self.on_progress.as_mut() {
                 f(Progress { done, total });

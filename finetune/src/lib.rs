@@ -11,7 +11,7 @@
 //! - [`checkpoint`]: crash-safe checkpoints (temporary folder, fsync, atomic rename) and the
 //!   runner's own state (epoch, position in the data order, best loss, history).
 //! - [`events`]: progress events and the pause/resume/cancel [`JobControl`].
-//! - [`summary`]: `training_summary.json`.
+//! - [`summary`]: the `training_summary.json` file.
 //! - [`runner`]: [`run`], the job itself.
 //! - [`error`]: the crate's error type.
 

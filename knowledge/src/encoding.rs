@@ -115,7 +115,7 @@ fn count_replacements(text: &str) -> usize {
 
 /// UTF-16 without BOM: ASCII-heavy UTF-16 has a NUL in every other byte.
 fn sniff_utf16(bytes: &[u8]) -> Option<&'static Encoding> {
-    if bytes.len() < 4 || bytes.len() % 2 != 0 {
+    if bytes.len() < 4 || !bytes.len().is_multiple_of(2) {
         return None;
     }
     let sample = &bytes[..bytes.len().min(4096)];

@@ -85,9 +85,9 @@ fn kind_by_form(word: &str, kind: TermKind, listed_as_symptom: bool) -> TermKind
         kind
     } else if DISEASE_FORMS.iter().any(|s| word.ends_with(s)) {
         TermKind::Disease
-    } else if SYMPTOM_FORMS.iter().any(|s| word.ends_with(s)) {
-        TermKind::Symptom
-    } else if kind == TermKind::Disease && listed_as_symptom && !STRONG_DISEASE_FORMS.iter().any(|s| word.ends_with(s)) {
+    } else if SYMPTOM_FORMS.iter().any(|s| word.ends_with(s))
+        || (kind == TermKind::Disease && listed_as_symptom && !STRONG_DISEASE_FORMS.iter().any(|s| word.ends_with(s)))
+    {
         TermKind::Symptom
     } else {
         kind

@@ -59,7 +59,7 @@ fn text(rng: &mut Rng, words: usize) -> String {
         s.push_str(if i % 3 == 0 { rng.pick(SYMPTOMS) } else { rng.pick(PHRASES) });
         s.push(if i % 4 == 3 { '。' } else { '，' });
     }
-    if rng.next() % RARE_EVERY == 0 {
+    if rng.next().is_multiple_of(RARE_EVERY) {
         s.push_str(rng.pick(RARE));
     }
     s

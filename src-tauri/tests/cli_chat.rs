@@ -133,11 +133,13 @@ fn a_saved_conversation_continues_with_its_history() {
 
     let all = exported(data.path());
     assert_eq!(all.len(), 2, "no third conversation: {all:#?}");
-    let continued = all.iter().find(|c| c["conversation"]["id"].to_string() == id).expect("the continued conversation");
+    // The id as the export writes it (a JSON number).
+    let id_value: Value = serde_json::from_str(&id).expect("a conversation id");
+    let continued = all.iter().find(|c| c["conversation"]["id"] == id_value).expect("the continued conversation");
     let m = messages(continued);
     let questions: Vec<&str> = m.iter().filter(|m| m["role"] == "user").filter_map(|m| m["content"].as_str()).collect();
     assert_eq!(questions, ["高血压怎么治疗？", "头痛怎么办"]);
-    let other = all.iter().find(|c| c["conversation"]["id"].to_string() != id).unwrap();
+    let other = all.iter().find(|c| c["conversation"]["id"] != id_value).unwrap();
     let prompt = |m: &Value| m["prompt_tokens"].as_i64().unwrap_or(0);
     let (alone, after) = (prompt(&messages(other)[1]), prompt(&m[3]));
     assert!(alone > 0 && after > alone, "with history {after} tokens, alone {alone}");

@@ -37,7 +37,7 @@ fn store_crash_child() {
     let mut conversation = store.create_conversation("crash test").expect("conversation").id;
     let meta = AnswerMeta { model: Some("test-model".into()), ..Default::default() };
     loop {
-        if seq % 4 == 0 {
+        if seq.is_multiple_of(4) {
             conversation = store.create_conversation(&format!("对话 {seq}")).expect("conversation").id;
         }
         let id = store.append_user_message(conversation, &user_text(seq)).expect("user message");

@@ -14,6 +14,8 @@ use doctorglm_datasets::prepared::{self, PrepareSettings};
 use doctorglm_datasets::Control;
 
 /// The fine-tuning steps.
+// Parsed once per run: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum FinetuneCommand {
     /// Import exports (CSV, XLSX, JSON, JSONL), de-identify, clean and split them into a dataset.

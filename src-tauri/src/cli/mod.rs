@@ -50,6 +50,8 @@ impl Cli {
 }
 
 /// The subcommands.
+// Parsed once per run: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     #[cfg(feature = "app")]

@@ -708,6 +708,8 @@ pub enum JobUpdate {
 }
 
 /// What a background job does.
+// One per job started: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum JobStart {
     /// A new job.
