@@ -293,7 +293,10 @@ impl QMatrix {
                 let tile = layout.tile_rows();
                 let data = lines.as_slice();
                 let tile_bytes = data.len() / (self.rows / tile);
-                split::for_each_stretch(y, tile, CLAIM_BYTES / tile_bytes, |first, ys| {
+                // At least two tiles a claim, in pairs: the 512-bit kernels read a claim's
+                // tiles as two streams (`x86_vnni::two_streams`).
+                let claim = (CLAIM_BYTES / tile_bytes).max(2).next_multiple_of(2);
+                split::for_each_stretch(y, tile, claim, |first, ys| {
                     let at = first * tile_bytes;
                     kernel.dot_interleaved(*layout, &data[at..at + ys.len() / tile * tile_bytes], &act, ys);
                 });
@@ -599,6 +602,12 @@ mod tests {
             (Q8_0, 16, 64, true),
             (Q8_0, 24, 64, false),
             (Q8_0, 16, 96, true),
+            // Whole tiles of sixteen rows in odd and even counts: the 512-bit kernels read them
+            // in pairs, a last odd tile alone (however the threads split them).
+            (Q4_0, 80, 128, true),
+            (Q4K, 48, 256, false),
+            (Q8_0, 112, 64, true),
+            (Q8_0, 32, 64, false),
         ];
         for layout in Layout::ALL {
             let fitting = cases.iter().filter(|c| c.0 == layout.format() && layout.fits(c.1, c.2)).count();

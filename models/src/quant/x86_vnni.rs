@@ -190,24 +190,52 @@ pub(super) fn dot_q4_0(row: &[u8], act: &ActQ8, p: &Packed) -> f32 {
 /// each, broadcast from memory (two `vpdpbusd` chains, one starting from the block's
 /// `−offset · Σ a`; Q4_0 splits each load into low and high nibbles, Q8_0's loads are the
 /// unsigned weights), one conversion of the sixteen rows' f16 scales, and one multiply-add into
-/// the row sums.
+/// the row sums. The tiles are read as two streams in step ([`two_streams`]).
 ///
 /// Panics unless the lengths agree.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(super) fn dot_block_lanes<const Q8: bool>(data: &[u8], act: &ActQ8, out: &mut [f32]) {
-    use super::block_lanes::{GROUP_BLOCKS, SCALES_BYTES, TILE_ROWS};
+    use super::block_lanes::TILE_ROWS;
     let lanes = if Q8 { super::block_lanes::Q8_0 } else { super::block_lanes::Q4_0 };
     let groups = lanes.kernel_inputs(data, act, out);
-    let (group_bytes, payloads, offset) = (lanes.group_bytes(), lanes.block_payloads(), lanes.offset());
+    let group_bytes = lanes.group_bytes();
     let (qp, sp, dp) = (act.qs.as_ptr() as *const u8, act.sums.as_ptr(), act.d.as_ptr());
-    prefetch_start(data);
-    for (t, y) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
-        let base = data[t * groups * group_bytes..].as_ptr();
-        // Even and odd blocks: two independent chains of multiply-adds.
-        let mut acc = [_mm512_setzero_ps(); GROUP_BLOCKS];
-        for g in 0..groups {
-            // SAFETY: `kernel_inputs` checked that tile `t` holds `groups` groups of `group_bytes`
-            // at `base`, and the activation 32 bytes, a sum and a scale per block.
+    let tile_bytes = groups * group_bytes;
+    let inputs = LanesInputs { groups, qp, sp, dp };
+    two_streams(
+        data,
+        tile_bytes,
+        out,
+        TILE_ROWS,
+        // SAFETY (both): `kernel_inputs` checked that each tile holds `groups` groups of
+        // `group_bytes`, and the activation 32 bytes, a sum and a scale per block.
+        |bases, ys| unsafe { block_lanes_tiles::<Q8, 2>(bases, &inputs, ys) },
+        |base, y| unsafe { block_lanes_tiles::<Q8, 1>([base], &inputs, [y]) },
+    );
+}
+
+/// What [`block_lanes_tiles`] reads besides the weights: the groups a row and the activation.
+struct LanesInputs {
+    groups: usize,
+    qp: *const u8,
+    sp: *const i32,
+    dp: *const f32,
+}
+
+/// `N` tiles of [`dot_block_lanes`] in step, group by group (two accumulators a tile: even and
+/// odd blocks, two independent chains of multiply-adds). Safety: each base holds `groups`
+/// groups of `group_bytes`, and the activation 32 bytes, a sum and a scale per block.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+unsafe fn block_lanes_tiles<const Q8: bool, const N: usize>(bases: [*const u8; N], x: &LanesInputs, ys: [&mut [f32]; N]) {
+    use super::block_lanes::{GROUP_BLOCKS, SCALES_BYTES};
+    // The layout's sizes, constants here (not passed in), so that the loops below unroll.
+    let lanes = if Q8 { super::block_lanes::Q8_0 } else { super::block_lanes::Q4_0 };
+    let (group_bytes, payloads, offset) = (lanes.group_bytes(), lanes.block_payloads(), lanes.offset());
+    let mut acc = [[_mm512_setzero_ps(); GROUP_BLOCKS]; N];
+    for g in 0..x.groups {
+        for (base, acc) in bases.iter().zip(acc.iter_mut()) {
+            // SAFETY: the caller's.
             unsafe {
                 let gp = base.add(g * group_bytes);
                 for l in 0..group_bytes / 64 {
@@ -215,16 +243,55 @@ pub(super) fn dot_block_lanes<const Q8: bool>(data: &[u8], act: &ActQ8, out: &mu
                 }
                 for (k, acc) in acc.iter_mut().enumerate() {
                     let b = g * GROUP_BLOCKS + k;
-                    let (w, a, start) = (gp.add(SCALES_BYTES + payloads * k), qp.add(32 * b) as *const i32, _mm512_set1_epi32(-offset * *sp.add(b)));
+                    let (w, a, start) = (gp.add(SCALES_BYTES + payloads * k), x.qp.add(32 * b) as *const i32, _mm512_set1_epi32(-offset * *x.sp.add(b)));
                     let sums = if Q8 { q8_0_block_lanes(w, a, start) } else { q4_0_block_lanes(w, a, start) };
                     let scales = _mm512_cvtph_ps(_mm256_loadu_si256(gp.add(32 * k) as *const __m256i));
-                    let f = _mm512_mul_ps(scales, _mm512_set1_ps(*dp.add(b)));
+                    let f = _mm512_mul_ps(scales, _mm512_set1_ps(*x.dp.add(b)));
                     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), f, *acc);
                 }
             }
         }
+    }
+    for (y, acc) in ys.into_iter().zip(acc) {
+        assert!(y.len() >= 16);
         // SAFETY: `y` holds sixteen floats.
         unsafe { _mm512_storeu_ps(y.as_mut_ptr(), _mm512_add_ps(acc[0], acc[1])) };
+    }
+}
+
+/// Runs the kernel over the `out.len() / rows` tiles of `tile_bytes` each in `data`, two at a
+/// time: `pair` gets tile `i` of the first half with tile `i` of the second, so that the kernel
+/// reads two streams in step; a last odd tile goes to `single`.
+///
+/// With one stream a core the kernels streamed slower than this VM's memory allows (a pure
+/// read, the bandwidth probe, is fastest with the hardware prefetcher alone; the kernels, with
+/// their arithmetic between loads, need two streams' worth of prefetching): `bench_quant`,
+/// three alternated rounds, Q4_0 and Q8_0 3–6% faster (ARCHITECTURE.md, Quantization, stop
+/// 24). Q4_K's heavier kernel measured no faster with two and keeps one. The first lines of
+/// the second stream are asked for at once, as [`prefetch_start`] does for the first.
+#[inline]
+fn two_streams<'o>(
+    data: &[u8],
+    tile_bytes: usize,
+    out: &'o mut [f32],
+    rows: usize,
+    mut pair: impl FnMut([*const u8; 2], [&'o mut [f32]; 2]),
+    mut single: impl FnMut(*const u8, &'o mut [f32]),
+) {
+    let tiles = out.len() / rows;
+    assert!(data.len() >= tiles * tile_bytes && out.len() == tiles * rows);
+    let pairs = tiles / 2;
+    prefetch_start(data);
+    if pairs > 0 {
+        prefetch_start(&data[pairs * tile_bytes..]);
+    }
+    let (first, rest) = out.split_at_mut(pairs * rows);
+    let (second, last) = rest.split_at_mut(pairs * rows);
+    for (i, (a, b)) in first.chunks_exact_mut(rows).zip(second.chunks_exact_mut(rows)).enumerate() {
+        pair([data[i * tile_bytes..].as_ptr(), data[(pairs + i) * tile_bytes..].as_ptr()], [a, b]);
+    }
+    if !last.is_empty() {
+        single(data[2 * pairs * tile_bytes..].as_ptr(), last);
     }
 }
 
