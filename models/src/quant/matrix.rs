@@ -293,8 +293,8 @@ impl QMatrix {
                 let tile = layout.tile_rows();
                 let data = lines.as_slice();
                 let tile_bytes = data.len() / (self.rows / tile);
-                // At least two tiles a claim, in pairs: AVX-512 VNNI's Q4_0 / Q8_0 kernel reads
-                // a claim's tiles as two streams (`x86_vnni::two_streams`).
+                // At least two tiles a claim, in pairs: the Q4_0 / Q8_0 kernels read a claim's
+                // tiles as two streams (`x86_vnni::two_streams`).
                 let claim = (CLAIM_BYTES / tile_bytes).max(2).next_multiple_of(2);
                 split::for_each_stretch(y, tile, claim, |first, ys| {
                     let at = first * tile_bytes;
@@ -602,8 +602,8 @@ mod tests {
             (Q8_0, 16, 64, true),
             (Q8_0, 24, 64, false),
             (Q8_0, 16, 96, true),
-            // Whole tiles of sixteen rows in odd and even counts: AVX-512 VNNI's Q4_0 / Q8_0
-            // kernel reads them in pairs, a last odd tile alone (however the threads split them).
+            // Whole tiles in odd and even counts: the Q4_0 / Q8_0 kernels read them in pairs, a
+            // last odd tile alone (however the threads split them).
             (Q4_0, 80, 128, true),
             (Q4K, 48, 256, false),
             (Q8_0, 112, 64, true),

@@ -21,32 +21,57 @@ use super::format::QK_K;
 use super::octets::{GROUP_BLOCKS, GROUP_BYTES, OCTET_ROWS};
 use super::q4k_lanes::{MINS_AT, NIBBLES_AT, SCALES_AT, TILE_BYTES, TILE_ROWS};
 use super::x86_avx_vnni::{dot_avx2, dot_vnni};
-use super::x86_vnni::prefetch_ahead;
+use super::x86_vnni::{prefetch_ahead, two_streams};
+
+/// What the Q4_0 octet kernels read besides the weights: the groups a row and the activation.
+struct OctetInputs {
+    groups: usize,
+    qp: *const u8,
+    sp: *const i32,
+    dp: *const f32,
+}
 
 /// The two interleaved kernels for one instruction set: `$features` enabled, `$dot` the byte product.
 macro_rules! kernels {
-    ($features:literal, $dot:ident, $q4_0:ident, $q4k:ident) => {
+    ($features:literal, $dot:ident, $q4_0:ident, $q4_0_octets:ident, $q4k:ident) => {
 /// `out[i]` = row `i` · activation for whole octets of Q4_0 rows in the octet layout
-/// (`data` holds `out.len() / 8` octets of `act`'s length).
+/// (`data` holds `out.len() / 8` octets of `act`'s length), two octets at a time as two
+/// streams in step (`x86_vnni::two_streams`).
 ///
 /// Panics unless the lengths agree.
 #[target_feature(enable = $features)]
 pub(super) fn $q4_0(data: &[u8], act: &ActQ8, out: &mut [f32]) {
     let groups = super::octets::kernel_inputs(data, act, out);
+    let inputs = OctetInputs { groups, qp: act.qs.as_ptr() as *const u8, sp: act.sums.as_ptr(), dp: act.d.as_ptr() };
+    two_streams(
+        data,
+        groups * GROUP_BYTES,
+        out,
+        OCTET_ROWS,
+        // SAFETY (both): `kernel_inputs` checked that each octet holds `groups` groups of
+        // GROUP_BYTES, and the activation 32 bytes, a sum and a scale per block.
+        |bases, ys| unsafe { $q4_0_octets::<2>(bases, &inputs, ys) },
+        |base, y| unsafe { $q4_0_octets::<1>([base], &inputs, [y]) },
+    );
+}
+
+/// `N` octets of the kernel above in step, group by group. Safety: each base holds `groups`
+/// groups of GROUP_BYTES, and the activation 32 bytes, a sum and a scale per block.
+#[inline]
+#[target_feature(enable = $features)]
+unsafe fn $q4_0_octets<const N: usize>(bases: [*const u8; N], x: &OctetInputs, ys: [&mut [f32]; N]) {
     let m4 = _mm256_set1_epi8(0x0F);
     // Row pair `m`'s two scales over its four lanes each.
     let spread: [__m256i; 4] = std::array::from_fn(|m| {
         let (a, b) = (2 * m as i32, 2 * m as i32 + 1);
         _mm256_setr_epi32(a, a, a, a, b, b, b, b)
     });
-    let (qp, sp, dp) = (act.qs.as_ptr() as *const u8, act.sums.as_ptr(), act.d.as_ptr());
-    for (o, y) in out.chunks_exact_mut(OCTET_ROWS).enumerate() {
-        let base = data[o * groups * GROUP_BYTES..].as_ptr();
-        // One accumulator per row pair.
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for g in 0..groups {
-            // SAFETY: `kernel_inputs` checked that octet `o` holds `groups` groups of GROUP_BYTES at
-            // `base`, and the activation 32 bytes, a sum and a scale per block.
+    let (qp, sp, dp) = (x.qp, x.sp, x.dp);
+    // One accumulator per row pair.
+    let mut acc = [[_mm256_setzero_ps(); 4]; N];
+    for g in 0..x.groups {
+        for (base, acc) in bases.iter().zip(acc.iter_mut()) {
+            // SAFETY: the caller's.
             unsafe {
                 let gp = base.add(g * GROUP_BYTES);
                 for l in 0..GROUP_BYTES / 64 {
@@ -67,6 +92,8 @@ pub(super) fn $q4_0(data: &[u8], act: &ActQ8, out: &mut [f32]) {
                 }
             }
         }
+    }
+    for (y, acc) in ys.into_iter().zip(acc) {
         for (m, acc) in acc.iter().enumerate() {
             let mut lanes = [0f32; 8];
             // SAFETY: `lanes` holds eight floats.
@@ -133,5 +160,5 @@ pub(super) fn $q4k(data: &[u8], act: &ActQ8, out: &mut [f32]) {
     };
 }
 
-kernels!("avx2,fma,f16c", dot_avx2, dot_q4_0_octets_avx2, dot_q4k_lanes_avx2);
-kernels!("avx2,fma,f16c,avxvnni", dot_vnni, dot_q4_0_octets_vnni, dot_q4k_lanes_vnni);
+kernels!("avx2,fma,f16c", dot_avx2, dot_q4_0_octets_avx2, q4_0_octets_avx2, dot_q4k_lanes_avx2);
+kernels!("avx2,fma,f16c,avxvnni", dot_vnni, dot_q4_0_octets_vnni, q4_0_octets_vnni, dot_q4k_lanes_vnni);

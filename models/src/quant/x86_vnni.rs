@@ -268,10 +268,11 @@ unsafe fn block_lanes_tiles<const Q8: bool, const N: usize>(bases: [*const u8; N
 /// their arithmetic between loads, leave requests unissued): `bench_quant`, three alternated
 /// rounds, 2048 × 5632 Q4_0 30.0–31.1 → 32.2–33.8 GB/s and Q8_0 31.4–32.5 → 32.3–33.8, other
 /// shapes unchanged to a few percent faster by the VM's phase (ARCHITECTURE.md, Quantization,
-/// stop 24). Q4_K's heavier kernel measured no faster with two and keeps one. The first lines
-/// of the second stream are asked for at once, as [`prefetch_start`] does for the first.
+/// stop 24); the 256-bit octet kernels (`x86_interleaved_256`) 6–14% faster with AVX2. Q4_K's
+/// heavier kernels measured no faster with two and keep one. The first lines of the second
+/// stream are asked for at once, as [`prefetch_start`] does for the first.
 #[inline]
-fn two_streams<'o>(
+pub(super) fn two_streams<'o>(
     data: &[u8],
     tile_bytes: usize,
     out: &'o mut [f32],
