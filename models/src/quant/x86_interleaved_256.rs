@@ -21,15 +21,7 @@ use super::format::QK_K;
 use super::octets::{GROUP_BLOCKS, GROUP_BYTES, OCTET_ROWS};
 use super::q4k_lanes::{MINS_AT, NIBBLES_AT, SCALES_AT, TILE_BYTES, TILE_ROWS};
 use super::x86_avx_vnni::{dot_avx2, dot_vnni};
-use super::x86_vnni::{prefetch_ahead, two_streams};
-
-/// What the Q4_0 octet kernels read besides the weights: the groups a row and the activation.
-struct OctetInputs {
-    groups: usize,
-    qp: *const u8,
-    sp: *const i32,
-    dp: *const f32,
-}
+use super::x86_vnni::{prefetch_ahead, two_streams, StepInputs};
 
 /// The two interleaved kernels for one instruction set: `$features` enabled, `$dot` the byte product.
 macro_rules! kernels {
@@ -42,7 +34,7 @@ macro_rules! kernels {
 #[target_feature(enable = $features)]
 pub(super) fn $q4_0(data: &[u8], act: &ActQ8, out: &mut [f32]) {
     let groups = super::octets::kernel_inputs(data, act, out);
-    let inputs = OctetInputs { groups, qp: act.qs.as_ptr() as *const u8, sp: act.sums.as_ptr(), dp: act.d.as_ptr() };
+    let inputs = StepInputs { groups, qp: act.qs.as_ptr() as *const u8, sp: act.sums.as_ptr(), dp: act.d.as_ptr() };
     two_streams(
         data,
         groups * GROUP_BYTES,
@@ -59,7 +51,7 @@ pub(super) fn $q4_0(data: &[u8], act: &ActQ8, out: &mut [f32]) {
 /// groups of GROUP_BYTES, and the activation 32 bytes, a sum and a scale per block.
 #[inline]
 #[target_feature(enable = $features)]
-unsafe fn $q4_0_octets<const N: usize>(bases: [*const u8; N], x: &OctetInputs, ys: [&mut [f32]; N]) {
+unsafe fn $q4_0_octets<const N: usize>(bases: [*const u8; N], x: &StepInputs, ys: [&mut [f32]; N]) {
     let m4 = _mm256_set1_epi8(0x0F);
     // Row pair `m`'s two scales over its four lanes each.
     let spread: [__m256i; 4] = std::array::from_fn(|m| {

@@ -201,7 +201,7 @@ pub(super) fn dot_block_lanes<const Q8: bool>(data: &[u8], act: &ActQ8, out: &mu
     let group_bytes = lanes.group_bytes();
     let (qp, sp, dp) = (act.qs.as_ptr() as *const u8, act.sums.as_ptr(), act.d.as_ptr());
     let tile_bytes = groups * group_bytes;
-    let inputs = LanesInputs { groups, qp, sp, dp };
+    let inputs = StepInputs { groups, qp, sp, dp };
     two_streams(
         data,
         tile_bytes,
@@ -214,12 +214,13 @@ pub(super) fn dot_block_lanes<const Q8: bool>(data: &[u8], act: &ActQ8, out: &mu
     );
 }
 
-/// What [`block_lanes_tiles`] reads besides the weights: the groups a row and the activation.
-struct LanesInputs {
-    groups: usize,
-    qp: *const u8,
-    sp: *const i32,
-    dp: *const f32,
+/// What the block kernels that read tiles in step ([`block_lanes_tiles`], the 256-bit octet
+/// ones) take besides the weights: the groups a row and the activation's bytes, sums and scales.
+pub(super) struct StepInputs {
+    pub(super) groups: usize,
+    pub(super) qp: *const u8,
+    pub(super) sp: *const i32,
+    pub(super) dp: *const f32,
 }
 
 /// `N` tiles of [`dot_block_lanes`] in step, group by group (two accumulators a tile: even and
@@ -227,7 +228,7 @@ struct LanesInputs {
 /// groups of `group_bytes`, and the activation 32 bytes, a sum and a scale per block.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-unsafe fn block_lanes_tiles<const Q8: bool, const N: usize>(bases: [*const u8; N], x: &LanesInputs, ys: [&mut [f32]; N]) {
+unsafe fn block_lanes_tiles<const Q8: bool, const N: usize>(bases: [*const u8; N], x: &StepInputs, ys: [&mut [f32]; N]) {
     use super::block_lanes::{GROUP_BLOCKS, SCALES_BYTES};
     // The layout's sizes, constants here (not passed in), so that the loops below unroll.
     let lanes = if Q8 { super::block_lanes::Q8_0 } else { super::block_lanes::Q4_0 };
