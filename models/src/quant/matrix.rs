@@ -603,7 +603,8 @@ mod tests {
             (Q8_0, 24, 64, false),
             (Q8_0, 16, 96, true),
             // Whole tiles in odd and even counts: the Q4_0 / Q8_0 kernels read them in pairs, a
-            // last odd tile alone (however the threads split them).
+            // last odd tile alone (however the threads split them); Q4_K's claims are paired
+            // too, its kernels take them one at a time.
             (Q4_0, 80, 128, true),
             (Q4K, 48, 256, false),
             (Q8_0, 112, 64, true),

@@ -265,13 +265,14 @@ unsafe fn block_lanes_tiles<const Q8: bool, const N: usize>(bases: [*const u8; N
 /// reads two streams in step; a last odd tile goes to `single`.
 ///
 /// With one stream a core the kernels streamed slower than this VM's memory allows (a pure
-/// read, the bandwidth probe, is fastest with the hardware prefetcher alone; the kernels, with
-/// their arithmetic between loads, leave requests unissued): `bench_quant`, three alternated
-/// rounds, 2048 × 5632 Q4_0 30.0–31.1 → 32.2–33.8 GB/s and Q8_0 31.4–32.5 → 32.3–33.8, other
-/// shapes unchanged to a few percent faster by the VM's phase (ARCHITECTURE.md, Quantization,
-/// stop 24); the 256-bit octet kernels (`x86_interleaved_256`) 6–14% faster with AVX2. Q4_K's
-/// heavier kernels measured no faster with two and keep one. The first lines of the second
-/// stream are asked for at once, as [`prefetch_start`] does for the first.
+/// read, the bandwidth probe, is as fast with the hardware prefetcher alone as with software
+/// prefetches; the kernels, with their arithmetic between loads, are not — by inference they
+/// leave requests unissued): `bench_quant`, three alternated rounds, 2048 × 5632 Q4_0
+/// 30.0–31.1 → 32.2–33.8 GB/s and Q8_0 31.4–32.5 → 32.3–33.8, other shapes unchanged to a few
+/// percent faster by the VM's phase (ARCHITECTURE.md, Quantization, stop 24); the 256-bit octet
+/// kernels (`x86_interleaved_256`) 4–14% faster with AVX2. Q4_K's 512-bit kernel measured 0–5%
+/// slower with two and keeps one (the 256-bit Q4_K kernels were not tried). The first lines of
+/// the second stream are asked for at once, as [`prefetch_start`] does for the first.
 #[inline]
 pub(super) fn two_streams<'o>(
     data: &[u8],
