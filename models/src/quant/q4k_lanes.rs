@@ -18,7 +18,7 @@
 //! larger than ggml's per tile and super-block.
 //!
 //! Keeping ggml's packed six bits instead (its 12 bytes a row as three words of a dword a lane,
-//! exactly ggml's size) was measured three ways at stop 25 and was never faster: the shifts and
+//! exactly ggml's size) was measured three ways at stop 25 and gained nothing: the shifts and
 //! masks cost more than the 2.8% of bytes (ARCHITECTURE.md, Quantization, stop 25).
 
 use rayon::prelude::*;

@@ -342,7 +342,7 @@ unsafe fn q8_0_block_lanes(w: *const u8, a: *const i32, start: __m512i) -> __m51
 /// sub-block against the activation's block sums.
 ///
 /// The compiler leaves the loop over a super-block's eight sub-blocks rolled. A variant unrolled
-/// with constants in place of `s` (over packed scales, 2.7% fewer bytes) streamed 12–16% slower
+/// with constants in place of `s` (over packed scales, 2.7% fewer bytes) streamed 9–16% slower
 /// than this one at stop 25 (ARCHITECTURE.md, Quantization).
 ///
 /// Panics unless the lengths agree.

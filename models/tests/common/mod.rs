@@ -21,6 +21,18 @@ pub fn model_dir(with_index: &str) -> Option<PathBuf> {
     dirs.into_iter().next()
 }
 
+/// Every fixture model folder (one with an `expected.json`), sorted.
+pub fn model_dirs() -> Vec<PathBuf> {
+    let root = fixture_root().join("models");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("fixture models at {} (set DOCTORGLM_FIXTURES): {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("expected.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
 /// Copies a folder (one level of subfolders) into a fresh temporary folder.
 pub fn scratch_copy(src: &Path) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("temp dir");
